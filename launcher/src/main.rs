@@ -1,0 +1,116 @@
+//! `kubernate`: the launcher's command line.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use kubernate::pki;
+
+/// Kubernate: a Kubernetes-style container orchestrator.
+#[derive(Debug, Parser)]
+#[command(name = "kubernate", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Certificates and kubeconfigs for a cluster.
+    Pki {
+        #[command(subcommand)]
+        command: PkiCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum PkiCommand {
+    /// Create the CAs, every component's certificate, the ServiceAccount
+    /// signing keys and a kubeconfig per identity. Existing files are kept.
+    Init {
+        /// Directory to write into (created 0700 if absent).
+        #[arg(long)]
+        dir: PathBuf,
+        /// Extra DNS names or IP addresses for the API server's certificate.
+        #[arg(long, value_delimiter = ',')]
+        apiserver_hosts: Vec<String>,
+        /// Number of store members to create certificates for.
+        #[arg(long, default_value_t = 1)]
+        store_members: u32,
+        /// Node names to create kubelet identities for.
+        #[arg(long, value_delimiter = ',')]
+        nodes: Vec<String>,
+        /// API server URL written into the kubeconfigs.
+        #[arg(long, default_value = pki::DEFAULT_SERVER)]
+        server: String,
+        /// The Service IP range; its first address goes into the API server's certificate.
+        #[arg(long, default_value = pki::DEFAULT_SERVICE_CIDR)]
+        service_cluster_ip_range: String,
+        /// Replace existing files, CAs included.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Add a node's kubelet certificates and kubeconfig, signed by the existing CA.
+    Node {
+        /// The node name (a DNS-1123 subdomain).
+        name: String,
+        /// The PKI directory made by `pki init`.
+        #[arg(long)]
+        dir: PathBuf,
+        /// API server URL for the kubeconfig; defaults to admin.kubeconfig's.
+        #[arg(long)]
+        server: Option<String>,
+        /// Replace the node's existing files.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Pki { command } => match command {
+            PkiCommand::Init {
+                dir,
+                apiserver_hosts,
+                store_members,
+                nodes,
+                server,
+                service_cluster_ip_range,
+                force,
+            } => pki::init(&pki::InitOptions {
+                dir,
+                apiserver_hosts,
+                store_members,
+                nodes,
+                server,
+                service_cidr: service_cluster_ip_range,
+                force,
+            }),
+            PkiCommand::Node {
+                name,
+                dir,
+                server,
+                force,
+            } => pki::add_node(&dir, &name, server.as_deref(), force),
+        },
+    };
+    match result {
+        Ok(report) => {
+            for path in &report.created {
+                println!("created {}", path.display());
+            }
+            if !report.kept.is_empty() {
+                println!(
+                    "kept {} existing files (use --force to replace them)",
+                    report.kept.len()
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("kubernate: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
