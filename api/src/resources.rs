@@ -82,15 +82,19 @@ pub const API_EXTENSIONS_CATEGORY: &[&str] = &["api-extensions"];
 /// A subresource such as `pods/status` or `deployments/scale`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Subresource {
-    /// The part after the slash: "status", "scale", "binding", "eviction", "log", "token", "exec", "attach", "portforward", "proxy", "ephemeralcontainers", "resize", "approval", "finalize".
+    /// The part after the slash: "status", "scale", "binding", "eviction",
+    /// "log", "token", "exec", "attach", "portforward", "proxy",
+    /// "ephemeralcontainers", "resize", "approval", "finalize".
     pub name: &'static str,
-    /// API group of the subresource's kind ("" for core), e.g. "autoscaling" for scale, "policy" for eviction, "authentication.k8s.io" for token.
+    /// API group of the subresource's kind ("" for core), e.g. "autoscaling"
+    /// for scale, "policy" for eviction, "authentication.k8s.io" for token.
     /// For a kind in the parent's own group/version (status, for instance)
     /// this is the parent's group; discovery omits it in that case.
     pub group: &'static str,
     /// Version of that kind, e.g. "v1".
     pub version: &'static str,
-    /// Kind carried by the subresource, e.g. "Scale", "Binding", "Eviction", "TokenRequest"; the parent's kind for status.
+    /// Kind carried by the subresource, e.g. "Scale", "Binding", "Eviction",
+    /// "TokenRequest"; the parent's kind for status.
     pub kind: &'static str,
     pub verbs: &'static [Verb],
 }
@@ -203,7 +207,8 @@ pub fn find_kind(group: &str, kind: &str) -> Option<&'static ResourceInfo> {
         .find(|r| r.group == group && r.kind == kind)
 }
 
-/// Resolve what a user typed (plural, singular, short name or kind, case-insensitive for kind), across all groups; first match in table order.
+/// Resolve what a user typed (plural, singular, short name or kind; case is
+/// ignored for all of them), across all groups; first match in table order.
 ///
 /// Like kubectl, it also accepts a name qualified with its group
 /// (`deployments.apps`, `events.events.k8s.io`) or with version and group
@@ -413,7 +418,7 @@ const PDB_SUBRESOURCES: &[Subresource] = &[POLICY_V1.status("PodDisruptionBudget
 const CRD_SUBRESOURCES: &[Subresource] = &[APIEXTENSIONS_V1.status("CustomResourceDefinition")];
 
 /// Every built-in resource served, in discovery order.
-#[rustfmt::skip] // one entry per line or two reads better than rustfmt's layout
+#[rustfmt::skip] // hand-made line breaks keep each entry together
 pub static RESOURCES: &[ResourceInfo] = &[
     // ---- core (""), v1: the legacy group, served under /api/v1 ----
     CORE_V1.resource("Binding", "bindings", "binding").with_verbs(CREATE_ONLY),
@@ -448,7 +453,6 @@ pub static RESOURCES: &[ResourceInfo] = &[
     CORE_V1.resource("Service", "services", "service")
         .with_short_names(&["svc"]).with_subresources(SERVICE_SUBRESOURCES)
         .with_categories(ALL_CATEGORY),
-
     // ---- apps/v1 ----
     APPS_V1.resource("ControllerRevision", "controllerrevisions", "controllerrevision"),
     APPS_V1.resource("DaemonSet", "daemonsets", "daemonset")
@@ -463,16 +467,13 @@ pub static RESOURCES: &[ResourceInfo] = &[
     APPS_V1.resource("StatefulSet", "statefulsets", "statefulset")
         .with_short_names(&["sts"]).with_subresources(STATEFUL_SET_SUBRESOURCES)
         .with_categories(ALL_CATEGORY),
-
     // ---- events.k8s.io/v1: the same Event objects as core events, newer schema ----
     EVENTS_V1.resource("Event", "events", "event").with_short_names(&["ev"]),
-
     // ---- authentication.k8s.io/v1 ----
     AUTHENTICATION_V1.resource("SelfSubjectReview", "selfsubjectreviews", "selfsubjectreview")
         .cluster_scoped().with_verbs(CREATE_ONLY),
     AUTHENTICATION_V1.resource("TokenReview", "tokenreviews", "tokenreview")
         .cluster_scoped().with_verbs(CREATE_ONLY),
-
     // ---- authorization.k8s.io/v1 ----
     AUTHORIZATION_V1.resource("LocalSubjectAccessReview", "localsubjectaccessreviews",
         "localsubjectaccessreview").with_verbs(CREATE_ONLY),
@@ -482,7 +483,6 @@ pub static RESOURCES: &[ResourceInfo] = &[
         "selfsubjectrulesreview").cluster_scoped().with_verbs(CREATE_ONLY),
     AUTHORIZATION_V1.resource("SubjectAccessReview", "subjectaccessreviews",
         "subjectaccessreview").cluster_scoped().with_verbs(CREATE_ONLY),
-
     // ---- autoscaling/v2 (the preferred version), then autoscaling/v1 ----
     AUTOSCALING_V2.resource("HorizontalPodAutoscaler", "horizontalpodautoscalers",
         "horizontalpodautoscaler").with_short_names(&["hpa"])
@@ -490,43 +490,35 @@ pub static RESOURCES: &[ResourceInfo] = &[
     AUTOSCALING_V1.resource("HorizontalPodAutoscaler", "horizontalpodautoscalers",
         "horizontalpodautoscaler").with_short_names(&["hpa"])
         .with_subresources(HPA_V1_SUBRESOURCES).with_categories(ALL_CATEGORY),
-
     // ---- batch/v1 ----
     BATCH_V1.resource("CronJob", "cronjobs", "cronjob")
         .with_short_names(&["cj"]).with_subresources(CRON_JOB_SUBRESOURCES)
         .with_categories(ALL_CATEGORY),
     BATCH_V1.resource("Job", "jobs", "job")
         .with_subresources(JOB_SUBRESOURCES).with_categories(ALL_CATEGORY),
-
     // ---- certificates.k8s.io/v1 ----
     CERTIFICATES_V1.resource("CertificateSigningRequest", "certificatesigningrequests",
         "certificatesigningrequest").cluster_scoped()
         .with_short_names(&["csr"]).with_subresources(CSR_SUBRESOURCES),
-
     // ---- policy/v1 ----
     POLICY_V1.resource("PodDisruptionBudget", "poddisruptionbudgets", "poddisruptionbudget")
         .with_short_names(&["pdb"]).with_subresources(PDB_SUBRESOURCES),
-
     // ---- rbac.authorization.k8s.io/v1 ----
     RBAC_V1.resource("ClusterRoleBinding", "clusterrolebindings", "clusterrolebinding")
         .cluster_scoped(),
     RBAC_V1.resource("ClusterRole", "clusterroles", "clusterrole").cluster_scoped(),
     RBAC_V1.resource("RoleBinding", "rolebindings", "rolebinding"),
     RBAC_V1.resource("Role", "roles", "role"),
-
     // ---- apiextensions.k8s.io/v1 ----
     APIEXTENSIONS_V1.resource("CustomResourceDefinition", "customresourcedefinitions",
         "customresourcedefinition").cluster_scoped()
         .with_short_names(&["crd", "crds"]).with_subresources(CRD_SUBRESOURCES)
         .with_categories(API_EXTENSIONS_CATEGORY),
-
     // ---- scheduling.k8s.io/v1 ----
     SCHEDULING_V1.resource("PriorityClass", "priorityclasses", "priorityclass").cluster_scoped()
         .with_short_names(&["pc"]),
-
     // ---- coordination.k8s.io/v1 ----
     COORDINATION_V1.resource("Lease", "leases", "lease"),
-
     // ---- discovery.k8s.io/v1 ----
     DISCOVERY_V1.resource("EndpointSlice", "endpointslices", "endpointslice"),
 ];
@@ -534,10 +526,17 @@ pub static RESOURCES: &[ResourceInfo] = &[
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::HashSet;
 
     /// The entry for group, version and plural; panics if it is missing.
     fn get(group: &str, version: &str, plural: &str) -> &'static ResourceInfo {
-        find(group, version, plural).unwrap_or_else(|| panic!("{group}/{version} {plural} missing"))
+        find(group, version, plural).unwrap_or_else(|| panic!("{plural} missing"))
+    }
+
+    /// The kind a subresource carries, as "group/version/Kind".
+    fn sub_kind(r: &ResourceInfo, name: &str) -> String {
+        let s = r.subresource(name).expect("subresource listed");
+        format!("{}/{}/{}", s.group, s.version, s.kind)
     }
 
     /// Whether `plural` is one of the space-separated words in `list`.
@@ -547,14 +546,10 @@ mod tests {
 
     #[test]
     fn no_duplicate_group_version_plural() {
-        for (i, a) in RESOURCES.iter().enumerate() {
-            for b in &RESOURCES[i + 1..] {
-                let (ka, kb) = (
-                    (a.group, a.version, a.plural),
-                    (b.group, b.version, b.plural),
-                );
-                assert_ne!(ka, kb, "listed twice");
-            }
+        let mut seen = HashSet::new();
+        for r in RESOURCES {
+            let key = (r.group, r.version, r.plural);
+            assert!(seen.insert(key), "{key:?} listed twice");
         }
     }
 
@@ -562,32 +557,22 @@ mod tests {
     fn names_are_lower_case() {
         let lower = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_lowercase());
         for r in RESOURCES {
-            assert!(
-                lower(r.plural) && lower(r.singular),
-                "{} {}",
-                r.plural,
-                r.singular
-            );
-            assert!(
-                r.short_names.iter().all(|s| lower(s)),
-                "{:?}",
-                r.short_names
-            );
-            assert!(r.subresources.iter().all(|s| lower(s.name)), "{}", r.plural);
+            let short = r.short_names.iter().copied();
+            let sub = r.subresources.iter().map(|s| s.name);
+            for name in [r.plural, r.singular].into_iter().chain(short).chain(sub) {
+                assert!(lower(name), "{name:?}");
+            }
             // Every built-in singular is its kind in lower case.
-            assert!(r.singular.eq_ignore_ascii_case(r.kind), "{}", r.kind);
+            assert_eq!(r.singular, r.kind.to_ascii_lowercase());
         }
     }
 
     #[test]
     fn verbs_are_known_sorted_and_unique() {
         let check = |what: &str, verbs: &[Verb]| {
-            assert!(!verbs.is_empty(), "{what} has no verbs");
-            assert!(verbs.windows(2).all(|w| w[0] < w[1]), "{what}: {verbs:?}");
-            assert!(
-                verbs.iter().all(|v| ALL_VERBS.contains(v)),
-                "{what}: {verbs:?}"
-            );
+            assert!(!verbs.is_empty(), "{what}");
+            assert!(verbs.windows(2).all(|w| w[0] < w[1]), "{what}");
+            assert!(verbs.iter().all(|v| ALL_VERBS.contains(v)), "{what}");
         };
         for r in RESOURCES {
             check(r.plural, r.verbs);
@@ -600,56 +585,43 @@ mod tests {
     #[test]
     fn order_matches_discovery() {
         // Each group/version is one contiguous block of the table...
-        let mut blocks = Vec::new();
+        let mut blocks: Vec<(&str, &str)> = Vec::new();
         for r in RESOURCES {
             if blocks.last() != Some(&(r.group, r.version)) {
                 blocks.push((r.group, r.version));
             }
         }
         assert_eq!(blocks, group_versions());
-        // ...sorted by plural, and each resource's subresources by name.
-        for (group, version) in group_versions() {
-            let plurals: Vec<_> = resources_in(group, version)
-                .iter()
-                .map(|r| r.plural)
-                .collect();
-            assert!(plurals.windows(2).all(|w| w[0] < w[1]), "{plurals:?}");
+        // ...sorted by plural; and each resource's subresources by name.
+        for (group, version) in blocks {
+            let rs = resources_in(group, version);
+            assert!(rs.windows(2).all(|w| w[0].plural < w[1].plural), "{group}");
         }
         for r in RESOURCES {
-            assert!(
-                r.subresources.windows(2).all(|w| w[0].name < w[1].name),
-                "{}",
-                r.plural
-            );
+            let (p, subs) = (r.plural, r.subresources);
+            assert!(subs.windows(2).all(|w| w[0].name < w[1].name), "{p}");
         }
     }
 
     #[test]
     fn status_subresources_carry_the_parent_kind() {
-        for r in RESOURCES
-            .iter()
-            .filter(|r| r.subresource("status").is_some())
-        {
-            let s = r.subresource("status").unwrap();
-            assert_eq!((s.group, s.version, s.kind), (r.group, r.version, r.kind));
-            assert_eq!(s.verbs, GET_PATCH_UPDATE);
+        for r in RESOURCES {
+            if let Some(s) = r.subresource("status") {
+                let parent = (r.group, r.version, r.kind);
+                assert_eq!((s.group, s.version, s.kind), parent);
+                assert_eq!(s.verbs, GET_PATCH_UPDATE);
+            }
         }
     }
 
     #[test]
     fn deployments_have_a_short_name_and_scale() {
         let d = get("apps", "v1", "deployments");
-        assert_eq!(
-            (d.kind, d.singular, d.short_names),
-            ("Deployment", "deployment", &["deploy"][..])
-        );
-        let scale = d.subresource("scale").unwrap();
-        assert_eq!(
-            (scale.group, scale.version, scale.kind),
-            ("autoscaling", "v1", "Scale")
-        );
-        assert_eq!(scale.verbs, GET_PATCH_UPDATE);
-        assert!(d.subresource("status").is_some() && d.subresource("log").is_none());
+        assert_eq!((d.kind, d.singular), ("Deployment", "deployment"));
+        assert_eq!(d.short_names, ["deploy"]);
+        assert_eq!(sub_kind(d, "scale"), "autoscaling/v1/Scale");
+        assert_eq!(d.subresource("scale").unwrap().verbs, GET_PATCH_UPDATE);
+        assert_eq!(sub_kind(d, "status"), "apps/v1/Deployment");
     }
 
     #[test]
@@ -659,66 +631,50 @@ mod tests {
         let expected = "attach binding ephemeralcontainers eviction exec log portforward proxy \
                         resize status";
         assert_eq!(names.join(" "), expected);
-        let eviction = pods.subresource("eviction").unwrap();
-        assert_eq!(
-            (eviction.group, eviction.version, eviction.kind),
-            ("policy", "v1", "Eviction")
-        );
-        assert_eq!(pods.subresource("binding").unwrap().kind, "Binding");
+        assert_eq!(sub_kind(pods, "eviction"), "policy/v1/Eviction");
+        assert_eq!(sub_kind(pods, "binding"), "/v1/Binding");
+        assert_eq!(sub_kind(pods, "log"), "/v1/Pod");
         assert_eq!(pods.subresource("exec").unwrap().verbs, CONNECT_VERBS);
         assert_eq!(pods.subresource("log").unwrap().verbs, GET_ONLY);
-        let token = get("", "v1", "serviceaccounts")
-            .subresource("token")
-            .unwrap();
-        assert_eq!(
-            (token.group, token.kind),
-            ("authentication.k8s.io", "TokenRequest")
-        );
+        let token = sub_kind(get("", "v1", "serviceaccounts"), "token");
+        assert_eq!(token, "authentication.k8s.io/v1/TokenRequest");
     }
 
     #[test]
     fn special_verb_sets() {
         let namespaces = get("", "v1", "namespaces");
-        assert!(namespaces.has_verb("delete") && !namespaces.has_verb("deletecollection"));
-        assert_eq!(
-            namespaces.subresource("finalize").unwrap().verbs,
-            UPDATE_ONLY
-        );
+        assert!(namespaces.has_verb("delete"));
+        assert!(!namespaces.has_verb("deletecollection"));
+        let finalize = namespaces.subresource("finalize").unwrap();
+        assert_eq!(finalize.verbs, UPDATE_ONLY);
         assert_eq!(get("", "v1", "componentstatuses").verbs, GET_LIST);
         for r in RESOURCES {
             let create_only = r.plural == "bindings" || r.plural.ends_with("reviews");
             assert_eq!(r.verbs == CREATE_ONLY, create_only, "{}", r.plural);
         }
-        assert!(get("", "v1", "pods").has_verb("watch"));
     }
 
     #[test]
     fn resolve_what_users_type() {
-        let pods = get("", "v1", "pods");
+        let resolved =
+            |name: &str| resolve(name).map(|r| format!("{} {}", r.api_version(), r.plural));
         for name in ["po", "Pod", "pods", "pod", "PODS"] {
-            assert_eq!(resolve(name), Some(pods), "{name}");
+            assert_eq!(resolved(name).as_deref(), Some("v1 pods"), "{name}");
         }
         let cases = [
-            ("deploy", "apps", "v1", "deployments"),
-            ("ev", "", "v1", "events"), // core events come first
-            ("events.events.k8s.io", "events.k8s.io", "v1", "events"),
-            ("deployments.apps", "apps", "v1", "deployments"),
-            ("hpa", "autoscaling", "v2", "horizontalpodautoscalers"),
+            ("deploy", "apps/v1 deployments"),
+            ("ev", "v1 events"), // core events come first
+            ("events.events.k8s.io", "events.k8s.io/v1 events"),
+            ("deployments.apps", "apps/v1 deployments"),
+            ("hpa", "autoscaling/v2 horizontalpodautoscalers"),
             (
                 "hpa.v1.autoscaling",
-                "autoscaling",
-                "v1",
-                "horizontalpodautoscalers",
+                "autoscaling/v1 horizontalpodautoscalers",
             ),
-            (
-                "crds",
-                "apiextensions.k8s.io",
-                "v1",
-                "customresourcedefinitions",
-            ),
+            ("crds", "apiextensions.k8s.io/v1 customresourcedefinitions"),
         ];
-        for (name, group, version, plural) in cases {
-            assert_eq!(resolve(name), Some(get(group, version, plural)), "{name}");
+        for (name, expected) in cases {
+            assert_eq!(resolved(name).as_deref(), Some(expected), "{name}");
         }
         for name in ["nonsense", "pods.nonsense", ""] {
             assert_eq!(resolve(name), None, "{name:?}");
@@ -729,11 +685,9 @@ mod tests {
     fn find_kind_and_preferred_version() {
         let hpa = find_kind("autoscaling", "HorizontalPodAutoscaler").unwrap();
         assert_eq!(hpa.version, "v2");
-        assert_eq!(find_kind("", "Event"), Some(get("", "v1", "events")));
-        assert_eq!(
-            find_kind("events.k8s.io", "Event"),
-            Some(get("events.k8s.io", "v1", "events"))
-        );
+        assert_eq!(find_kind("", "Event").unwrap().api_version(), "v1");
+        let events = find_kind("events.k8s.io", "Event").unwrap();
+        assert_eq!(events.api_version(), "events.k8s.io/v1");
         assert_eq!(find_kind("apps", "Pod"), None);
         assert_eq!(preferred_version("autoscaling"), Some("v2"));
         assert_eq!(preferred_version(""), Some("v1"));
@@ -743,10 +697,8 @@ mod tests {
     #[test]
     fn paths_and_api_versions() {
         let pods = get("", "v1", "pods");
-        assert_eq!(
-            (pods.api_version(), pods.path_prefix()),
-            ("v1".into(), "/api/v1".into())
-        );
+        assert_eq!(pods.api_version(), "v1");
+        assert_eq!(pods.path_prefix(), "/api/v1");
         let deploy = get("apps", "v1", "deployments");
         assert_eq!(deploy.api_version(), "apps/v1");
         assert_eq!(deploy.path_prefix(), "/apis/apps/v1");
@@ -754,39 +706,26 @@ mod tests {
 
     #[test]
     fn storage_prefixes() {
-        let cases = [
-            ("", "pods", "/registry/pods/"),
-            ("", "services", "/registry/services/specs/"),
-            ("", "endpoints", "/registry/services/endpoints/"),
-            ("", "nodes", "/registry/minions/"),
-            ("", "replicationcontrollers", "/registry/controllers/"),
-            ("apps", "deployments", "/registry/deployments/"),
-            (
-                "apiextensions.k8s.io",
-                "customresourcedefinitions",
-                "/registry/apiextensions.k8s.io/customresourcedefinitions/",
-            ),
-            // One set of Event objects, served by two APIs.
-            ("events.k8s.io", "events", "/registry/events/"),
-        ];
-        for (group, plural, prefix) in cases {
-            assert_eq!(get(group, "v1", plural).storage_prefix(), prefix);
-        }
+        let prefix = |group: &str, plural: &str| get(group, "v1", plural).storage_prefix();
+        assert_eq!(prefix("", "pods"), "/registry/pods/");
+        assert_eq!(prefix("", "services"), "/registry/services/specs/");
+        assert_eq!(prefix("", "endpoints"), "/registry/services/endpoints/");
+        assert_eq!(prefix("", "nodes"), "/registry/minions/");
+        let rcs = prefix("", "replicationcontrollers");
+        assert_eq!(rcs, "/registry/controllers/");
+        assert_eq!(prefix("apps", "deployments"), "/registry/deployments/");
+        let crds = prefix("apiextensions.k8s.io", "customresourcedefinitions");
+        assert!(crds == "/registry/apiextensions.k8s.io/customresourcedefinitions/");
+        // One set of Event objects, served by two APIs.
+        assert_eq!(prefix("events.k8s.io", "events"), "/registry/events/");
     }
 
     #[test]
     fn group_versions_in_order() {
         let gvs = group_versions();
         assert_eq!(gvs[..2], [("", "v1"), ("apps", "v1")]);
-        let v2 = gvs
-            .iter()
-            .position(|gv| *gv == ("autoscaling", "v2"))
-            .unwrap();
-        let v1 = gvs
-            .iter()
-            .position(|gv| *gv == ("autoscaling", "v1"))
-            .unwrap();
-        assert!(v2 < v1);
+        let position = |gv: (&str, &str)| gvs.iter().position(|x| *x == gv).unwrap();
+        assert!(position(("autoscaling", "v2")) < position(("autoscaling", "v1")));
         assert_eq!(gvs.len(), 15);
     }
 
@@ -795,12 +734,8 @@ mod tests {
         let all = "pods services replicationcontrollers deployments replicasets statefulsets \
                    daemonsets jobs cronjobs horizontalpodautoscalers";
         for r in RESOURCES {
-            assert_eq!(
-                r.categories.contains(&"all"),
-                listed(all, r.plural),
-                "{}",
-                r.plural
-            );
+            let (p, in_all) = (r.plural, r.categories.contains(&"all"));
+            assert_eq!(in_all, listed(all, p), "{p}");
         }
         assert!(!get("", "v1", "configmaps").categories.contains(&"all"));
         assert!(!get("", "v1", "secrets").categories.contains(&"all"));
@@ -814,12 +749,8 @@ mod tests {
                               certificatesigningrequests clusterrolebindings clusterroles \
                               customresourcedefinitions priorityclasses";
         for r in RESOURCES {
-            assert_eq!(
-                r.namespaced,
-                !listed(cluster_scoped, r.plural),
-                "{}",
-                r.plural
-            );
+            let p = r.plural;
+            assert_eq!(r.namespaced, !listed(cluster_scoped, p), "{p}");
         }
     }
 }
