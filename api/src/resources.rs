@@ -44,9 +44,7 @@ pub const ALL_VERBS: &[Verb] = &[
 
 /// Everything but `deletecollection`, which kube-apiserver does not offer for
 /// namespaces (deleting a namespace is a slow, finalizer-driven process).
-pub const ALL_BUT_DELETECOLLECTION: &[Verb] = &[
-    "create", "delete", "get", "list", "patch", "update", "watch",
-];
+pub const ALL_BUT_DELETECOLLECTION: &[Verb] = &["create", "delete", "get", "list", "patch", "update", "watch"];
 
 /// Requests that are only ever POSTed and never stored: bindings, evictions,
 /// token requests, and the token and access reviews.
@@ -161,9 +159,7 @@ impl ResourceInfo {
             ("", "endpoints") => "services/endpoints",
             ("", "nodes") => "minions",
             ("", "replicationcontrollers") => "controllers",
-            ("apiextensions.k8s.io", "customresourcedefinitions") => {
-                "apiextensions.k8s.io/customresourcedefinitions"
-            }
+            ("apiextensions.k8s.io", "customresourcedefinitions") => "apiextensions.k8s.io/customresourcedefinitions",
             (_, plural) => plural,
         };
         format!("/registry/{path}/")
@@ -185,10 +181,7 @@ impl ResourceInfo {
     fn answers_to(&self, name: &str) -> bool {
         self.plural.eq_ignore_ascii_case(name)
             || self.singular.eq_ignore_ascii_case(name)
-            || self
-                .short_names
-                .iter()
-                .any(|s| s.eq_ignore_ascii_case(name))
+            || self.short_names.iter().any(|s| s.eq_ignore_ascii_case(name))
             || self.kind.eq_ignore_ascii_case(name)
     }
 }
@@ -202,9 +195,7 @@ pub fn find(group: &str, version: &str, plural: &str) -> Option<&'static Resourc
 
 /// Look up by group and kind (any served version, preferred first).
 pub fn find_kind(group: &str, kind: &str) -> Option<&'static ResourceInfo> {
-    RESOURCES
-        .iter()
-        .find(|r| r.group == group && r.kind == kind)
+    RESOURCES.iter().find(|r| r.group == group && r.kind == kind)
 }
 
 /// Resolve what a user typed (plural, singular, short name or kind; case is
@@ -223,11 +214,9 @@ pub fn resolve(name: &str) -> Option<&'static ResourceInfo> {
         .find(|r| r.answers_to(resource) && r.group.eq_ignore_ascii_case(qualifier))
         .or_else(|| {
             let (version, group) = qualifier.split_once('.')?;
-            RESOURCES.iter().find(|r| {
-                r.answers_to(resource)
-                    && r.version == version
-                    && r.group.eq_ignore_ascii_case(group)
-            })
+            RESOURCES
+                .iter()
+                .find(|r| r.answers_to(resource) && r.version == version && r.group.eq_ignore_ascii_case(group))
         })
 }
 
@@ -255,10 +244,7 @@ pub fn resources_in(group: &str, version: &str) -> Vec<&'static ResourceInfo> {
 /// The preferred version of a group: the first one listed, e.g. "v2" for
 /// "autoscaling". `None` if the group is not served.
 pub fn preferred_version(group: &str) -> Option<&'static str> {
-    RESOURCES
-        .iter()
-        .find(|r| r.group == group)
-        .map(|r| r.version)
+    RESOURCES.iter().find(|r| r.group == group).map(|r| r.version)
 }
 
 // ---------------------------------------------------------------------------
@@ -296,12 +282,7 @@ impl GroupVersion {
     /// A namespaced resource of this group/version with the defaults most
     /// resources share: all verbs, no short names, subresources or categories.
     /// The `with_*` builders below change what differs.
-    const fn resource(
-        self,
-        kind: &'static str,
-        plural: &'static str,
-        singular: &'static str,
-    ) -> ResourceInfo {
+    const fn resource(self, kind: &'static str, plural: &'static str, singular: &'static str) -> ResourceInfo {
         ResourceInfo {
             group: self.group,
             version: self.version,
@@ -317,12 +298,7 @@ impl GroupVersion {
     }
 
     /// A subresource whose kind belongs to this group/version.
-    const fn subresource(
-        self,
-        name: &'static str,
-        kind: &'static str,
-        verbs: &'static [Verb],
-    ) -> Subresource {
+    const fn subresource(self, name: &'static str, kind: &'static str, verbs: &'static [Verb]) -> Subresource {
         Subresource {
             name,
             group: self.group,
@@ -656,8 +632,7 @@ mod tests {
 
     #[test]
     fn resolve_what_users_type() {
-        let resolved =
-            |name: &str| resolve(name).map(|r| format!("{} {}", r.api_version(), r.plural));
+        let resolved = |name: &str| resolve(name).map(|r| format!("{} {}", r.api_version(), r.plural));
         for name in ["po", "Pod", "pods", "pod", "PODS"] {
             assert_eq!(resolved(name).as_deref(), Some("v1 pods"), "{name}");
         }
@@ -667,10 +642,7 @@ mod tests {
             ("events.events.k8s.io", "events.k8s.io/v1 events"),
             ("deployments.apps", "apps/v1 deployments"),
             ("hpa", "autoscaling/v2 horizontalpodautoscalers"),
-            (
-                "hpa.v1.autoscaling",
-                "autoscaling/v1 horizontalpodautoscalers",
-            ),
+            ("hpa.v1.autoscaling", "autoscaling/v1 horizontalpodautoscalers"),
             ("crds", "apiextensions.k8s.io/v1 customresourcedefinitions"),
         ];
         for (name, expected) in cases {

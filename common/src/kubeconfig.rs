@@ -216,12 +216,7 @@ impl Kubeconfig {
             .contexts
             .iter()
             .find(|c| c.name == self.current_context)
-            .ok_or_else(|| {
-                invalid(format!(
-                    "current-context {:?} not found",
-                    self.current_context
-                ))
-            })?;
+            .ok_or_else(|| invalid(format!("current-context {:?} not found", self.current_context)))?;
         let cluster = self
             .clusters
             .iter()
@@ -241,18 +236,9 @@ impl Kubeconfig {
             &c.certificate_authority,
             "certificate-authority",
         )?
-        .ok_or_else(|| {
-            invalid(format!(
-                "cluster {:?} has no certificate-authority",
-                cluster.name
-            ))
-        })?;
+        .ok_or_else(|| invalid(format!("cluster {:?} has no certificate-authority", cluster.name)))?;
         let u = &user.user;
-        let cert = material(
-            &u.client_certificate_data,
-            &u.client_certificate,
-            "client-certificate",
-        )?;
+        let cert = material(&u.client_certificate_data, &u.client_certificate, "client-certificate")?;
         let key = material(&u.client_key_data, &u.client_key, "client-key")?;
         let identity = match (cert, key) {
             (Some(cert), Some(key)) => Some(tls::Identity::from_pem(
@@ -290,12 +276,7 @@ impl Kubeconfig {
 }
 
 /// Inline base64 data wins over a file name, as in client-go.
-fn read_material(
-    base: &Path,
-    data: Option<&str>,
-    file: Option<&str>,
-    what: &str,
-) -> Result<Option<Vec<u8>>, String> {
+fn read_material(base: &Path, data: Option<&str>, file: Option<&str>, what: &str) -> Result<Option<Vec<u8>>, String> {
     if let Some(data) = data {
         return base64::engine::general_purpose::STANDARD
             .decode(data.trim())
@@ -319,14 +300,7 @@ mod tests {
 
     #[test]
     fn round_trips_through_yaml_with_kubectl_field_names() {
-        let kc = Kubeconfig::single(
-            "kubernate",
-            "https://127.0.0.1:6443",
-            "CA",
-            "admin",
-            "CERT",
-            "KEY",
-        );
+        let kc = Kubeconfig::single("kubernate", "https://127.0.0.1:6443", "CA", "admin", "CERT", "KEY");
         let yaml = kc.to_yaml();
         for field in [
             "certificate-authority-data",
@@ -346,10 +320,7 @@ mod tests {
         let mut kc = Kubeconfig::single("c", "https://x:1", "CA", "u", "C", "K");
         kc.current_context = "nope".into();
         let err = kc.resolve(Path::new("."), "k.yaml").unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "kubeconfig k.yaml: current-context \"nope\" not found"
-        );
+        assert_eq!(err.to_string(), "kubeconfig k.yaml: current-context \"nope\" not found");
     }
 
     #[test]

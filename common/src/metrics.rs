@@ -82,18 +82,12 @@ fn respond(method: &Method, path: &str, registry: &Registry) -> Response<Full<By
             "text/plain",
             "only GET is allowed\n".to_string(),
         ),
-        _ => (
-            StatusCode::NOT_FOUND,
-            "text/plain",
-            format!("{path} not found\n"),
-        ),
+        _ => (StatusCode::NOT_FOUND, "text/plain", format!("{path} not found\n")),
     };
     let mut response = Response::new(Full::new(Bytes::from(body)));
     *response.status_mut() = status;
     if let Ok(value) = http::HeaderValue::from_str(content_type) {
-        response
-            .headers_mut()
-            .insert(http::header::CONTENT_TYPE, value);
+        response.headers_mut().insert(http::header::CONTENT_TYPE, value);
     }
     response
 }
@@ -105,18 +99,12 @@ mod tests {
     #[test]
     fn unknown_paths_and_methods_are_refused() {
         let r = registry();
-        assert_eq!(
-            respond(&Method::GET, "/nope", &r).status(),
-            StatusCode::NOT_FOUND
-        );
+        assert_eq!(respond(&Method::GET, "/nope", &r).status(), StatusCode::NOT_FOUND);
         assert_eq!(
             respond(&Method::POST, "/metrics", &r).status(),
             StatusCode::METHOD_NOT_ALLOWED
         );
-        assert_eq!(
-            respond(&Method::GET, "/healthz", &r).status(),
-            StatusCode::OK
-        );
+        assert_eq!(respond(&Method::GET, "/healthz", &r).status(), StatusCode::OK);
     }
 
     #[test]

@@ -18,10 +18,7 @@ use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
 /// The environment variables that turn trace export on, most specific first.
-pub const ENDPOINT_VARS: [&str; 2] = [
-    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
-    "OTEL_EXPORTER_OTLP_ENDPOINT",
-];
+pub const ENDPOINT_VARS: [&str; 2] = ["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"];
 
 /// Errors while setting telemetry up.
 #[derive(Debug, thiserror::Error)]
@@ -126,9 +123,7 @@ pub fn otlp_provider(service_name: &str, endpoint: &str) -> Result<SdkTracerProv
             endpoint: endpoint.to_string(),
             detail: e.to_string(),
         })?;
-    let resource = Resource::builder()
-        .with_service_name(service_name.to_string())
-        .build();
+    let resource = Resource::builder().with_service_name(service_name.to_string()).build();
     Ok(SdkTracerProvider::builder()
         .with_batch_exporter(exporter)
         .with_resource(resource)
@@ -137,9 +132,7 @@ pub fn otlp_provider(service_name: &str, endpoint: &str) -> Result<SdkTracerProv
 
 /// The `tracing` layer that turns spans into OpenTelemetry spans of
 /// `provider`. Every span is exported, not only those logs would show.
-pub fn layer<S>(
-    provider: &SdkTracerProvider,
-) -> tracing_opentelemetry::OpenTelemetryLayer<S, SdkTracer>
+pub fn layer<S>(provider: &SdkTracerProvider) -> tracing_opentelemetry::OpenTelemetryLayer<S, SdkTracer>
 where
     S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
 {

@@ -81,12 +81,7 @@ impl Identity {
 
     /// Parses a certificate chain and key from PEM text; `*_origin` names
     /// where the text came from, for error messages.
-    pub fn from_pem(
-        cert_pem: &[u8],
-        cert_origin: &str,
-        key_pem: &[u8],
-        key_origin: &str,
-    ) -> Result<Self, Error> {
+    pub fn from_pem(cert_pem: &[u8], cert_origin: &str, key_pem: &[u8], key_origin: &str) -> Result<Self, Error> {
         Ok(Identity {
             certs: parse_certs(cert_pem, cert_origin)?,
             key: parse_key(key_pem, key_origin)?,
@@ -257,8 +252,6 @@ mod tests {
     #[test]
     fn missing_file_names_the_file() {
         let err = load_certs(Path::new("/nonexistent/ca.crt")).unwrap_err();
-        assert!(err
-            .to_string()
-            .starts_with("cannot read /nonexistent/ca.crt"));
+        assert!(err.to_string().starts_with("cannot read /nonexistent/ca.crt"));
     }
 }

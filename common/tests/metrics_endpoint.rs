@@ -1,6 +1,8 @@
 //! The `/metrics` helper serves what Prometheus accepts: the text is checked
 //! by the real `promtool check metrics` (Debian's `prometheus` package).
 
+#![allow(clippy::unwrap_used)] // a panic in a test is a failed test
+
 use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -14,13 +16,10 @@ async fn get(addr: std::net::SocketAddr, path: &str) -> (String, String) {
     let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
     stream.write_all(request.as_bytes()).await.unwrap();
     let mut response = String::new();
-    tokio::time::timeout(
-        Duration::from_secs(10),
-        stream.read_to_string(&mut response),
-    )
-    .await
-    .expect("response within 10s")
-    .unwrap();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_string(&mut response))
+        .await
+        .expect("response within 10s")
+        .unwrap();
     let (head, body) = response.split_once("\r\n\r\n").expect("HTTP response");
     (head.to_string(), body.to_string())
 }
@@ -46,9 +45,7 @@ async fn metrics_endpoint_serves_text_promtool_accepts() {
     .unwrap();
     registry.register(Box::new(requests.clone())).unwrap();
     registry.register(Box::new(latency.clone())).unwrap();
-    requests
-        .with_label_values(&["GET", "pods", "200"])
-        .inc_by(3);
+    requests.with_label_values(&["GET", "pods", "200"]).inc_by(3);
     latency.with_label_values(&["GET", "pods"]).observe(0.012);
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -67,10 +64,7 @@ async fn metrics_endpoint_serves_text_promtool_accepts() {
         body.contains(r#"apiserver_request_total{code="200",resource="pods",verb="GET"} 3"#),
         "{body}"
     );
-    assert!(
-        body.contains("apiserver_request_duration_seconds_bucket"),
-        "{body}"
-    );
+    assert!(body.contains("apiserver_request_duration_seconds_bucket"), "{body}");
     assert!(body.contains("process_resident_memory_bytes"), "{body}");
 
     let mut promtool = Command::new("promtool")
@@ -80,12 +74,7 @@ async fn metrics_endpoint_serves_text_promtool_accepts() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("promtool must be installed (Debian package `prometheus`; .ci/run installs it)");
-    promtool
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(body.as_bytes())
-        .unwrap();
+    promtool.stdin.take().unwrap().write_all(body.as_bytes()).unwrap();
     let out = promtool.wait_with_output().unwrap();
     assert!(
         out.status.success(),
@@ -95,10 +84,7 @@ async fn metrics_endpoint_serves_text_promtool_accepts() {
     );
 
     let (head, body) = get(addr, "/healthz").await;
-    assert!(
-        head.starts_with("HTTP/1.1 200") && body == "ok",
-        "{head}\n{body}"
-    );
+    assert!(head.starts_with("HTTP/1.1 200") && body == "ok", "{head}\n{body}");
     let (head, _) = get(addr, "/other").await;
     assert!(head.starts_with("HTTP/1.1 404"), "{head}");
 

@@ -5,15 +5,13 @@
 //! by the test on a loopback port. One test per binary, because it installs
 //! the global subscriber.
 
+#![allow(clippy::unwrap_used)] // a panic in a test is a failed test
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
-    TraceService, TraceServiceServer,
-};
-use opentelemetry_proto::tonic::collector::trace::v1::{
-    ExportTraceServiceRequest, ExportTraceServiceResponse,
-};
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{TraceService, TraceServiceServer};
+use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
 use opentelemetry_proto::tonic::trace::v1::Span;
 use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::HealthCheckRequest;
@@ -66,8 +64,7 @@ async fn spans_reach_an_otlp_receiver_and_context_crosses_grpc() {
             .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
     );
 
-    let provider =
-        common::telemetry::otlp_provider("otlp-test", &format!("http://{otlp_addr}")).unwrap();
+    let provider = common::telemetry::otlp_provider("otlp-test", &format!("http://{otlp_addr}")).unwrap();
     let subscriber = tracing_subscriber::registry().with(common::telemetry::layer(&provider));
     tracing::subscriber::set_global_default(subscriber).unwrap();
 
@@ -89,13 +86,10 @@ async fn spans_reach_an_otlp_receiver_and_context_crosses_grpc() {
     let mut client = HealthClient::with_interceptor(channel, common::trace_context::InjectContext);
     let caller = tracing::info_span!("caller-operation");
     async {
-        tokio::time::timeout(
-            Duration::from_secs(10),
-            client.check(HealthCheckRequest::default()),
-        )
-        .await
-        .expect("health check within 10s")
-        .expect("health check succeeds");
+        tokio::time::timeout(Duration::from_secs(10), client.check(HealthCheckRequest::default()))
+            .await
+            .expect("health check within 10s")
+            .expect("health check succeeds");
     }
     .instrument(caller)
     .await;

@@ -2,6 +2,8 @@
 //! them: a gRPC server built with `common::grpc` over `common::tls`, and
 //! clients that present (or fail to present) the right identity.
 
+#![allow(clippy::unwrap_used)] // a panic in a test is a failed test
+
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -15,14 +17,7 @@ use x509_parser::prelude::FromDer;
 
 fn pki(dir: &Path) {
     let status = std::process::Command::new(env!("CARGO_BIN_EXE_kubernate"))
-        .args([
-            "pki",
-            "init",
-            "--dir",
-            dir.to_str().unwrap(),
-            "--nodes",
-            "n1",
-        ])
+        .args(["pki", "init", "--dir", dir.to_str().unwrap(), "--nodes", "n1"])
         .status()
         .unwrap();
     assert!(status.success());
@@ -43,8 +38,7 @@ async fn start_server(dir: &Path, seen: Seen) -> (std::net::SocketAddr, Cancella
     let addr = listener.local_addr().unwrap();
     let shutdown = CancellationToken::new();
     let record = move |req: tonic::Request<()>| {
-        let peer =
-            PeerInfo::of(&req).ok_or_else(|| tonic::Status::unauthenticated("no peer info"))?;
+        let peer = PeerInfo::of(&req).ok_or_else(|| tonic::Status::unauthenticated("no peer info"))?;
         let leaf = peer
             .certificates
             .first()
@@ -63,14 +57,10 @@ async fn start_server(dir: &Path, seen: Seen) -> (std::net::SocketAddr, Cancella
     };
     let router = tonic::transport::Server::builder()
         .layer(common::trace_context::ServerTraceLayer)
-        .add_service(
-            tonic_health::pb::health_server::HealthServer::with_interceptor(
-                tonic_health::server::HealthService::from_health_reporter(
-                    tonic_health::server::HealthReporter::new(),
-                ),
-                record,
-            ),
-        );
+        .add_service(tonic_health::pb::health_server::HealthServer::with_interceptor(
+            tonic_health::server::HealthService::from_health_reporter(tonic_health::server::HealthReporter::new()),
+            record,
+        ));
     let incoming = grpc::incoming(listener, server_tls, shutdown.clone());
     let stop = shutdown.clone();
     tokio::spawn(async move {
@@ -81,17 +71,10 @@ async fn start_server(dir: &Path, seen: Seen) -> (std::net::SocketAddr, Cancella
     (addr, shutdown)
 }
 
-async fn check(
-    addr: std::net::SocketAddr,
-    host: &str,
-    client: Arc<rustls::ClientConfig>,
-) -> Result<(), String> {
-    let channel = grpc::channel(&format!("https://{host}:{}", addr.port()), client)
-        .map_err(|e| e.to_string())?;
+async fn check(addr: std::net::SocketAddr, host: &str, client: Arc<rustls::ClientConfig>) -> Result<(), String> {
+    let channel = grpc::channel(&format!("https://{host}:{}", addr.port()), client).map_err(|e| e.to_string())?;
     let mut health = HealthClient::with_interceptor(channel, common::trace_context::InjectContext);
-    let call = health.check(HealthCheckRequest {
-        service: String::new(),
-    });
+    let call = health.check(HealthCheckRequest { service: String::new() });
     match tokio::time::timeout(Duration::from_secs(10), call).await {
         Err(_) => Err("timed out".into()),
         Ok(Err(status)) => Err(format!("{status}")),
@@ -101,13 +84,8 @@ async fn check(
 
 fn client(dir: &Path, ca: &str, identity: Option<&str>) -> Arc<rustls::ClientConfig> {
     let cas = tls::load_certs(&dir.join(ca)).unwrap();
-    let id = identity.map(|base| {
-        Identity::from_files(
-            &dir.join(format!("{base}.crt")),
-            &dir.join(format!("{base}.key")),
-        )
-        .unwrap()
-    });
+    let id = identity
+        .map(|base| Identity::from_files(&dir.join(format!("{base}.crt")), &dir.join(format!("{base}.key"))).unwrap());
     tls::client_config(&cas, id.as_ref(), &[ALPN_H2]).unwrap()
 }
 

@@ -1,6 +1,8 @@
 //! `kubernate pki` run as a user runs it: the real binary, a real directory,
 //! and every certificate parsed and checked independently with x509-parser.
 
+#![allow(clippy::unwrap_used)] // a panic in a test is a failed test
+
 use std::path::Path;
 use std::process::Command;
 
@@ -69,9 +71,7 @@ impl Cert {
                 GeneralName::IPAddress(b) if b.len() == 4 => {
                     std::net::Ipv4Addr::from(<[u8; 4]>::try_from(*b).unwrap()).to_string()
                 }
-                GeneralName::IPAddress(b) => {
-                    std::net::Ipv6Addr::from(<[u8; 16]>::try_from(*b).unwrap()).to_string()
-                }
+                GeneralName::IPAddress(b) => std::net::Ipv6Addr::from(<[u8; 16]>::try_from(*b).unwrap()).to_string(),
                 other => format!("{other:?}"),
             })
             .collect()
@@ -85,11 +85,7 @@ impl Cert {
 
     fn eku(&self) -> (bool, bool) {
         let c = self.parsed();
-        let eku = c
-            .extended_key_usage()
-            .unwrap()
-            .expect("extended key usage")
-            .value;
+        let eku = c.extended_key_usage().unwrap().expect("extended key usage").value;
         (eku.server_auth, eku.client_auth)
     }
 
@@ -101,6 +97,9 @@ impl Cert {
             .unwrap_or(false)
     }
 }
+
+/// (file, CA, CN, O, serverAuth, clientAuth)
+type Expected<'a> = (String, &'a Cert, String, Vec<&'a str>, bool, bool);
 
 #[cfg(unix)]
 fn mode(path: &Path) -> u32 {
@@ -123,19 +122,14 @@ fn init_creates_every_identity_signed_by_the_right_ca() {
             "n1,n2",
         ],
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 
     let ca = Cert::load(&dir.join("ca.crt"));
     let store_ca = Cert::load(&dir.join("store-ca.crt"));
     assert!(ca.is_ca() && store_ca.is_ca());
     assert_ne!(ca.cn(), store_ca.cn());
 
-    // (file, CA, CN, O, server?, client?)
-    let expected: Vec<(String, &Cert, String, Vec<&str>, bool, bool)> = {
+    let expected: Vec<Expected<'_>> = {
         let mut v = vec![
             (
                 "apiserver".to_string(),
@@ -161,14 +155,7 @@ fn init_creates_every_identity_signed_by_the_right_ca() {
                 false,
                 true,
             ),
-            (
-                "admin".into(),
-                &ca,
-                "admin".into(),
-                vec!["system:masters"],
-                false,
-                true,
-            ),
+            ("admin".into(), &ca, "admin".into(), vec!["system:masters"], false, true),
             (
                 "scheduler".into(),
                 &ca,
@@ -234,15 +221,8 @@ fn init_creates_every_identity_signed_by_the_right_ca() {
     };
     for (base, issuer, cn, orgs, server, client) in &expected {
         let cert = Cert::load(&dir.join(format!("{base}.crt")));
-        assert!(
-            cert.signed_by(issuer),
-            "{base} is not signed by the expected CA"
-        );
-        let other = if std::ptr::eq(*issuer, &ca) {
-            &store_ca
-        } else {
-            &ca
-        };
+        assert!(cert.signed_by(issuer), "{base} is not signed by the expected CA");
+        let other = if std::ptr::eq(*issuer, &ca) { &store_ca } else { &ca };
         assert!(!cert.signed_by(other), "{base} chains to the wrong CA");
         assert_eq!(&cert.cn(), cn, "{base} CN");
         assert_eq!(cert.orgs(), *orgs, "{base} O");
@@ -250,16 +230,8 @@ fn init_creates_every_identity_signed_by_the_right_ca() {
         assert!(!cert.is_ca(), "{base} must not be a CA");
         #[cfg(unix)]
         {
-            assert_eq!(
-                mode(&dir.join(format!("{base}.key"))),
-                0o600,
-                "{base}.key mode"
-            );
-            assert_eq!(
-                mode(&dir.join(format!("{base}.crt"))),
-                0o644,
-                "{base}.crt mode"
-            );
+            assert_eq!(mode(&dir.join(format!("{base}.key"))), 0o600, "{base}.key mode");
+            assert_eq!(mode(&dir.join(format!("{base}.crt"))), 0o644, "{base}.crt mode");
         }
     }
 
@@ -273,10 +245,7 @@ fn init_creates_every_identity_signed_by_the_right_ca() {
         "api.example.com",
         "192.0.2.10",
     ] {
-        assert!(
-            sans.iter().any(|s| s == want),
-            "apiserver SANs {sans:?} lack {want}"
-        );
+        assert!(sans.iter().any(|s| s == want), "apiserver SANs {sans:?} lack {want}");
     }
     let sans = Cert::load(&dir.join("nodes/n1-serving.crt")).sans();
     assert!(
@@ -307,15 +276,11 @@ fn init_creates_every_identity_signed_by_the_right_ca() {
     for (kubeconfig, cn) in [
         ("admin.kubeconfig", "admin"),
         ("scheduler.kubeconfig", "system:kube-scheduler"),
-        (
-            "controller-manager.kubeconfig",
-            "system:kube-controller-manager",
-        ),
+        ("controller-manager.kubeconfig", "system:kube-controller-manager"),
         ("kube-proxy.kubeconfig", "system:kube-proxy"),
         ("nodes/n1.kubeconfig", "system:node:n1"),
     ] {
-        let resolved =
-            common::kubeconfig::Kubeconfig::load_resolved(&dir.join(kubeconfig)).unwrap();
+        let resolved = common::kubeconfig::Kubeconfig::load_resolved(&dir.join(kubeconfig)).unwrap();
         assert_eq!(resolved.server, "https://127.0.0.1:6443");
         assert_eq!(
             resolved.ca_pem,
@@ -328,9 +293,7 @@ fn init_creates_every_identity_signed_by_the_right_ca() {
         };
         assert_eq!(leaf.cn(), cn, "{kubeconfig}");
         assert!(leaf.signed_by(&ca));
-        resolved
-            .client_tls(&[b"h2"])
-            .expect("usable TLS client config");
+        resolved.client_tls(&[b"h2"]).expect("usable TLS client config");
     }
 }
 
@@ -344,11 +307,7 @@ fn rerun_keeps_files_adds_what_is_new_and_force_replaces() {
 
     // A second run with a node keeps the CA and admin and adds the node.
     let out = init(dir, &["--nodes", "late"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(std::fs::read(dir.join("ca.key")).unwrap(), ca_key);
     assert_eq!(std::fs::read(dir.join("admin.crt")).unwrap(), admin);
     let node = Cert::load(&dir.join("nodes/late.crt"));
@@ -368,11 +327,7 @@ fn rerun_keeps_files_adds_what_is_new_and_force_replaces() {
 
     // --force regenerates everything, CA included.
     let out = init(dir, &["--force"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_ne!(std::fs::read(dir.join("ca.key")).unwrap(), ca_key);
     let ca = Cert::load(&dir.join("ca.crt"));
     assert!(Cert::load(&dir.join("admin.crt")).signed_by(&ca));
@@ -388,14 +343,8 @@ fn a_lost_ca_is_not_silently_replaced() {
     let out = init(dir, &[]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("store-ca.crt") && err.contains("--force"),
-        "{err}"
-    );
-    assert!(
-        !dir.join("store-ca.key").exists(),
-        "nothing written on error"
-    );
+    assert!(err.contains("store-ca.crt") && err.contains("--force"), "{err}");
+    assert!(!dir.join("store-ca.key").exists(), "nothing written on error");
 }
 
 #[test]
@@ -403,25 +352,15 @@ fn pki_node_adds_a_node_later_and_checks_its_input() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let d = dir.to_str().unwrap();
-    assert!(init(dir, &["--server", "https://10.1.2.3:6443"])
-        .status
-        .success());
+    assert!(init(dir, &["--server", "https://10.1.2.3:6443"]).status.success());
     let out = kubernate(&["pki", "node", "worker-7", "--dir", d]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let ca = Cert::load(&dir.join("ca.crt"));
     let cert = Cert::load(&dir.join("nodes/worker-7.crt"));
     assert!(cert.signed_by(&ca));
     assert_eq!(cert.cn(), "system:node:worker-7");
-    let kc = common::kubeconfig::Kubeconfig::load_resolved(&dir.join("nodes/worker-7.kubeconfig"))
-        .unwrap();
-    assert_eq!(
-        kc.server, "https://10.1.2.3:6443",
-        "server taken from admin.kubeconfig"
-    );
+    let kc = common::kubeconfig::Kubeconfig::load_resolved(&dir.join("nodes/worker-7.kubeconfig")).unwrap();
+    assert_eq!(kc.server, "https://10.1.2.3:6443", "server taken from admin.kubeconfig");
 
     let out = kubernate(&["pki", "node", "Bad_Name", "--dir", d]);
     assert!(!out.status.success());

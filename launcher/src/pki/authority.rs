@@ -10,8 +10,8 @@
 use std::path::Path;
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    Issuer, KeyPair, KeyUsagePurpose, SanType,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose, SanType,
 };
 use time::{Duration, OffsetDateTime};
 
@@ -66,16 +66,8 @@ pub struct Authority {
 impl Authority {
     /// Loads `<base>.crt`/`<base>.key` from `dir`, or creates them when both
     /// are absent (or `force` is set). A half pair is refused.
-    pub fn load_or_create(
-        dir: &Path,
-        base: &str,
-        common_name: &str,
-        force: bool,
-    ) -> Result<Self, Error> {
-        let (cert, key) = (
-            dir.join(format!("{base}.crt")),
-            dir.join(format!("{base}.key")),
-        );
+    pub fn load_or_create(dir: &Path, base: &str, common_name: &str, force: bool) -> Result<Self, Error> {
+        let (cert, key) = (dir.join(format!("{base}.crt")), dir.join(format!("{base}.key")));
         if !force && files::pair_state(&cert, &key)? == PairState::Present {
             return Self::load(dir, base);
         }
@@ -106,22 +98,18 @@ impl Authority {
 
     /// Loads an existing CA from `<base>.crt`/`<base>.key` in `dir`.
     pub fn load(dir: &Path, base: &str) -> Result<Self, Error> {
-        let (cert, key) = (
-            dir.join(format!("{base}.crt")),
-            dir.join(format!("{base}.key")),
-        );
+        let (cert, key) = (dir.join(format!("{base}.crt")), dir.join(format!("{base}.key")));
         let cert_pem = files::read(&cert)?;
         let key_pair = KeyPair::from_pem(&files::read(&key)?).map_err(|e| Error::Unusable {
             path: key.clone(),
             what: "private key",
             detail: e.to_string(),
         })?;
-        let issuer =
-            Issuer::from_ca_cert_pem(&cert_pem, key_pair).map_err(|e| Error::Unusable {
-                path: cert.clone(),
-                what: "CA certificate",
-                detail: e.to_string(),
-            })?;
+        let issuer = Issuer::from_ca_cert_pem(&cert_pem, key_pair).map_err(|e| Error::Unusable {
+            path: cert.clone(),
+            what: "CA certificate",
+            detail: e.to_string(),
+        })?;
         Ok(Authority {
             cert_pem,
             issuer,
@@ -135,17 +123,11 @@ impl Authority {
         let mut params = CertificateParams::default();
         params.distinguished_name = name(&spec.common_name, &spec.organizations);
         params.subject_alt_names = spec.sans.iter().map(|s| san(s)).collect::<Result<_, _>>()?;
-        params.key_usages = vec![
-            KeyUsagePurpose::DigitalSignature,
-            KeyUsagePurpose::KeyEncipherment,
-        ];
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
         params.extended_key_usages = match spec.usage {
             Usage::Server => vec![ExtendedKeyUsagePurpose::ServerAuth],
             Usage::Client => vec![ExtendedKeyUsagePurpose::ClientAuth],
-            Usage::Peer => vec![
-                ExtendedKeyUsagePurpose::ServerAuth,
-                ExtendedKeyUsagePurpose::ClientAuth,
-            ],
+            Usage::Peer => vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth],
         };
         params.use_authority_key_identifier_extension = true;
         let now = OffsetDateTime::now_utc();
@@ -163,8 +145,7 @@ impl Authority {
 
 /// A fresh ECDSA P-256 key.
 pub fn generate_key(purpose: &str) -> Result<KeyPair, Error> {
-    KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
-        .map_err(|e| generate_err(&format!("a key for {purpose}"), e))
+    KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(|e| generate_err(&format!("a key for {purpose}"), e))
 }
 
 fn generate_err(what: &str, e: rcgen::Error) -> Error {
@@ -203,11 +184,7 @@ pub fn san(value: &str) -> Result<SanType, Error> {
             && !l.starts_with('-')
             && !l.ends_with('-')
     };
-    let labels: Vec<&str> = value
-        .strip_prefix("*.")
-        .unwrap_or(value)
-        .split('.')
-        .collect();
+    let labels: Vec<&str> = value.strip_prefix("*.").unwrap_or(value).split('.').collect();
     if !labels.iter().all(|l| label_ok(l)) {
         return Err(invalid(
             "must be an IP address or a DNS name of letters, digits, '-' and '.'",
@@ -228,10 +205,7 @@ mod tests {
     fn sans_accept_ips_and_dns_names_and_refuse_junk() {
         assert!(matches!(san("10.96.0.1").unwrap(), SanType::IpAddress(_)));
         assert!(matches!(san("::1").unwrap(), SanType::IpAddress(_)));
-        assert!(matches!(
-            san("kubernetes.default.svc").unwrap(),
-            SanType::DnsName(_)
-        ));
+        assert!(matches!(san("kubernetes.default.svc").unwrap(), SanType::DnsName(_)));
         for bad in ["", "bad host", "-x.example", "a..b", "ünïcode"] {
             let err = san(bad).unwrap_err().to_string();
             assert!(err.starts_with("invalid host name"), "{bad}: {err}");

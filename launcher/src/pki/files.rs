@@ -29,9 +29,7 @@ pub enum Error {
         what: &'static str,
         detail: String,
     },
-    #[error(
-        "no cluster CA in {dir} ({missing} is missing); run `kubernate pki init --dir {dir}` first"
-    )]
+    #[error("no cluster CA in {dir} ({missing} is missing); run `kubernate pki init --dir {dir}` first")]
     NoCa { dir: PathBuf, missing: PathBuf },
     #[error("invalid {what} {value:?}: {reason}")]
     InvalidInput {
@@ -61,10 +59,7 @@ impl Mode {
     }
 }
 
-pub(crate) fn io_err<'a>(
-    path: &'a Path,
-    action: &'static str,
-) -> impl FnOnce(std::io::Error) -> Error + 'a {
+pub(crate) fn io_err<'a>(path: &'a Path, action: &'static str) -> impl FnOnce(std::io::Error) -> Error + 'a {
     move |source| Error::Io {
         path: path.to_path_buf(),
         action,
@@ -78,8 +73,7 @@ pub fn write(path: &Path, contents: &[u8], mode: Mode) -> Result<(), Error> {
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(io_err(dir, "creating the directory"))?;
     // NamedTempFile is created 0600, so a secret is never readable by others.
-    let mut tmp =
-        tempfile::NamedTempFile::new_in(dir).map_err(io_err(dir, "creating a temporary file"))?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io_err(dir, "creating a temporary file"))?;
     tmp.write_all(contents).map_err(io_err(path, "writing"))?;
     tmp.as_file().sync_all().map_err(io_err(path, "syncing"))?;
     set_mode(tmp.path(), mode).map_err(io_err(path, "setting permissions"))?;

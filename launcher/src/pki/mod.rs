@@ -130,12 +130,7 @@ pub fn init(opts: &InitOptions) -> Result<Report, Error> {
 /// `kubernate pki node NAME`: a node's certificates and kubeconfig, signed
 /// by the existing cluster CA. `server` defaults to the one in
 /// `admin.kubeconfig`, else [`DEFAULT_SERVER`].
-pub fn add_node(
-    dir: &Path,
-    name: &str,
-    server: Option<&str>,
-    force: bool,
-) -> Result<Report, Error> {
+pub fn add_node(dir: &Path, name: &str, server: Option<&str>, force: bool) -> Result<Report, Error> {
     let planned = plan::node(name)?;
     for file in ["ca.crt", "ca.key"] {
         if !dir.join(file).exists() {
@@ -184,10 +179,7 @@ fn authority_for(
     force: bool,
     report: &mut Report,
 ) -> Result<Authority, Error> {
-    let (crt, key) = (
-        dir.join(format!("{base}.crt")),
-        dir.join(format!("{base}.key")),
-    );
+    let (crt, key) = (dir.join(format!("{base}.crt")), dir.join(format!("{base}.key")));
     if !force && files::pair_state(&crt, &key)? == PairState::Absent {
         for p in planned.iter().filter(|p| p.signer == signer) {
             for ext in ["crt", "key"] {
@@ -223,10 +215,7 @@ fn issue_all(
             (Signer::Store, Some(store)) => store,
             (Signer::Store, None) => continue,
         };
-        let (crt, key) = (
-            dir.join(format!("{}.crt", p.base)),
-            dir.join(format!("{}.key", p.base)),
-        );
+        let (crt, key) = (dir.join(format!("{}.crt", p.base)), dir.join(format!("{}.key", p.base)));
         let kept = !force && files::pair_state(&crt, &key)? == PairState::Present;
         if kept {
             report.kept.extend([crt.clone(), key.clone()]);
@@ -259,10 +248,7 @@ fn issue_all(
 
 /// The key pair the API server signs ServiceAccount tokens with (ES256).
 fn service_account_keys(dir: &Path, force: bool, report: &mut Report) -> Result<(), Error> {
-    let (key, public) = (
-        dir.join("service-account.key"),
-        dir.join("service-account.pub"),
-    );
+    let (key, public) = (dir.join("service-account.key"), dir.join("service-account.pub"));
     if !force && files::pair_state(&public, &key)? == PairState::Present {
         report.kept.extend([key, public]);
         return Ok(());

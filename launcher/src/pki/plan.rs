@@ -62,11 +62,7 @@ fn loopback() -> Vec<String> {
 
 /// The certificates of the control plane: the store members, the API
 /// server, and the control-plane clients.
-pub fn control_plane(
-    apiserver_hosts: &[String],
-    store_members: u32,
-    first_service_ip: IpAddr,
-) -> Vec<Planned> {
+pub fn control_plane(apiserver_hosts: &[String], store_members: u32, first_service_ip: IpAddr) -> Vec<Planned> {
     let mut plan = Vec::new();
     for i in 0..store_members {
         let member = format!("store-{i}");
@@ -116,12 +112,7 @@ pub fn control_plane(
     plan.push(planned(
         "apiserver-kubelet-client",
         Signer::Cluster,
-        leaf(
-            "kube-apiserver-kubelet-client",
-            &[MASTERS_GROUP],
-            vec![],
-            Usage::Client,
-        ),
+        leaf("kube-apiserver-kubelet-client", &[MASTERS_GROUP], vec![], Usage::Client),
         false,
     ));
     plan.push(planned(
@@ -145,12 +136,7 @@ pub fn control_plane(
     plan.push(planned(
         "kube-proxy",
         Signer::Cluster,
-        leaf(
-            "system:kube-proxy",
-            &["system:node-proxier"],
-            vec![],
-            Usage::Client,
-        ),
+        leaf("system:kube-proxy", &["system:node-proxier"], vec![], Usage::Client),
         true,
     ));
     plan
@@ -166,23 +152,13 @@ pub fn node(name: &str) -> Result<Vec<Planned>, Error> {
         planned(
             &format!("nodes/{name}"),
             Signer::Cluster,
-            leaf(
-                &format!("system:node:{name}"),
-                &["system:nodes"],
-                vec![],
-                Usage::Client,
-            ),
+            leaf(&format!("system:node:{name}"), &["system:nodes"], vec![], Usage::Client),
             true,
         ),
         planned(
             &format!("nodes/{name}-serving"),
             Signer::Cluster,
-            leaf(
-                &format!("system:node:{name}"),
-                &["system:nodes"],
-                sans,
-                Usage::Server,
-            ),
+            leaf(&format!("system:node:{name}"), &["system:nodes"], sans, Usage::Server),
             false,
         ),
     ])
@@ -221,33 +197,23 @@ pub fn first_service_ip(cidr: &str) -> Result<IpAddr, Error> {
         value: cidr.to_string(),
         reason: reason.to_string(),
     };
-    let (addr, len) = cidr
-        .split_once('/')
-        .ok_or_else(|| invalid("expected ADDRESS/PREFIX"))?;
-    let addr: IpAddr = addr
-        .parse()
-        .map_err(|_| invalid("the address is not an IP address"))?;
-    let len: u32 = len
-        .parse()
-        .map_err(|_| invalid("the prefix length is not a number"))?;
+    let (addr, len) = cidr.split_once('/').ok_or_else(|| invalid("expected ADDRESS/PREFIX"))?;
+    let addr: IpAddr = addr.parse().map_err(|_| invalid("the address is not an IP address"))?;
+    let len: u32 = len.parse().map_err(|_| invalid("the prefix length is not a number"))?;
     match addr {
         IpAddr::V4(v4) => {
             if len > 30 {
                 return Err(invalid("an IPv4 prefix must be at most /30"));
             }
             let mask = u32::MAX.checked_shl(32 - len).unwrap_or(0);
-            Ok(IpAddr::V4(std::net::Ipv4Addr::from(
-                (u32::from(v4) & mask) + 1,
-            )))
+            Ok(IpAddr::V4(std::net::Ipv4Addr::from((u32::from(v4) & mask) + 1)))
         }
         IpAddr::V6(v6) => {
             if len > 126 {
                 return Err(invalid("an IPv6 prefix must be at most /126"));
             }
             let mask = u128::MAX.checked_shl(128 - len).unwrap_or(0);
-            Ok(IpAddr::V6(std::net::Ipv6Addr::from(
-                (u128::from(v6) & mask) + 1,
-            )))
+            Ok(IpAddr::V6(std::net::Ipv6Addr::from((u128::from(v6) & mask) + 1)))
         }
     }
 }
@@ -258,14 +224,8 @@ mod tests {
 
     #[test]
     fn first_service_ip_is_network_plus_one() {
-        assert_eq!(
-            first_service_ip("10.96.0.0/12").unwrap().to_string(),
-            "10.96.0.1"
-        );
-        assert_eq!(
-            first_service_ip("10.96.5.7/16").unwrap().to_string(),
-            "10.96.0.1"
-        );
+        assert_eq!(first_service_ip("10.96.0.0/12").unwrap().to_string(), "10.96.0.1");
+        assert_eq!(first_service_ip("10.96.5.7/16").unwrap().to_string(), "10.96.0.1");
         assert_eq!(
             first_service_ip("fd00:10:96::/108").unwrap().to_string(),
             "fd00:10:96::1"

@@ -1,0 +1,116 @@
+//! The resource table and the k8s-openapi types must agree: same group,
+//! version, kind, plural and scope. A typo in either would make the API
+//! server store or serve an object under the wrong name.
+
+#![allow(clippy::unwrap_used)] // a panic in a test is a failed test
+
+use api::k8s::api as k;
+use api::k8s::apiextensions_apiserver::pkg::apis::apiextensions::v1 as apiext;
+use api::k8s::{ClusterResourceScope, NamespaceResourceScope, Resource};
+use api::resources;
+
+trait Scoped {
+    const NAMESPACED: bool;
+}
+impl Scoped for NamespaceResourceScope {
+    const NAMESPACED: bool = true;
+}
+impl Scoped for ClusterResourceScope {
+    const NAMESPACED: bool = false;
+}
+
+fn check<T: Resource>(seen: &mut Vec<String>)
+where
+    T::Scope: Scoped,
+{
+    let info = resources::find(T::GROUP, T::VERSION, T::URL_PATH_SEGMENT).unwrap_or_else(|| {
+        panic!(
+            "{} {}/{} is not in the table",
+            T::KIND,
+            T::API_VERSION,
+            T::URL_PATH_SEGMENT
+        )
+    });
+    assert_eq!(info.kind, T::KIND, "{}", T::URL_PATH_SEGMENT);
+    assert_eq!(info.api_version(), T::API_VERSION);
+    assert_eq!(
+        info.namespaced,
+        <T::Scope as Scoped>::NAMESPACED,
+        "scope of {}",
+        T::KIND
+    );
+    seen.push(format!("{}/{}/{}", info.group, info.version, info.plural));
+}
+
+macro_rules! check_all {
+    ($seen:ident; $($t:ty),+ $(,)?) => { $( check::<$t>(&mut $seen); )+ };
+}
+
+#[test]
+fn every_table_entry_matches_its_k8s_openapi_type() {
+    let mut seen = Vec::new();
+    check_all!(seen;
+        k::core::v1::Binding, k::core::v1::ComponentStatus, k::core::v1::ConfigMap, k::core::v1::Endpoints,
+        k::core::v1::Event, k::core::v1::LimitRange, k::core::v1::Namespace, k::core::v1::Node,
+        k::core::v1::PersistentVolumeClaim, k::core::v1::PersistentVolume, k::core::v1::Pod,
+        k::core::v1::PodTemplate, k::core::v1::ReplicationController, k::core::v1::ResourceQuota,
+        k::core::v1::Secret, k::core::v1::ServiceAccount, k::core::v1::Service,
+        k::apps::v1::ControllerRevision, k::apps::v1::DaemonSet, k::apps::v1::Deployment,
+        k::apps::v1::ReplicaSet, k::apps::v1::StatefulSet,
+        k::events::v1::Event,
+        k::authentication::v1::TokenReview, k::authentication::v1::SelfSubjectReview,
+        k::authorization::v1::LocalSubjectAccessReview, k::authorization::v1::SelfSubjectAccessReview,
+        k::authorization::v1::SelfSubjectRulesReview, k::authorization::v1::SubjectAccessReview,
+        k::autoscaling::v2::HorizontalPodAutoscaler, k::autoscaling::v1::HorizontalPodAutoscaler,
+        k::batch::v1::CronJob, k::batch::v1::Job,
+        k::certificates::v1::CertificateSigningRequest,
+        k::policy::v1::PodDisruptionBudget,
+        k::rbac::v1::ClusterRoleBinding, k::rbac::v1::ClusterRole, k::rbac::v1::RoleBinding, k::rbac::v1::Role,
+        apiext::CustomResourceDefinition,
+        k::scheduling::v1::PriorityClass,
+        k::coordination::v1::Lease,
+        k::discovery::v1::EndpointSlice,
+    );
+    // And the table holds nothing the types do not vouch for.
+    let table: Vec<String> = resources::RESOURCES
+        .iter()
+        .map(|r| format!("{}/{}/{}", r.group, r.version, r.plural))
+        .collect();
+    let unchecked: Vec<&String> = table.iter().filter(|t| !seen.contains(t)).collect();
+    assert!(
+        unchecked.is_empty(),
+        "table entries without a checked type: {unchecked:?}"
+    );
+}
+
+#[test]
+fn subresource_kinds_match_their_types() {
+    let pods = resources::find("", "v1", "pods").unwrap();
+    let eviction = pods.subresource("eviction").unwrap();
+    assert_eq!(
+        (eviction.group, eviction.version, eviction.kind),
+        (
+            k::policy::v1::Eviction::GROUP,
+            k::policy::v1::Eviction::VERSION,
+            k::policy::v1::Eviction::KIND
+        )
+    );
+    let token = resources::find("", "v1", "serviceaccounts")
+        .unwrap()
+        .subresource("token")
+        .unwrap();
+    assert_eq!(token.kind, k::authentication::v1::TokenRequest::KIND);
+    assert_eq!(token.name, k::authentication::v1::TokenRequest::URL_PATH_SEGMENT);
+    let scale = resources::find("apps", "v1", "deployments")
+        .unwrap()
+        .subresource("scale")
+        .unwrap();
+    assert_eq!(
+        (scale.group, scale.version, scale.kind),
+        (
+            k::autoscaling::v1::Scale::GROUP,
+            k::autoscaling::v1::Scale::VERSION,
+            k::autoscaling::v1::Scale::KIND
+        )
+    );
+}
