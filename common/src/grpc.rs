@@ -60,6 +60,33 @@ impl PeerInfo {
     pub fn of<T>(request: &tonic::Request<T>) -> Option<&PeerInfo> {
         request.extensions().get::<PeerInfo>()
     }
+
+    /// The client certificate's subject as Kubernetes reads it: the common
+    /// name (the user) and the organisations (the groups). `None` without a
+    /// client certificate. The TLS handshake has already verified the chain.
+    pub fn subject(&self) -> Option<Subject> {
+        let leaf = self.certificates.first()?;
+        let (_, cert) = x509_parser::parse_x509_certificate(leaf).ok()?;
+        let subject = cert.subject();
+        let common_name = subject.iter_common_name().next()?.as_str().ok()?.to_string();
+        let organizations = subject
+            .iter_organization()
+            .filter_map(|o| o.as_str().ok().map(str::to_string))
+            .collect();
+        Some(Subject {
+            common_name,
+            organizations,
+        })
+    }
+}
+
+/// The identity in a client certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subject {
+    /// CN: the user name.
+    pub common_name: String,
+    /// O: the groups.
+    pub organizations: Vec<String>,
 }
 
 /// A server-side TLS connection whose handshake has completed.

@@ -7,6 +7,7 @@
 //! alive and serving; readiness is each component's own business.
 
 use std::convert::Infallible;
+use std::sync::Arc;
 
 use http::{Method, Response, StatusCode};
 use http_body_util::Full;
@@ -42,9 +43,23 @@ pub fn encode(registry: &Registry) -> String {
     String::from_utf8(buf).unwrap_or_default()
 }
 
+/// A component's own routes on the metrics port (etcd's `/health`, say):
+/// given a GET path, `Some((status, content type, body))` to answer it.
+pub type ExtraRoutes = Arc<dyn Fn(&str) -> Option<(StatusCode, &'static str, String)> + Send + Sync>;
+
 /// Serves `GET /metrics` and `GET /healthz` on `listener` (plain HTTP/1.1)
 /// until `shutdown` is cancelled.
 pub async fn serve(listener: TcpListener, registry: Registry, shutdown: CancellationToken) {
+    serve_with(listener, registry, None, shutdown).await
+}
+
+/// [`serve`], with a component's `extra` routes consulted first.
+pub async fn serve_with(
+    listener: TcpListener,
+    registry: Registry,
+    extra: Option<ExtraRoutes>,
+    shutdown: CancellationToken,
+) {
     loop {
         let stream = tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -58,10 +73,21 @@ pub async fn serve(listener: TcpListener, registry: Registry, shutdown: Cancella
             },
         };
         let registry = registry.clone();
+        let extra = extra.clone();
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req| {
                 let registry = registry.clone();
-                async move { Ok::<_, Infallible>(respond(req.method(), req.uri().path(), &registry)) }
+                let extra = extra.clone();
+                async move {
+                    let custom = match (req.method(), &extra) {
+                        (&Method::GET, Some(extra)) => extra(req.uri().path()),
+                        _ => None,
+                    };
+                    Ok::<_, Infallible>(match custom {
+                        Some((status, content_type, body)) => response(status, content_type, body),
+                        None => respond(req.method(), req.uri().path(), &registry),
+                    })
+                }
             });
             if let Err(e) = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service)
@@ -84,6 +110,10 @@ fn respond(method: &Method, path: &str, registry: &Registry) -> Response<Full<By
         ),
         _ => (StatusCode::NOT_FOUND, "text/plain", format!("{path} not found\n")),
     };
+    response(status, content_type, body)
+}
+
+fn response(status: StatusCode, content_type: &str, body: String) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::from(body)));
     *response.status_mut() = status;
     if let Ok(value) = http::HeaderValue::from_str(content_type) {

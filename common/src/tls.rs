@@ -90,15 +90,21 @@ impl Identity {
 }
 
 /// Whether a server demands a client certificate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ClientAuth {
     /// Every client must present a certificate from the client CA. The
     /// default between components.
     Required,
+    /// As `Required`, and the certificate's CN must be one of these: the
+    /// handshake itself fails otherwise (the store admits only the API
+    /// server this way).
+    RequiredWithCn(Vec<String>),
     /// A client may present one; one that does not must authenticate some
     /// other way (a bearer token). Used by the API server's REST port, where
     /// kubectl may come with a token.
     Optional,
+    /// No client certificates are asked for (server-only TLS).
+    None,
 }
 
 /// The crypto provider used for every configuration: `ring`.
@@ -170,18 +176,27 @@ pub fn server_config(
     alpn: &[&[u8]],
 ) -> Result<Arc<ServerConfig>, Error> {
     let provider = provider();
-    let roots = Arc::new(root_store(client_cas, "client CA")?);
-    let verifier = WebPkiClientVerifier::builder_with_provider(roots, provider.clone());
-    let verifier = match mode {
-        ClientAuth::Required => verifier,
-        ClientAuth::Optional => verifier.allow_unauthenticated(),
-    }
-    .build()
-    .map_err(|e| Error::Verifier(e.to_string()))?;
-    let mut config = ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
-        .with_client_cert_verifier(verifier)
-        .with_single_cert(identity.certs.clone(), identity.key.clone_key())?;
+    let builder = ServerConfig::builder_with_provider(provider.clone()).with_safe_default_protocol_versions()?;
+    let builder = if mode == ClientAuth::None {
+        builder.with_no_client_auth()
+    } else {
+        let roots = Arc::new(root_store(client_cas, "client CA")?);
+        let verifier = WebPkiClientVerifier::builder_with_provider(roots, provider);
+        let verifier = match mode {
+            ClientAuth::Optional => verifier.allow_unauthenticated(),
+            _ => verifier,
+        }
+        .build()
+        .map_err(|e| Error::Verifier(e.to_string()))?;
+        match mode {
+            ClientAuth::RequiredWithCn(allowed) => builder.with_client_cert_verifier(Arc::new(CnAllowList {
+                inner: verifier,
+                allowed,
+            })),
+            _ => builder.with_client_cert_verifier(verifier),
+        }
+    };
+    let mut config = builder.with_single_cert(identity.certs.clone(), identity.key.clone_key())?;
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     Ok(Arc::new(config))
 }
@@ -203,6 +218,63 @@ pub fn client_config(
     };
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     Ok(Arc::new(config))
+}
+
+/// A client verifier that, after the usual chain check, admits only
+/// certificates whose subject CN is in `allowed`.
+#[derive(Debug)]
+struct CnAllowList {
+    inner: Arc<dyn rustls::server::danger::ClientCertVerifier>,
+    allowed: Vec<String>,
+}
+
+impl rustls::server::danger::ClientCertVerifier for CnAllowList {
+    fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
+        self.inner.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::server::danger::ClientCertVerified, rustls::Error> {
+        let verified = self.inner.verify_client_cert(end_entity, intermediates, now)?;
+        let cn = x509_parser::parse_x509_certificate(end_entity).ok().and_then(|(_, c)| {
+            c.subject()
+                .iter_common_name()
+                .next()
+                .and_then(|n| n.as_str().ok().map(str::to_string))
+        });
+        match cn {
+            Some(cn) if self.allowed.contains(&cn) => Ok(verified),
+            _ => Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::ApplicationVerificationFailure,
+            )),
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
 }
 
 /// File paths of a server's TLS material, as given on a command line.

@@ -1,9 +1,26 @@
-//! `kubernate-store`: the component's entry point. The component itself is not built
-//! yet, so the binary prints its usage and exits non-zero rather than pretend.
+//! `kubernate-store`: an etcd v3 compatible key-value store replicated by Raft.
 
-fn main() -> std::process::ExitCode {
-    common::unimplemented::exit(
-        "kubernate-store",
-        "The cluster's etcd v3 compatible key-value store, replicated by Raft.",
-    )
+use std::process::ExitCode;
+
+use clap::Parser;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let config = store::config::Config::parse();
+    let telemetry = match common::telemetry::init("kubernate-store", &config.telemetry) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("kubernate-store: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = store::run(config, common::shutdown::on_signal()).await;
+    telemetry.shutdown().await;
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("kubernate-store: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }

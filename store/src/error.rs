@@ -1,0 +1,119 @@
+//! The store's errors, with etcd's messages and gRPC codes.
+//!
+//! etcd clients recognise errors by gRPC code and message text (etcdctl
+//! prints the message; client libraries match on it), so every error here
+//! carries etcd's exact wording, and [`From<Error> for tonic::Status`] is
+//! the one place they become wire errors. The type is serialisable because
+//! an error found while applying a command travels back with the command's
+//! result (from the state machine, possibly across a forwarded proposal).
+
+use serde::{Deserialize, Serialize};
+use tonic::Code;
+
+use crate::mvcc;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+pub enum Error {
+    #[error("etcdserver: mvcc: required revision has been compacted")]
+    Compacted,
+    #[error("etcdserver: mvcc: required revision is a future revision")]
+    FutureRevision,
+    #[error("etcdserver: key is not provided")]
+    EmptyKey,
+    #[error("etcdserver: key not found")]
+    KeyNotFound,
+    #[error("etcdserver: value is provided")]
+    ValueProvided,
+    #[error("etcdserver: lease is provided")]
+    LeaseProvided,
+    #[error("etcdserver: too many operations in txn request")]
+    TooManyOps,
+    #[error("etcdserver: duplicate key given in txn request")]
+    DuplicateKey,
+    #[error("etcdserver: requested lease not found")]
+    LeaseNotFound,
+    #[error("etcdserver: lease already exists")]
+    LeaseExists,
+    #[error("etcdserver: too large lease TTL")]
+    LeaseTtlTooLarge,
+    #[error("etcdserver: mvcc: database space exceeded")]
+    NoSpace,
+    #[error("etcdserver: request is too large")]
+    RequestTooLarge,
+    #[error("etcdserver: no leader")]
+    NoLeader,
+    #[error("etcdserver: request timed out")]
+    Timeout,
+    #[error("etcdserver: server stopped")]
+    Stopped,
+    #[error("etcdserver: member not found")]
+    MemberNotFound,
+    #[error("etcdserver: Peer URLs already exists")]
+    PeerUrlExists,
+    #[error("etcdserver: can only promote a learner member")]
+    MemberNotLearner,
+    #[error("etcdserver: {0}")]
+    InvalidArgument(String),
+    #[error("etcdserver: {0}")]
+    Unimplemented(String),
+    #[error("etcdserver: {0}")]
+    Internal(String),
+}
+
+impl Error {
+    /// The gRPC code etcd uses for this error.
+    pub fn code(&self) -> Code {
+        use Error::*;
+        match self {
+            Compacted | FutureRevision | LeaseTtlTooLarge => Code::OutOfRange,
+            EmptyKey | KeyNotFound | ValueProvided | LeaseProvided | TooManyOps | DuplicateKey | RequestTooLarge
+            | InvalidArgument(_) => Code::InvalidArgument,
+            LeaseNotFound | MemberNotFound => Code::NotFound,
+            LeaseExists | PeerUrlExists | MemberNotLearner => Code::FailedPrecondition,
+            NoSpace => Code::ResourceExhausted,
+            NoLeader | Timeout | Stopped => Code::Unavailable,
+            Unimplemented(_) => Code::Unimplemented,
+            Internal(_) => Code::Internal,
+        }
+    }
+}
+
+impl From<Error> for tonic::Status {
+    fn from(e: Error) -> Self {
+        tonic::Status::new(e.code(), e.to_string())
+    }
+}
+
+impl From<mvcc::Error> for Error {
+    fn from(e: mvcc::Error) -> Self {
+        match e {
+            mvcc::Error::Compacted => Error::Compacted,
+            mvcc::Error::FutureRevision => Error::FutureRevision,
+            mvcc::Error::EmptyKey => Error::EmptyKey,
+            mvcc::Error::KeyNotFound => Error::KeyNotFound,
+            mvcc::Error::ValueProvided => Error::ValueProvided,
+            mvcc::Error::LeaseProvided => Error::LeaseProvided,
+            mvcc::Error::LeaseNotFound => Error::LeaseNotFound,
+            mvcc::Error::DuplicateKey => Error::DuplicateKey,
+            #[allow(unreachable_patterns)]
+            other => Error::InvalidArgument(other.to_string().trim_start_matches("etcdserver: ").to_string()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_carry_etcds_code_and_text() {
+        let s: tonic::Status = Error::Compacted.into();
+        assert_eq!(s.code(), Code::OutOfRange);
+        assert_eq!(s.message(), "etcdserver: mvcc: required revision has been compacted");
+        let s: tonic::Status = Error::LeaseNotFound.into();
+        assert_eq!(
+            (s.code(), s.message()),
+            (Code::NotFound, "etcdserver: requested lease not found")
+        );
+    }
+}

@@ -1,0 +1,177 @@
+//! One store member: its Raft, its state machine, and how it serves a
+//! client whether or not it is the leader.
+//!
+//! Only the leader can append to the Raft log. A write that reaches a
+//! follower is forwarded to the leader over the peer port and the answer
+//! comes back the same way, so clients may talk to any member, as with
+//! etcd. Linearizable reads (the default) use a read index: the serving
+//! member learns from the leader, which confirms its leadership with a
+//! quorum, the log index that was committed when the read arrived, and
+//! waits until its own state machine has applied that far. Serializable
+//! reads skip this and read the local state as it is.
+
+use std::time::Duration;
+
+use etcd_client::proto::PbResponseHeader;
+use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
+
+use crate::error::Error;
+use crate::raft::network::proto::{Payload, ReadIndexRequest};
+use crate::raft::network::Dialer;
+use crate::raft::state_machine::StateMachine;
+use crate::raft::{decode, encode, Command, Member, NodeId, Raft, Reply};
+
+/// Limits a member applies to client requests.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// How long a proposal or read barrier may take before `request timed out`.
+    pub request_timeout: Duration,
+    /// The storage quota (`--quota-backend-bytes`); beyond it the NOSPACE alarm is raised.
+    pub quota_bytes: i64,
+    /// The largest request accepted (`--max-request-bytes`).
+    pub max_request_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            request_timeout: Duration::from_secs(7),
+            quota_bytes: 2 * 1024 * 1024 * 1024,
+            max_request_bytes: 1536 * 1024,
+        }
+    }
+}
+
+/// A running member.
+pub struct Node {
+    pub id: NodeId,
+    pub cluster_id: u64,
+    pub name: String,
+    pub raft: Raft,
+    pub sm: StateMachine,
+    pub dialer: Dialer,
+    pub limits: Limits,
+}
+
+impl Node {
+    /// The etcd response header for an answer at `revision`.
+    pub fn header(&self, revision: i64) -> PbResponseHeader {
+        let term = self.raft.metrics().borrow().current_term;
+        PbResponseHeader {
+            cluster_id: self.cluster_id,
+            member_id: self.id,
+            revision,
+            raft_term: term,
+        }
+    }
+
+    /// The current revision of the local keyspace.
+    pub fn revision(&self) -> i64 {
+        self.sm.state.read().map(|s| s.kv.revision()).unwrap_or(0)
+    }
+
+    /// Replicates `command` through the leader and returns its result once
+    /// it is committed and applied.
+    pub async fn propose(&self, command: Command) -> Result<Reply, Error> {
+        let attempt = async {
+            loop {
+                match self.raft.client_write(command.clone()).await {
+                    Ok(resp) => return Ok(resp.data),
+                    Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => match f.leader_node {
+                        Some(leader) if f.leader_id != Some(self.id) => return self.forward(&leader, &command).await,
+                        _ => tokio::time::sleep(Duration::from_millis(50)).await,
+                    },
+                    Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => {
+                        return Err(Error::Internal(e.to_string()))
+                    }
+                    Err(RaftError::Fatal(_)) => return Err(Error::Stopped),
+                }
+            }
+        };
+        match tokio::time::timeout(self.limits.request_timeout, attempt).await {
+            Ok(result) => result,
+            Err(_) => Err(self.timeout_error()),
+        }
+    }
+
+    fn timeout_error(&self) -> Error {
+        if self.raft.metrics().borrow().current_leader.is_none() {
+            Error::NoLeader
+        } else {
+            Error::Timeout
+        }
+    }
+
+    async fn forward(&self, leader: &Member, command: &Command) -> Result<Reply, Error> {
+        let mut client = self.dialer.client(leader).map_err(Error::Internal)?;
+        let data = encode(command).map_err(|e| Error::Internal(e.to_string()))?;
+        let mut request = tonic::Request::new(Payload { data });
+        request.set_timeout(self.limits.request_timeout);
+        let payload = client
+            .propose(request)
+            .await
+            .map_err(|status| {
+                tracing::debug!(leader = %leader, %status, "forwarding to the leader failed");
+                Error::NoLeader
+            })?
+            .into_inner();
+        decode(&payload.data).map_err(|e| Error::Internal(format!("undecodable reply from leader: {e}")))
+    }
+
+    /// Waits until a read on this member is linearizable (see module docs).
+    pub async fn read_barrier(&self) -> Result<(), Error> {
+        let attempt = async {
+            loop {
+                match self.raft.ensure_linearizable().await {
+                    Ok(_) => return Ok(()),
+                    Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => match f.leader_node {
+                        Some(leader) if f.leader_id != Some(self.id) => return self.remote_read_index(&leader).await,
+                        _ => tokio::time::sleep(Duration::from_millis(50)).await,
+                    },
+                    Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(_))) => {
+                        tokio::time::sleep(Duration::from_millis(50)).await
+                    }
+                    Err(RaftError::Fatal(_)) => return Err(Error::Stopped),
+                }
+            }
+        };
+        match tokio::time::timeout(self.limits.request_timeout, attempt).await {
+            Ok(result) => result,
+            Err(_) => Err(self.timeout_error()),
+        }
+    }
+
+    async fn remote_read_index(&self, leader: &Member) -> Result<(), Error> {
+        let mut client = self.dialer.client(leader).map_err(Error::Internal)?;
+        let mut request = tonic::Request::new(ReadIndexRequest {});
+        request.set_timeout(self.limits.request_timeout);
+        let index = client
+            .read_index(request)
+            .await
+            .map_err(|_| Error::NoLeader)?
+            .into_inner()
+            .index;
+        self.raft
+            .wait(Some(self.limits.request_timeout))
+            .applied_index_at_least(Some(index), "linearizable read")
+            .await
+            .map_err(|_| Error::Timeout)?;
+        Ok(())
+    }
+}
+
+/// A stable 64-bit id from text (member and cluster ids, as etcd derives
+/// them from names, peer URLs and the cluster token): the first 8 bytes of
+/// its SHA-256.
+pub fn stable_id(parts: &[&str]) -> u64 {
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    for part in parts {
+        ctx.update(part.as_bytes());
+        ctx.update(&[0]);
+    }
+    let digest = ctx.finish();
+    let mut bytes = [0u8; 8];
+    bytes.copy_from_slice(&digest.as_ref()[..8]);
+    // etcd never uses 0 as an id.
+    u64::from_be_bytes(bytes).max(1)
+}

@@ -1,0 +1,258 @@
+//! The Cluster service: membership, through Raft's joint consensus.
+//!
+//! etcd members map onto openraft nodes: a voting member is a voter, a
+//! learner (`member add --learner`) a learner that receives the log without
+//! voting until promoted. A member added as a voter counts towards the
+//! quorum at once, as in etcd: start it promptly. Changes must be made by
+//! the leader; a follower relays them over the peer port.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use etcd_client::proto::{
+    PbClusterService, PbMember, PbMemberAddRequest, PbMemberAddResponse, PbMemberListRequest, PbMemberListResponse,
+    PbMemberPromoteRequest, PbMemberPromoteResponse, PbMemberRemoveRequest, PbMemberRemoveResponse,
+    PbMemberUpdateRequest, PbMemberUpdateResponse,
+};
+use openraft::error::{ClientWriteError, RaftError};
+use openraft::ChangeMembers;
+use serde::{Deserialize, Serialize};
+use tonic::{Request, Response, Status};
+
+use crate::error::Error;
+use crate::node::{stable_id, Node};
+use crate::raft::network::proto::Payload;
+use crate::raft::{decode, encode, Member, NodeId};
+
+pub struct ClusterService {
+    pub node: Arc<Node>,
+}
+
+/// A membership change, as relayed from a follower to the leader.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum Change {
+    Add { id: NodeId, member: Member, learner: bool },
+    Remove { id: NodeId },
+    Update { id: NodeId, peer_urls: Vec<String> },
+    Promote { id: NodeId },
+}
+
+/// The members as etcd lists them, voters and learners.
+pub fn members(node: &Node) -> Vec<PbMember> {
+    let metrics = node.raft.metrics().borrow().clone();
+    let membership = metrics.membership_config.membership();
+    let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+    membership
+        .nodes()
+        .map(|(id, m)| PbMember {
+            id: *id,
+            name: m.name.clone(),
+            peer_ur_ls: m.peer_urls.clone(),
+            client_ur_ls: m.client_urls.clone(),
+            is_learner: !voters.contains(id),
+        })
+        .collect()
+}
+
+fn current(node: &Node, id: NodeId) -> Result<Member, Error> {
+    let metrics = node.raft.metrics().borrow().clone();
+    metrics
+        .membership_config
+        .membership()
+        .get_node(&id)
+        .cloned()
+        .ok_or(Error::MemberNotFound)
+}
+
+/// Applies `change` on this member, which must lead; a follower relays it.
+pub async fn apply(node: &Node, change: Change) -> Result<(), Error> {
+    let result = match &change {
+        Change::Add { id, member, learner } => {
+            let added = node.raft.add_learner(*id, member.clone(), false).await;
+            match added {
+                Ok(_) if !learner => {
+                    node.raft
+                        .change_membership(ChangeMembers::AddVoterIds([*id].into()), true)
+                        .await
+                }
+                other => other,
+            }
+        }
+        Change::Remove { id } => {
+            let voters: BTreeSet<NodeId> = [*id].into();
+            let is_voter = node
+                .raft
+                .metrics()
+                .borrow()
+                .membership_config
+                .membership()
+                .voter_ids()
+                .any(|v| v == *id);
+            if is_voter {
+                node.raft
+                    .change_membership(ChangeMembers::RemoveVoters(voters), false)
+                    .await
+            } else {
+                node.raft
+                    .change_membership(ChangeMembers::RemoveNodes(voters), false)
+                    .await
+            }
+        }
+        Change::Update { id, peer_urls } => {
+            let mut member = current(node, *id)?;
+            member.peer_urls = peer_urls.clone();
+            node.raft
+                .change_membership(ChangeMembers::SetNodes(BTreeMap::from([(*id, member)])), true)
+                .await
+        }
+        Change::Promote { id } => {
+            node.raft
+                .change_membership(ChangeMembers::AddVoterIds([*id].into()), true)
+                .await
+        }
+    };
+    match result {
+        Ok(_) => Ok(()),
+        Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => match f.leader_node {
+            Some(leader) if f.leader_id != Some(node.id) => relay(node, &leader, &change).await,
+            _ => Err(Error::NoLeader),
+        },
+        Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => {
+            Err(Error::InvalidArgument(e.to_string()))
+        }
+        Err(RaftError::Fatal(_)) => Err(Error::Stopped),
+    }
+}
+
+async fn relay(node: &Node, leader: &Member, change: &Change) -> Result<(), Error> {
+    let mut client = node.dialer.client(leader).map_err(Error::Internal)?;
+    let data = encode(change).map_err(|e| Error::Internal(e.to_string()))?;
+    let mut request = tonic::Request::new(Payload { data });
+    request.set_timeout(node.limits.request_timeout);
+    let reply = client
+        .change_membership(request)
+        .await
+        .map_err(|_| Error::NoLeader)?
+        .into_inner();
+    let result: Result<(), Error> = decode(&reply.data).map_err(|e| Error::Internal(e.to_string()))?;
+    result
+}
+
+impl ClusterService {
+    fn list_response(&self, extra_id: Option<u64>) -> Vec<PbMember> {
+        let _ = extra_id;
+        members(&self.node)
+    }
+}
+
+#[tonic::async_trait]
+impl PbClusterService for ClusterService {
+    async fn member_add(&self, request: Request<PbMemberAddRequest>) -> Result<Response<PbMemberAddResponse>, Status> {
+        let req = request.into_inner();
+        if req.peer_ur_ls.is_empty() {
+            return Err(Error::InvalidArgument("member peer URLs are not provided".into()).into());
+        }
+        let existing = members(&self.node);
+        if existing
+            .iter()
+            .any(|m| m.peer_ur_ls.iter().any(|u| req.peer_ur_ls.contains(u)))
+        {
+            return Err(Error::PeerUrlExists.into());
+        }
+        let mut parts: Vec<&str> = req.peer_ur_ls.iter().map(String::as_str).collect();
+        parts.sort();
+        let cluster = self.node.cluster_id.to_string();
+        parts.push(&cluster);
+        let id = stable_id(&parts);
+        let member = Member {
+            name: String::new(),
+            peer_urls: req.peer_ur_ls.clone(),
+            client_urls: Vec::new(),
+        };
+        apply(
+            &self.node,
+            Change::Add {
+                id,
+                member,
+                learner: req.is_learner,
+            },
+        )
+        .await?;
+        Ok(Response::new(PbMemberAddResponse {
+            header: Some(self.node.header(self.node.revision())),
+            member: Some(PbMember {
+                id,
+                name: String::new(),
+                peer_ur_ls: req.peer_ur_ls,
+                client_ur_ls: Vec::new(),
+                is_learner: req.is_learner,
+            }),
+            members: self.list_response(Some(id)),
+        }))
+    }
+
+    async fn member_remove(
+        &self,
+        request: Request<PbMemberRemoveRequest>,
+    ) -> Result<Response<PbMemberRemoveResponse>, Status> {
+        let id = request.into_inner().id;
+        current(&self.node, id)?;
+        apply(&self.node, Change::Remove { id }).await?;
+        Ok(Response::new(PbMemberRemoveResponse {
+            header: Some(self.node.header(self.node.revision())),
+            members: self.list_response(None),
+        }))
+    }
+
+    async fn member_update(
+        &self,
+        request: Request<PbMemberUpdateRequest>,
+    ) -> Result<Response<PbMemberUpdateResponse>, Status> {
+        let req = request.into_inner();
+        current(&self.node, req.id)?;
+        apply(
+            &self.node,
+            Change::Update {
+                id: req.id,
+                peer_urls: req.peer_ur_ls,
+            },
+        )
+        .await?;
+        Ok(Response::new(PbMemberUpdateResponse {
+            header: Some(self.node.header(self.node.revision())),
+            members: self.list_response(None),
+        }))
+    }
+
+    async fn member_list(
+        &self,
+        request: Request<PbMemberListRequest>,
+    ) -> Result<Response<PbMemberListResponse>, Status> {
+        if request.into_inner().linearizable {
+            self.node.read_barrier().await?;
+        }
+        Ok(Response::new(PbMemberListResponse {
+            header: Some(self.node.header(self.node.revision())),
+            members: self.list_response(None),
+        }))
+    }
+
+    async fn member_promote(
+        &self,
+        request: Request<PbMemberPromoteRequest>,
+    ) -> Result<Response<PbMemberPromoteResponse>, Status> {
+        let id = request.into_inner().id;
+        let member = members(&self.node)
+            .into_iter()
+            .find(|m| m.id == id)
+            .ok_or(Error::MemberNotFound)?;
+        if !member.is_learner {
+            return Err(Error::MemberNotLearner.into());
+        }
+        apply(&self.node, Change::Promote { id }).await?;
+        Ok(Response::new(PbMemberPromoteResponse {
+            header: Some(self.node.header(self.node.revision())),
+            members: self.list_response(None),
+        }))
+    }
+}

@@ -1,0 +1,307 @@
+//! The Watch service: a bidirectional stream carrying many watchers.
+//!
+//! Each watcher first replays history from its start revision (from the
+//! MVCC keyspace), then follows the events the state machine publishes as
+//! it applies commands. It subscribes to those before reading history, and
+//! skips live events at or below the revision history covered, so nothing
+//! is lost or sent twice in the hand-over. A watcher that falls behind the
+//! live feed catches up from history again; one whose start revision has
+//! been compacted away gets etcd's compacted response and is cancelled.
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use etcd_client::proto::{PbEvent, PbWatchRequest, PbWatchRequestUnion, PbWatchResponse, PbWatchService};
+use tokio::sync::{broadcast, mpsc};
+use tokio_stream::{wrappers::ReceiverStream, Stream, StreamExt};
+use tokio_util::sync::CancellationToken;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::mvcc;
+use crate::node::Node;
+
+/// `WatchCreateRequest.FilterType`.
+const FILTER_NOPUT: i32 = 0;
+const FILTER_NODELETE: i32 = 1;
+/// `mvccpb.Event.EventType`.
+const EVENT_PUT: i32 = 0;
+/// How many history events go into one response.
+const REPLAY_CHUNK: usize = 1000;
+/// How often an idle watcher with `progress_notify` hears the current revision.
+pub const PROGRESS_INTERVAL: Duration = Duration::from_secs(600);
+
+pub struct WatchService {
+    pub node: Arc<Node>,
+}
+
+type WatchStream = Pin<Box<dyn Stream<Item = Result<PbWatchResponse, Status>> + Send>>;
+
+/// What one watcher asked for.
+#[derive(Debug, Clone)]
+struct Spec {
+    id: i64,
+    key: Vec<u8>,
+    range_end: Vec<u8>,
+    start_revision: i64,
+    prev_kv: bool,
+    no_put: bool,
+    no_delete: bool,
+    progress_notify: bool,
+    fragment: bool,
+}
+
+impl Spec {
+    /// The events of `events` this watcher wants, shaped as it asked.
+    fn select(&self, events: &[PbEvent]) -> Vec<PbEvent> {
+        events
+            .iter()
+            .filter(|e| {
+                let key = e.kv.as_ref().map(|kv| kv.key.as_slice()).unwrap_or_default();
+                mvcc::in_range(key, &self.key, &self.range_end)
+                    && !(self.no_put && e.r#type == EVENT_PUT)
+                    && !(self.no_delete && e.r#type != EVENT_PUT)
+            })
+            .map(|e| {
+                let mut e = e.clone();
+                if !self.prev_kv {
+                    e.prev_kv = None;
+                }
+                e
+            })
+            .collect()
+    }
+}
+
+#[tonic::async_trait]
+impl PbWatchService for WatchService {
+    type WatchStream = WatchStream;
+
+    async fn watch(&self, request: Request<Streaming<PbWatchRequest>>) -> Result<Response<WatchStream>, Status> {
+        let mut incoming = request.into_inner();
+        let (tx, rx) = mpsc::channel::<Result<PbWatchResponse, Status>>(256);
+        let node = self.node.clone();
+        tokio::spawn(async move {
+            let stream_done = CancellationToken::new();
+            let mut watchers: HashMap<i64, CancellationToken> = HashMap::new();
+            let mut next_id: i64 = 0;
+            while let Some(message) = incoming.next().await {
+                let Ok(message) = message else { break };
+                match message.request_union {
+                    Some(PbWatchRequestUnion::CreateRequest(create)) => {
+                        let id = if create.watch_id == 0 {
+                            while watchers.contains_key(&next_id) {
+                                next_id += 1;
+                            }
+                            next_id
+                        } else {
+                            create.watch_id
+                        };
+                        if watchers.contains_key(&id) {
+                            let resp = PbWatchResponse {
+                                header: Some(node.header(node.revision())),
+                                watch_id: id,
+                                created: true,
+                                canceled: true,
+                                cancel_reason: format!("watch ID {id} already in use"),
+                                ..Default::default()
+                            };
+                            if tx.send(Ok(resp)).await.is_err() {
+                                break;
+                            }
+                            continue;
+                        }
+                        let spec = Spec {
+                            id,
+                            key: create.key,
+                            range_end: create.range_end,
+                            start_revision: create.start_revision,
+                            prev_kv: create.prev_kv,
+                            no_put: create.filters.contains(&FILTER_NOPUT),
+                            no_delete: create.filters.contains(&FILTER_NODELETE),
+                            progress_notify: create.progress_notify,
+                            fragment: create.fragment,
+                        };
+                        let cancel = stream_done.child_token();
+                        watchers.insert(id, cancel.clone());
+                        tokio::spawn(run_watcher(node.clone(), spec, tx.clone(), cancel));
+                    }
+                    Some(PbWatchRequestUnion::CancelRequest(c)) => {
+                        if let Some(token) = watchers.remove(&c.watch_id) {
+                            token.cancel();
+                            let resp = PbWatchResponse {
+                                header: Some(node.header(node.revision())),
+                                watch_id: c.watch_id,
+                                canceled: true,
+                                ..Default::default()
+                            };
+                            if tx.send(Ok(resp)).await.is_err() {
+                                break;
+                            }
+                        }
+                    }
+                    Some(PbWatchRequestUnion::ProgressRequest(_)) => {
+                        let resp = PbWatchResponse {
+                            header: Some(node.header(node.revision())),
+                            watch_id: -1,
+                            ..Default::default()
+                        };
+                        if tx.send(Ok(resp)).await.is_err() {
+                            break;
+                        }
+                    }
+                    None => {}
+                }
+            }
+            stream_done.cancel();
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}
+
+type Sender = mpsc::Sender<Result<PbWatchResponse, Status>>;
+
+/// Sends `events` for watcher `spec`, fragmenting when asked and needed.
+async fn send_events(node: &Node, spec: &Spec, tx: &Sender, revision: i64, events: Vec<PbEvent>) -> bool {
+    if events.is_empty() {
+        return true;
+    }
+    let header = Some(node.header(revision));
+    let limit = node.limits.max_request_bytes;
+    let mut chunks: Vec<Vec<PbEvent>> = Vec::new();
+    if spec.fragment {
+        let mut current = Vec::new();
+        let mut size = 0usize;
+        for e in events {
+            let len = prost::Message::encoded_len(&e);
+            if !current.is_empty() && size + len > limit {
+                chunks.push(std::mem::take(&mut current));
+                size = 0;
+            }
+            size += len;
+            current.push(e);
+        }
+        chunks.push(current);
+    } else {
+        chunks.push(events);
+    }
+    let last = chunks.len() - 1;
+    for (i, events) in chunks.into_iter().enumerate() {
+        let resp = PbWatchResponse {
+            header: header.clone(),
+            watch_id: spec.id,
+            fragment: i < last,
+            events,
+            ..Default::default()
+        };
+        if tx.send(Ok(resp)).await.is_err() {
+            return false;
+        }
+    }
+    true
+}
+
+/// Replays history from `from` (inclusive); returns the revision covered,
+/// or `None` when the watcher had to be cancelled or the stream is gone.
+async fn replay(node: &Node, spec: &Spec, tx: &Sender, from: i64) -> Option<i64> {
+    let history = {
+        let state = node.sm.state.read().ok()?;
+        let current = state.kv.revision();
+        if from > current {
+            return Some(current);
+        }
+        state
+            .kv
+            .events_since(from, &spec.key, &spec.range_end, spec.prev_kv)
+            .map(|events| (events, current))
+            .map_err(|_| (state.kv.compact_revision(), current))
+    };
+    let (history, current) = match history {
+        Ok(found) => found,
+        Err((compacted, current)) => {
+            let resp = PbWatchResponse {
+                header: Some(node.header(current)),
+                watch_id: spec.id,
+                canceled: true,
+                compact_revision: compacted,
+                cancel_reason: "etcdserver: mvcc: required revision has been compacted".into(),
+                ..Default::default()
+            };
+            let _ = tx.send(Ok(resp)).await;
+            return None;
+        }
+    };
+    let selected = spec.select(&history);
+    for chunk in selected.chunks(REPLAY_CHUNK) {
+        let revision = chunk
+            .last()
+            .and_then(|e| e.kv.as_ref())
+            .map(|kv| kv.mod_revision)
+            .unwrap_or(current);
+        if !send_events(node, spec, tx, revision, chunk.to_vec()).await {
+            return None;
+        }
+    }
+    Some(current)
+}
+
+async fn run_watcher(node: Arc<Node>, spec: Spec, tx: Sender, cancel: CancellationToken) {
+    let mut live = node.sm.subscribe();
+    let created = PbWatchResponse {
+        header: Some(node.header(node.revision())),
+        watch_id: spec.id,
+        created: true,
+        ..Default::default()
+    };
+    if tx.send(Ok(created)).await.is_err() {
+        return;
+    }
+    let start = if spec.start_revision > 0 {
+        spec.start_revision
+    } else {
+        node.revision() + 1
+    };
+    let Some(mut covered) = replay(&node, &spec, &tx, start).await else {
+        return;
+    };
+    // Events at or below `covered` were sent by the replay (or predate the watch).
+    covered = covered.max(start - 1);
+    let mut progress = tokio::time::interval(PROGRESS_INTERVAL);
+    progress.reset();
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = progress.tick(), if spec.progress_notify => {
+                let resp = PbWatchResponse {
+                    header: Some(node.header(node.revision())),
+                    watch_id: spec.id,
+                    ..Default::default()
+                };
+                if tx.send(Ok(resp)).await.is_err() {
+                    return;
+                }
+            }
+            batch = live.recv() => match batch {
+                Ok(batch) => {
+                    if batch.revision <= covered {
+                        continue;
+                    }
+                    covered = batch.revision;
+                    if !send_events(&node, &spec, &tx, batch.revision, spec.select(&batch.events)).await {
+                        return;
+                    }
+                    progress.reset();
+                }
+                Err(broadcast::error::RecvError::Lagged(missed)) => {
+                    tracing::debug!(watch_id = spec.id, missed, "watcher fell behind; catching up from history");
+                    match replay(&node, &spec, &tx, covered + 1).await {
+                        Some(rev) => covered = rev,
+                        None => return,
+                    }
+                }
+                Err(broadcast::error::RecvError::Closed) => return,
+            },
+        }
+    }
+}
