@@ -20,6 +20,10 @@ use tracing_subscriber::{EnvFilter, Layer};
 /// The environment variables that turn trace export on, most specific first.
 pub const ENDPOINT_VARS: [&str; 2] = ["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"];
 
+/// The log filter when `RUST_LOG` is unset: our own info, and only
+/// warnings from the chatty Raft library.
+pub const DEFAULT_FILTER: &str = "info,openraft=warn";
+
 /// Errors while setting telemetry up.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -88,7 +92,7 @@ pub fn endpoint_from_env() -> Option<String> {
 /// logs as `args` say, and OTLP export when the environment asks for it.
 /// Must run inside a Tokio runtime when exporting.
 pub fn init(service_name: &str, args: &TelemetryArgs) -> Result<Telemetry, Error> {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
     let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
     let fmt = match args.log_format {
         LogFormat::Text => fmt.boxed(),

@@ -348,6 +348,12 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         ));
     }
 
+    let me = Member {
+        name: config.name.clone(),
+        peer_urls: me.peer_urls.clone(),
+        client_urls: config.advertise_client_urls.clone(),
+    };
+    tasks.spawn(crate::server::cluster::publish(node.clone(), me, stop.clone()));
     tasks.spawn(crate::lessor::run_expiry(node.clone(), stop.clone()));
     tasks.spawn(crate::metrics::run_updater(node.clone(), metrics.clone(), stop.clone()));
     tracing::info!(name = %config.name, id = format!("{id:016x}"), cluster = format!("{cluster_id:016x}"), ?client_addrs, ?peer_addrs, "store member started");

@@ -31,10 +31,26 @@ pub struct ClusterService {
 /// A membership change, as relayed from a follower to the leader.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Change {
-    Add { id: NodeId, member: Member, learner: bool },
-    Remove { id: NodeId },
-    Update { id: NodeId, peer_urls: Vec<String> },
-    Promote { id: NodeId },
+    Add {
+        id: NodeId,
+        member: Member,
+        learner: bool,
+    },
+    Remove {
+        id: NodeId,
+    },
+    Update {
+        id: NodeId,
+        peer_urls: Vec<String>,
+    },
+    Promote {
+        id: NodeId,
+    },
+    /// A member announcing its own name and client URLs once it runs.
+    Publish {
+        id: NodeId,
+        member: Member,
+    },
 }
 
 /// The members as etcd lists them, voters and learners.
@@ -110,6 +126,10 @@ pub async fn apply(node: &Node, change: Change) -> Result<(), Error> {
                 .change_membership(ChangeMembers::AddVoterIds([*id].into()), true)
                 .await
         }
+        Change::Publish { id, member } => {
+            let nodes = BTreeMap::from([(*id, member.clone())]);
+            node.raft.change_membership(ChangeMembers::SetNodes(nodes), true).await
+        }
     };
     match result {
         Ok(_) => Ok(()),
@@ -138,10 +158,37 @@ async fn relay(node: &Node, leader: &Member, change: &Change) -> Result<(), Erro
     result
 }
 
-impl ClusterService {
-    fn list_response(&self, extra_id: Option<u64>) -> Vec<PbMember> {
-        let _ = extra_id;
-        members(&self.node)
+/// Announces this member's name and client URLs in the membership, as an
+/// etcd member publishes its attributes after it starts (a member added
+/// with `member add` is known only by its peer URLs until then).
+pub async fn publish(node: std::sync::Arc<Node>, me: Member, shutdown: tokio_util::sync::CancellationToken) {
+    loop {
+        let known = current(&node, node.id).ok();
+        if known.as_ref() == Some(&me) {
+            return;
+        }
+        let leader = node.raft.metrics().borrow().current_leader;
+        if known.is_some() && leader.is_some() {
+            match apply(
+                &node,
+                Change::Publish {
+                    id: node.id,
+                    member: me.clone(),
+                },
+            )
+            .await
+            {
+                Ok(()) => {
+                    tracing::info!(name = %me.name, "published member attributes");
+                    return;
+                }
+                Err(e) => tracing::debug!(error = %e, "publishing member attributes failed; retrying"),
+            }
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(std::time::Duration::from_millis(200)) => {}
+        }
     }
 }
 
@@ -187,7 +234,7 @@ impl PbClusterService for ClusterService {
                 client_ur_ls: Vec::new(),
                 is_learner: req.is_learner,
             }),
-            members: self.list_response(Some(id)),
+            members: members(&self.node),
         }))
     }
 
@@ -200,7 +247,7 @@ impl PbClusterService for ClusterService {
         apply(&self.node, Change::Remove { id }).await?;
         Ok(Response::new(PbMemberRemoveResponse {
             header: Some(self.node.header(self.node.revision())),
-            members: self.list_response(None),
+            members: members(&self.node),
         }))
     }
 
@@ -220,7 +267,7 @@ impl PbClusterService for ClusterService {
         .await?;
         Ok(Response::new(PbMemberUpdateResponse {
             header: Some(self.node.header(self.node.revision())),
-            members: self.list_response(None),
+            members: members(&self.node),
         }))
     }
 
@@ -233,7 +280,7 @@ impl PbClusterService for ClusterService {
         }
         Ok(Response::new(PbMemberListResponse {
             header: Some(self.node.header(self.node.revision())),
-            members: self.list_response(None),
+            members: members(&self.node),
         }))
     }
 
@@ -252,7 +299,7 @@ impl PbClusterService for ClusterService {
         apply(&self.node, Change::Promote { id }).await?;
         Ok(Response::new(PbMemberPromoteResponse {
             header: Some(self.node.header(self.node.revision())),
-            members: self.list_response(None),
+            members: members(&self.node),
         }))
     }
 }

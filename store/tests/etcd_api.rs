@@ -1,0 +1,540 @@
+//! The etcd v3 API through the etcd-client crate, against one member
+//! started in-process (the same `start` the binary calls) on loopback.
+
+#![allow(clippy::unwrap_used)] // a panic in a test is a failed test
+
+use std::time::Duration;
+
+use clap::Parser;
+use etcd_client::{
+    AlarmAction, AlarmType, Client, Compare, CompareOp, DeleteOptions, EventType, GetOptions, LeaseTimeToLiveOptions,
+    PutOptions, SortOrder, SortTarget, Txn, TxnOp, TxnOpResponse, WatchOptions,
+};
+use store::config::Config;
+
+struct Member {
+    running: Option<store::Running>,
+    _dir: tempfile::TempDir,
+    endpoint: String,
+}
+
+impl Member {
+    async fn start() -> Member {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config::parse_from([
+            "kubernate-store",
+            "--name",
+            "solo",
+            "--data-dir",
+            dir.path().join("data").to_str().unwrap(),
+            "--listen-client-urls",
+            "http://127.0.0.1:0",
+            "--listen-peer-urls",
+            "http://127.0.0.1:0",
+            "--initial-advertise-peer-urls",
+            "http://127.0.0.1:1",
+            "--initial-cluster",
+            "solo=http://127.0.0.1:1",
+            "--listen-metrics-urls",
+            "http://127.0.0.1:0",
+            "--max-request-bytes",
+            "65536",
+        ]);
+        let running = store::start(config).await.unwrap();
+        let endpoint = format!("http://{}", running.client_addrs[0]);
+        let member = Member {
+            running: Some(running),
+            _dir: dir,
+            endpoint,
+        };
+        let mut client = member.client().await;
+        let ready = async {
+            loop {
+                if let Ok(status) = client.status().await {
+                    if status.leader() != 0 {
+                        return;
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), ready)
+            .await
+            .expect("member elected itself leader within 10s");
+        member
+    }
+
+    async fn client(&self) -> Client {
+        Client::connect([self.endpoint.as_str()], None).await.unwrap()
+    }
+
+    async fn stop(mut self) {
+        if let Some(r) = self.running.take() {
+            r.stop().await;
+        }
+    }
+}
+
+async fn value(client: &mut Client, key: &str) -> Option<String> {
+    let resp = client.get(key, None).await.unwrap();
+    resp.kvs().first().map(|kv| kv.value_str().unwrap().to_string())
+}
+
+fn keys(resp: &etcd_client::GetResponse) -> Vec<String> {
+    resp.kvs().iter().map(|kv| kv.key_str().unwrap().to_string()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kv_put_get_ranges_and_delete() {
+    let member = Member::start().await;
+    let mut c = member.client().await;
+
+    let first = c.put("a", "1", None).await.unwrap();
+    let rev_a = first.header().unwrap().revision();
+    let second = c.put("a", "2", Some(PutOptions::new().with_prev_key())).await.unwrap();
+    assert_eq!(second.prev_key().unwrap().value_str().unwrap(), "1");
+    for (k, v) in [("b", "x"), ("c", "y"), ("ca", "z"), ("d", "w")] {
+        c.put(k, v, None).await.unwrap();
+    }
+
+    let kv = c.get("a", None).await.unwrap();
+    let a = &kv.kvs()[0];
+    assert_eq!(
+        (a.version(), a.create_revision(), a.mod_revision()),
+        (2, rev_a, rev_a + 1)
+    );
+    // Reading at an older revision sees the older value.
+    let old = c.get("a", Some(GetOptions::new().with_revision(rev_a))).await.unwrap();
+    assert_eq!(old.kvs()[0].value_str().unwrap(), "1");
+
+    let prefix = c.get("c", Some(GetOptions::new().with_prefix())).await.unwrap();
+    assert_eq!(keys(&prefix), ["c", "ca"]);
+    let range = c.get("b", Some(GetOptions::new().with_range("d"))).await.unwrap();
+    assert_eq!(keys(&range), ["b", "c", "ca"]);
+    let all = c.get("\0", Some(GetOptions::new().with_from_key())).await.unwrap();
+    assert_eq!(keys(&all), ["a", "b", "c", "ca", "d"]);
+    let limited = c
+        .get("a", Some(GetOptions::new().with_from_key().with_limit(2)))
+        .await
+        .unwrap();
+    assert_eq!(
+        (keys(&limited), limited.more(), limited.count()),
+        (vec!["a".into(), "b".into()], true, 5)
+    );
+    let sorted = c
+        .get(
+            "a",
+            Some(
+                GetOptions::new()
+                    .with_from_key()
+                    .with_sort(SortTarget::Key, SortOrder::Descend),
+            ),
+        )
+        .await
+        .unwrap();
+    assert_eq!(keys(&sorted), ["d", "ca", "c", "b", "a"]);
+    let counted = c
+        .get("a", Some(GetOptions::new().with_from_key().with_count_only()))
+        .await
+        .unwrap();
+    assert_eq!((counted.count(), counted.kvs().len()), (5, 0));
+    let keys_only = c.get("b", Some(GetOptions::new().with_keys_only())).await.unwrap();
+    assert!(keys_only.kvs()[0].value().is_empty());
+
+    let deleted = c
+        .delete("c", Some(DeleteOptions::new().with_prefix().with_prev_key()))
+        .await
+        .unwrap();
+    assert_eq!(deleted.deleted(), 2);
+    assert_eq!(deleted.prev_kvs().len(), 2);
+    assert_eq!(value(&mut c, "c").await, None);
+    // Deleting nothing does not make a revision.
+    let before = c.get("a", None).await.unwrap().header().unwrap().revision();
+    let nothing = c.delete("zzz", None).await.unwrap();
+    assert_eq!((nothing.deleted(), nothing.header().unwrap().revision()), (0, before));
+    member.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn txn_compares_branches_and_nesting() {
+    let member = Member::start().await;
+    let mut c = member.client().await;
+    c.put("k", "v1", None).await.unwrap();
+
+    let txn = Txn::new()
+        .when([
+            Compare::value("k", CompareOp::Equal, "v1"),
+            Compare::version("k", CompareOp::Greater, 0),
+        ])
+        .and_then([TxnOp::put("k", "v2", None), TxnOp::get("k", None)])
+        .or_else([TxnOp::put("failed", "yes", None)]);
+    let resp = c.txn(txn).await.unwrap();
+    assert!(resp.succeeded());
+    match &resp.op_responses()[1] {
+        TxnOpResponse::Get(g) => assert_eq!(g.kvs()[0].value_str().unwrap(), "v2", "reads see the txn's own writes"),
+        other => panic!("expected a get response, got {other:?}"),
+    }
+
+    // A failing compare runs the failure branch, here a nested txn.
+    let nested = Txn::new()
+        .when([Compare::create_revision("missing", CompareOp::Equal, 0)])
+        .and_then([TxnOp::put("inner", "ran", None)]);
+    let txn = Txn::new()
+        .when([Compare::value("k", CompareOp::Equal, "nope")])
+        .and_then([TxnOp::put("outer", "wrong", None)])
+        .or_else([TxnOp::txn(nested)]);
+    let resp = c.txn(txn).await.unwrap();
+    assert!(!resp.succeeded());
+    assert_eq!(value(&mut c, "inner").await.as_deref(), Some("ran"));
+    assert_eq!(value(&mut c, "outer").await, None);
+
+    // Mod revision and lease compares.
+    let k = c.get("k", None).await.unwrap().kvs()[0].mod_revision();
+    let txn = Txn::new()
+        .when([
+            Compare::mod_revision("k", CompareOp::Equal, k),
+            Compare::lease("k", CompareOp::Equal, 0),
+        ])
+        .and_then([TxnOp::delete("k", None)]);
+    assert!(c.txn(txn).await.unwrap().succeeded());
+
+    // Two writes to one key in a txn are refused, and nothing changes.
+    let txn = Txn::new().and_then([TxnOp::put("dup", "1", None), TxnOp::put("dup", "2", None)]);
+    let err = c.txn(txn).await.unwrap_err().to_string();
+    assert!(err.contains("duplicate key given in txn request"), "{err}");
+    assert_eq!(value(&mut c, "dup").await, None);
+    member.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_replays_history_follows_live_events_and_reports_compaction() {
+    let member = Member::start().await;
+    let mut c = member.client().await;
+    let start = c.put("w/1", "a", None).await.unwrap().header().unwrap().revision();
+    c.put("w/1", "b", None).await.unwrap();
+    c.delete("w/1", None).await.unwrap();
+
+    let mut stream = c
+        .watch(
+            "w/",
+            Some(
+                WatchOptions::new()
+                    .with_prefix()
+                    .with_start_revision(start)
+                    .with_prev_key(),
+            ),
+        )
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    let collect = async {
+        while seen.len() < 4 {
+            let resp = stream.message().await.unwrap().unwrap();
+            for e in resp.events() {
+                let kv = e.kv().unwrap();
+                let prev = e.prev_kv().map(|p| p.value_str().unwrap().to_string());
+                seen.push((
+                    e.event_type(),
+                    kv.key_str().unwrap().to_string(),
+                    kv.value_str().unwrap().to_string(),
+                    prev,
+                ));
+            }
+            if seen.len() == 3 {
+                // History is replayed; now a live event.
+                c.put("w/2", "live", None).await.unwrap();
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), collect)
+        .await
+        .expect("4 watch events within 10s");
+    assert_eq!(
+        seen,
+        vec![
+            (EventType::Put, "w/1".into(), "a".into(), None),
+            (EventType::Put, "w/1".into(), "b".into(), Some("a".into())),
+            (EventType::Delete, "w/1".into(), "".into(), Some("b".into())),
+            (EventType::Put, "w/2".into(), "live".into(), None),
+        ]
+    );
+    drop(stream);
+
+    // NOPUT filter: only deletions arrive.
+    let mut deletes = c
+        .watch(
+            "f",
+            Some(WatchOptions::new().with_filters([etcd_client::WatchFilterType::NoPut])),
+        )
+        .await
+        .unwrap();
+    c.put("f", "1", None).await.unwrap();
+    c.delete("f", None).await.unwrap();
+    let first = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let resp = deletes.message().await.unwrap().unwrap();
+            if let Some(e) = resp.events().first() {
+                return e.event_type();
+            }
+        }
+    })
+    .await
+    .expect("an event within 10s");
+    assert_eq!(first, EventType::Delete);
+
+    // A watch from before the compaction point is cancelled with the compact revision.
+    let now = c.put("x", "1", None).await.unwrap().header().unwrap().revision();
+    c.compact(now, None).await.unwrap();
+    let mut stream = c
+        .watch("w/", Some(WatchOptions::new().with_start_revision(start)))
+        .await
+        .unwrap();
+    let resp = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let resp = stream.message().await.unwrap().unwrap();
+            if resp.canceled() {
+                return resp;
+            }
+        }
+    })
+    .await
+    .expect("a cancel within 10s");
+    assert_eq!(resp.compact_revision(), now);
+    let err = c
+        .get("w/1", Some(GetOptions::new().with_revision(start)))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("required revision has been compacted"), "{err}");
+    member.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leases_keep_keys_alive_and_expiry_deletes_them() {
+    let member = Member::start().await;
+    let mut c = member.client().await;
+
+    let lease = c.lease_grant(2, None).await.unwrap();
+    assert_eq!(lease.ttl(), 2);
+    c.put("leased", "v", Some(PutOptions::new().with_lease(lease.id())))
+        .await
+        .unwrap();
+    let ttl = c
+        .lease_time_to_live(lease.id(), Some(LeaseTimeToLiveOptions::new().with_keys()))
+        .await
+        .unwrap();
+    assert_eq!(ttl.granted_ttl(), 2);
+    assert!(ttl.ttl() > 0 && ttl.ttl() <= 2, "{}", ttl.ttl());
+    assert_eq!(ttl.keys(), [b"leased".to_vec()]);
+    let listed: Vec<i64> = c.leases().await.unwrap().leases().iter().map(|l| l.id()).collect();
+    assert!(listed.contains(&lease.id()));
+
+    // Keep-alives hold it past its TTL…
+    let (mut keeper, mut answers) = c.lease_keep_alive(lease.id()).await.unwrap();
+    for _ in 0..4 {
+        keeper.keep_alive().await.unwrap();
+        let answer = tokio::time::timeout(Duration::from_secs(5), answers.message())
+            .await
+            .expect("keep-alive answer within 5s")
+            .unwrap()
+            .unwrap();
+        assert_eq!(answer.ttl(), 2);
+        tokio::time::sleep(Duration::from_millis(800)).await;
+    }
+    assert_eq!(value(&mut c, "leased").await.as_deref(), Some("v"));
+
+    // …and without them it expires and takes its key along.
+    let gone = async {
+        while value(&mut c, "leased").await.is_some() {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), gone)
+        .await
+        .expect("leased key deleted within 10s of expiry");
+    let ttl = c.lease_time_to_live(lease.id(), None).await.unwrap();
+    assert_eq!(ttl.ttl(), -1, "an expired lease is gone");
+
+    // Revoke deletes at once; unknown leases are refused.
+    let lease = c.lease_grant(60, None).await.unwrap();
+    c.put("r", "v", Some(PutOptions::new().with_lease(lease.id())))
+        .await
+        .unwrap();
+    c.lease_revoke(lease.id()).await.unwrap();
+    assert_eq!(value(&mut c, "r").await, None);
+    let err = c.lease_revoke(lease.id()).await.unwrap_err().to_string();
+    assert!(err.contains("requested lease not found"), "{err}");
+    let err = c
+        .put("k", "v", Some(PutOptions::new().with_lease(12345)))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("requested lease not found"), "{err}");
+    assert_eq!(value(&mut c, "k").await, None, "nothing written");
+    member.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn maintenance_cluster_and_bad_input() {
+    let member = Member::start().await;
+    let mut c = member.client().await;
+    c.put("m", "1", None).await.unwrap();
+
+    let status = c.status().await.unwrap();
+    assert_eq!(status.leader(), status.header().unwrap().member_id());
+    assert!(status.raft_index() > 0 && status.db_size() > 0);
+    let members = c.member_list().await.unwrap();
+    assert_eq!(members.members().len(), 1);
+    assert_eq!(members.members()[0].name(), "solo");
+    let h1 = c.hash_kv(0).await.unwrap().hash();
+    assert_eq!(c.hash_kv(0).await.unwrap().hash(), h1, "hash is stable");
+    c.put("m", "2", None).await.unwrap();
+    assert_ne!(c.hash_kv(0).await.unwrap().hash(), h1, "hash follows the data");
+    let alarms = c.alarm(AlarmAction::Get, AlarmType::None, None).await.unwrap();
+    assert!(alarms.alarms().is_empty());
+    c.defragment().await.unwrap();
+
+    // Bad input gets etcd's errors and writes nothing.
+    let err = c.put("", "v", None).await.unwrap_err().to_string();
+    assert!(err.contains("key is not provided"), "{err}");
+    let big = vec![b'x'; 70 * 1024];
+    let err = c.put("big", big, None).await.unwrap_err().to_string();
+    assert!(err.contains("request is too large"), "{err}");
+    assert_eq!(value(&mut c, "big").await, None);
+    let err = c
+        .get("m", Some(GetOptions::new().with_revision(1_000_000)))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("future revision"), "{err}");
+    let err = c
+        .put("m", "3", Some(PutOptions::new().with_ignore_value()))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("value is provided"), "{err}");
+    member.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quota_raises_nospace_and_refuses_writes_until_disarmed() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config::parse_from([
+        "kubernate-store",
+        "--name",
+        "q",
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+        "--listen-client-urls",
+        "http://127.0.0.1:0",
+        "--listen-peer-urls",
+        "http://127.0.0.1:0",
+        "--initial-advertise-peer-urls",
+        "http://127.0.0.1:1",
+        "--initial-cluster",
+        "q=http://127.0.0.1:1",
+        "--listen-metrics-urls",
+        "http://127.0.0.1:0",
+        "--quota-backend-bytes",
+        "4096",
+    ]);
+    let running = store::start(config).await.unwrap();
+    let mut c = Client::connect([format!("http://{}", running.client_addrs[0])], None)
+        .await
+        .unwrap();
+    let fill = async {
+        for i in 0.. {
+            if let Err(e) = c.put(format!("k{i}"), vec![b'v'; 500], None).await {
+                return e.to_string();
+            }
+        }
+        unreachable!()
+    };
+    let err = tokio::time::timeout(Duration::from_secs(20), fill)
+        .await
+        .expect("quota reached within 20s");
+    assert!(err.contains("database space exceeded"), "{err}");
+    let alarms = c.alarm(AlarmAction::Get, AlarmType::None, None).await.unwrap();
+    assert_eq!(alarms.alarms().len(), 1);
+    assert_eq!(alarms.alarms()[0].alarm(), AlarmType::Nospace);
+    // Reads and deletes still work; puts do not.
+    c.get("k0", None).await.unwrap();
+    c.delete("k", Some(DeleteOptions::new().with_prefix())).await.unwrap();
+    let err = c.put("small", "v", None).await.unwrap_err().to_string();
+    assert!(err.contains("database space exceeded"), "{err}");
+    // As with etcd: free space (delete, compact), then disarm.
+    let now = c.get("k0", None).await.unwrap().header().unwrap().revision();
+    c.compact(now, None).await.unwrap();
+    c.defragment().await.unwrap();
+    let member = alarms.alarms()[0].member_id();
+    let mut options = etcd_client::AlarmOptions::new();
+    options.with_member(member);
+    c.alarm(AlarmAction::Deactivate, AlarmType::Nospace, Some(options))
+        .await
+        .unwrap();
+    c.put("small", "v", None).await.unwrap();
+    running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_writes_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let config = || {
+        Config::parse_from([
+            "kubernate-store",
+            "--name",
+            "r",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--listen-client-urls",
+            "http://127.0.0.1:0",
+            "--listen-peer-urls",
+            "http://127.0.0.1:0",
+            "--initial-advertise-peer-urls",
+            "http://127.0.0.1:1",
+            "--initial-cluster",
+            "r=http://127.0.0.1:1",
+            "--listen-metrics-urls",
+            "http://127.0.0.1:0",
+            "--snapshot-count",
+            "50",
+        ])
+    };
+    let running = store::start(config()).await.unwrap();
+    let mut c = Client::connect([format!("http://{}", running.client_addrs[0])], None)
+        .await
+        .unwrap();
+    // More writes than --snapshot-count, so recovery uses a snapshot and the log after it.
+    for i in 0..120 {
+        c.put(format!("key{i:03}"), format!("v{i}"), None).await.unwrap();
+    }
+    let hash = c.hash_kv(0).await.unwrap().hash();
+    let revision = c.status().await.unwrap().header().unwrap().revision();
+    running.stop().await;
+
+    let running = store::start(config()).await.unwrap();
+    let mut c = Client::connect([format!("http://{}", running.client_addrs[0])], None)
+        .await
+        .unwrap();
+    let back = async {
+        loop {
+            if let Ok(r) = c
+                .get("key", Some(GetOptions::new().with_prefix().with_count_only()))
+                .await
+            {
+                if r.count() == 120 {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), back)
+        .await
+        .expect("all 120 keys back within 10s");
+    assert_eq!(c.hash_kv(0).await.unwrap().hash(), hash);
+    assert_eq!(c.status().await.unwrap().header().unwrap().revision(), revision);
+    assert!(data.join("snap/current.snap").exists(), "a snapshot was taken");
+    running.stop().await;
+}
