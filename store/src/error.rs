@@ -52,6 +52,10 @@ pub enum Error {
     PeerUrlExists,
     #[error("etcdserver: can only promote a learner member")]
     MemberNotLearner,
+    #[error("election: not leader")]
+    ElectionNotLeader,
+    #[error("election: no leader")]
+    ElectionNoLeader,
     #[error("etcdserver: {0}")]
     InvalidArgument(String),
     #[error("etcdserver: {0}")]
@@ -69,7 +73,9 @@ impl Error {
             EmptyKey | KeyNotFound | ValueProvided | LeaseProvided | TooManyOps | DuplicateKey | RequestTooLarge
             | InvalidArgument(_) => Code::InvalidArgument,
             LeaseNotFound | MemberNotFound => Code::NotFound,
-            LeaseExists | PeerUrlExists | MemberNotLearner => Code::FailedPrecondition,
+            LeaseExists | PeerUrlExists | MemberNotLearner | ElectionNotLeader | ElectionNoLeader => {
+                Code::FailedPrecondition
+            }
             NoSpace => Code::ResourceExhausted,
             NoLeader | Timeout | Stopped => Code::Unavailable,
             Unimplemented(_) => Code::Unimplemented,

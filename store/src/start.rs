@@ -19,7 +19,9 @@ use crate::raft::network::proto::peer_server::PeerServer;
 use crate::raft::network::{Dialer, PeerService};
 use crate::raft::state_machine::StateMachine;
 use crate::raft::{Member, Raft};
+use crate::server::proto::{v3election::election_server::ElectionServer, v3lock::lock_server::LockServer};
 use crate::server::{cluster::ClusterService, kv::KvService, lease::LeaseService};
+use crate::server::{election::ElectionService, lock::LockService};
 use crate::server::{maintenance::MaintenanceService, watch::WatchService};
 
 /// Why a member could not start.
@@ -239,7 +241,9 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             .add_service(PbWatchServer::new(WatchService { node: node.clone() }).max_decoding_message_size(limit))
             .add_service(PbLeaseServer::new(LeaseService::new(node.clone())).max_decoding_message_size(limit))
             .add_service(PbMaintenanceServer::new(MaintenanceService { node: node.clone() }))
-            .add_service(PbClusterServer::new(ClusterService { node: node.clone() }));
+            .add_service(PbClusterServer::new(ClusterService { node: node.clone() }))
+            .add_service(LockServer::new(LockService { node: node.clone() }))
+            .add_service(ElectionServer::new(ElectionService { node: node.clone() }));
         let stop = stop.clone();
         match &client_tls {
             Some(tls) => {

@@ -538,3 +538,116 @@ async fn acknowledged_writes_survive_a_restart() {
     assert!(data.join("snap/current.snap").exists(), "a snapshot was taken");
     running.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn locks_are_exclusive_and_released_by_unlock_or_lease_end() {
+    let member = Member::start().await;
+    let mut a = member.client().await;
+    let mut b = member.client().await;
+    let lease_a = a.lease_grant(30, None).await.unwrap().id();
+    let lease_b = b.lease_grant(2, None).await.unwrap().id();
+
+    let held = a
+        .lock("job", Some(etcd_client::LockOptions::new().with_lease(lease_a)))
+        .await
+        .unwrap();
+    let key_a = held.key().to_vec();
+    // b waits while a holds the lock…
+    let waiting = tokio::spawn(async move {
+        let got = b
+            .lock("job", Some(etcd_client::LockOptions::new().with_lease(lease_b)))
+            .await
+            .unwrap();
+        (got.key().to_vec(), b)
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!waiting.is_finished(), "second locker must wait for the first");
+    // …and gets it once a unlocks.
+    a.unlock(key_a).await.unwrap();
+    let (key_b, mut b) = tokio::time::timeout(Duration::from_secs(10), waiting)
+        .await
+        .expect("second locker acquired within 10s of unlock")
+        .unwrap();
+    assert!(key_b.starts_with(b"job/"));
+
+    // A holder whose lease ends loses the lock without unlocking.
+    let c_lease = a.lease_grant(60, None).await.unwrap().id();
+    let third = tokio::spawn(async move {
+        a.lock("job", Some(etcd_client::LockOptions::new().with_lease(c_lease)))
+            .await
+            .unwrap();
+    });
+    let expired = async {
+        // b's lease (2 s) is not kept alive.
+        third.await.unwrap();
+    };
+    tokio::time::timeout(Duration::from_secs(15), expired)
+        .await
+        .expect("lock passed on after the holder's lease expired");
+    let gone = b.get(key_b, None).await.unwrap();
+    assert!(gone.kvs().is_empty(), "the expired holder's key is gone");
+    member.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn elections_have_one_leader_that_can_proclaim_and_resign() {
+    let member = Member::start().await;
+    let mut c = member.client().await;
+    let lease1 = c.lease_grant(30, None).await.unwrap().id();
+    let lease2 = c.lease_grant(30, None).await.unwrap().id();
+
+    let err = c.leader("pick").await.unwrap_err().to_string();
+    assert!(err.contains("election: no leader"), "{err}");
+    let first = c.campaign("pick", "alpha", lease1).await.unwrap();
+    let leader = first.leader().unwrap().clone();
+    assert_eq!(
+        c.leader("pick").await.unwrap().kv().unwrap().value_str().unwrap(),
+        "alpha"
+    );
+
+    let mut observer = c.observe("pick").await.unwrap();
+    let seen = tokio::time::timeout(Duration::from_secs(10), observer.message())
+        .await
+        .expect("observe reports the current leader")
+        .unwrap()
+        .unwrap();
+    assert_eq!(seen.kv().unwrap().value_str().unwrap(), "alpha");
+
+    let mut second_client = member.client().await;
+    let second = tokio::spawn(async move { second_client.campaign("pick", "beta", lease2).await.unwrap() });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!second.is_finished(), "only one leader at a time");
+
+    c.proclaim(
+        "alpha-2",
+        Some(etcd_client::ProclaimOptions::new().with_leader(leader.clone())),
+    )
+    .await
+    .unwrap();
+    let seen = tokio::time::timeout(Duration::from_secs(10), observer.message())
+        .await
+        .expect("observe reports the proclaimed value")
+        .unwrap()
+        .unwrap();
+    assert_eq!(seen.kv().unwrap().value_str().unwrap(), "alpha-2");
+
+    c.resign(Some(etcd_client::ResignOptions::new().with_leader(leader.clone())))
+        .await
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(10), second)
+        .await
+        .expect("second candidate leads after the first resigned")
+        .unwrap();
+    assert_eq!(
+        c.leader("pick").await.unwrap().kv().unwrap().value_str().unwrap(),
+        "beta"
+    );
+    // The resigned leader can no longer proclaim.
+    let err = c
+        .proclaim("stale", Some(etcd_client::ProclaimOptions::new().with_leader(leader)))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("election: not leader"), "{err}");
+    member.stop().await;
+}

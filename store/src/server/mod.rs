@@ -7,10 +7,25 @@
 //! see etcd's codes and messages.
 
 pub mod cluster;
+pub mod concurrency;
+pub mod election;
 pub mod kv;
 pub mod lease;
+pub mod lock;
 pub mod maintenance;
 pub mod watch;
+
+/// etcd's Lock and Election protocols, generated here (etcd-client only
+/// generates their clients) around etcd-client's message types.
+pub mod proto {
+    #![allow(clippy::all, rust_2018_idioms)]
+    pub mod v3lock {
+        tonic::include_proto!("v3lockpb");
+    }
+    pub mod v3election {
+        tonic::include_proto!("v3electionpb");
+    }
+}
 
 use prost::Message;
 
