@@ -12,6 +12,9 @@
 //!   from PEM files.
 //! - [`grpc`]: a tonic server over those TLS configs (with the peer's
 //!   certificates on every request) and a tonic channel that dials with them.
+//! - [`serve`]: one port answering gRPC (HTTP/2) and HTTP/1.1 alike, over
+//!   TLS or not: the API server's REST + gRPC port, the store's gRPC +
+//!   JSON gateway.
 //! - [`kubeconfig`]: the standard kubeconfig file, read and written.
 //! - [`telemetry`]: structured logs (text or JSON, `RUST_LOG` filtering) and
 //!   OTLP trace export when `OTEL_EXPORTER_OTLP_ENDPOINT` is set.
@@ -24,6 +27,7 @@
 pub mod grpc;
 pub mod kubeconfig;
 pub mod metrics;
+pub mod serve;
 pub mod shutdown;
 pub mod telemetry;
 pub mod tls;

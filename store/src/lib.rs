@@ -18,12 +18,15 @@
 //!   snapshots, the peer transport.
 //! - [`node`]: one member; forwarding to the leader; read index.
 //! - [`lessor`]: lease clocks and expiry on the leader.
-//! - [`server`]: the etcd services (KV, Watch, Lease, Maintenance, Cluster).
+//! - [`server`]: the etcd services (KV, Watch, Lease, Maintenance, Cluster,
+//!   Lock, Election).
+//! - [`gateway`]: etcd's JSON gateway over the same services.
 //! - [`metrics`]: etcd's metric names.
 //! - [`error`]: etcd's error codes and messages.
 
 pub mod config;
 pub mod error;
+pub mod gateway;
 pub mod lessor;
 pub mod metrics;
 pub mod mvcc;

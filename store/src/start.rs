@@ -221,7 +221,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
                 Some(ca) => (tls::load_certs(ca)?, ClientAuth::Required),
                 None => (Vec::new(), ClientAuth::None),
             };
-            Some(tls::server_config(&identity, &cas, mode, &[common::grpc::ALPN_H2])?)
+            Some(tls::server_config(&identity, &cas, mode, common::serve::ALPN_BOTH)?)
         }
         _ => {
             tracing::warn!(
@@ -231,42 +231,34 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         }
     };
     let limit = config.max_request_bytes + 512 * 1024;
-    for listener in client_listeners {
-        let router = tonic::transport::Server::builder()
-            .layer(common::trace_context::ServerTraceLayer)
-            .layer(GrpcMetricsLayer {
-                metrics: metrics.clone(),
-            })
-            .add_service(PbKvServer::new(KvService { node: node.clone() }).max_decoding_message_size(limit))
+    let grpc =
+        tonic::service::Routes::new(PbKvServer::new(KvService { node: node.clone() }).max_decoding_message_size(limit))
             .add_service(PbWatchServer::new(WatchService { node: node.clone() }).max_decoding_message_size(limit))
             .add_service(PbLeaseServer::new(LeaseService::new(node.clone())).max_decoding_message_size(limit))
             .add_service(PbMaintenanceServer::new(MaintenanceService { node: node.clone() }))
             .add_service(PbClusterServer::new(ClusterService { node: node.clone() }))
             .add_service(LockServer::new(LockService { node: node.clone() }))
             .add_service(ElectionServer::new(ElectionService { node: node.clone() }));
-        let stop = stop.clone();
+    // gRPC and etcd's JSON gateway share the client port, as in etcd.
+    let router = grpc
+        .into_axum_router()
+        .merge(crate::gateway::router(node.clone()))
+        .layer(GrpcMetricsLayer {
+            metrics: metrics.clone(),
+        })
+        .layer(common::trace_context::ServerTraceLayer);
+    for listener in client_listeners {
         match &client_tls {
             Some(tls) => {
-                let incoming = common::grpc::incoming(listener, tls.clone(), stop.clone());
-                tasks.spawn(async move {
-                    if let Err(e) = router
-                        .serve_with_incoming_shutdown(incoming, stop.cancelled_owned())
-                        .await
-                    {
-                        tracing::error!(error = %e, "client server failed");
-                    }
-                });
+                tasks.spawn(common::serve::serve_tls(
+                    listener,
+                    tls.clone(),
+                    router.clone(),
+                    stop.clone(),
+                ));
             }
             None => {
-                let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
-                tasks.spawn(async move {
-                    if let Err(e) = router
-                        .serve_with_incoming_shutdown(incoming, stop.cancelled_owned())
-                        .await
-                    {
-                        tracing::error!(error = %e, "client server failed");
-                    }
-                });
+                tasks.spawn(common::serve::serve_plain(listener, router.clone(), stop.clone()));
             }
         }
     }

@@ -55,7 +55,11 @@ impl Sample {
             l[i].as_secs_f64() * 1000.0
         };
         let rate = self.ops as f64 / self.elapsed.as_secs_f64();
-        println!("{label:<14} {phase:<6} {rate:>10.0} ops/s  p50 {:>7.2} ms  p99 {:>7.2} ms", pct(0.50), pct(0.99));
+        println!(
+            "{label:<14} {phase:<6} {rate:>10.0} ops/s  p50 {:>7.2} ms  p99 {:>7.2} ms",
+            pct(0.50),
+            pct(0.99)
+        );
     }
 }
 

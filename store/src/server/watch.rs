@@ -40,7 +40,7 @@ type WatchStream = Pin<Box<dyn Stream<Item = Result<PbWatchResponse, Status>> + 
 
 /// What one watcher asked for.
 #[derive(Debug, Clone)]
-struct Spec {
+pub struct Spec {
     id: i64,
     key: Vec<u8>,
     range_end: Vec<u8>,
@@ -53,6 +53,37 @@ struct Spec {
 }
 
 impl Spec {
+    /// A watcher from the gateway's JSON `create_request` (watch id 0).
+    pub fn from_json(i: &crate::gateway::json::In<'_>) -> Result<Spec, String> {
+        let filters: Vec<i32> = match i.0.get("filters") {
+            None | Some(serde_json::Value::Null) => Vec::new(),
+            Some(serde_json::Value::Array(items)) => items
+                .iter()
+                .map(|f| match f.as_str() {
+                    Some("NOPUT") => Ok(FILTER_NOPUT),
+                    Some("NODELETE") => Ok(FILTER_NODELETE),
+                    _ => f
+                        .as_i64()
+                        .filter(|n| *n == 0 || *n == 1)
+                        .map(|n| n as i32)
+                        .ok_or_else(|| format!("unknown watch filter {f}")),
+                })
+                .collect::<Result<_, _>>()?,
+            Some(_) => return Err("field \"filters\" must be a list".into()),
+        };
+        Ok(Spec {
+            id: i.int("watch_id")?,
+            key: i.bytes("key")?,
+            range_end: i.bytes("range_end")?,
+            start_revision: i.int("start_revision")?,
+            prev_kv: i.boolean("prev_kv")?,
+            no_put: filters.contains(&FILTER_NOPUT),
+            no_delete: filters.contains(&FILTER_NODELETE),
+            progress_notify: i.boolean("progress_notify")?,
+            fragment: i.boolean("fragment")?,
+        })
+    }
+
     /// The events of `events` this watcher wants, shaped as it asked.
     fn select(&self, events: &[PbEvent]) -> Vec<PbEvent> {
         events
@@ -160,7 +191,8 @@ impl PbWatchService for WatchService {
     }
 }
 
-type Sender = mpsc::Sender<Result<PbWatchResponse, Status>>;
+/// Where a watcher sends its responses.
+pub type Sender = mpsc::Sender<Result<PbWatchResponse, Status>>;
 
 /// Sends `events` for watcher `spec`, fragmenting when asked and needed.
 async fn send_events(node: &Node, spec: &Spec, tx: &Sender, revision: i64, events: Vec<PbEvent>) -> bool {
@@ -246,7 +278,8 @@ async fn replay(node: &Node, spec: &Spec, tx: &Sender, from: i64) -> Option<i64>
     Some(current)
 }
 
-async fn run_watcher(node: Arc<Node>, spec: Spec, tx: Sender, cancel: CancellationToken) {
+/// Runs one watcher until `cancel`, the stream closing, or a compaction.
+pub async fn run_watcher(node: Arc<Node>, spec: Spec, tx: Sender, cancel: CancellationToken) {
     let mut live = node.sm.subscribe();
     let created = PbWatchResponse {
         header: Some(node.header(node.revision())),
