@@ -42,10 +42,19 @@ impl Default for Limits {
     }
 }
 
+/// Why forwarding a proposal failed.
+enum Forward {
+    /// The leader could not be reached: the proposal was not delivered.
+    Unreachable,
+    Failed(Error),
+}
+
 /// A running member.
 pub struct Node {
     pub id: NodeId,
     pub cluster_id: u64,
+    /// `--initial-cluster-token`, from which member ids are derived.
+    pub cluster_token: String,
     pub name: String,
     pub raft: Raft,
     pub sm: StateMachine,
@@ -78,7 +87,12 @@ impl Node {
                 match self.raft.client_write(command.clone()).await {
                     Ok(resp) => return Ok(resp.data),
                     Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => match f.leader_node {
-                        Some(leader) if f.leader_id != Some(self.id) => return self.forward(&leader, &command).await,
+                        Some(leader) if f.leader_id != Some(self.id) => match self.forward(&leader, &command).await {
+                            // The leader never saw it: wait for the next one.
+                            Err(Forward::Unreachable) => tokio::time::sleep(Duration::from_millis(50)).await,
+                            Err(Forward::Failed(e)) => return Err(e),
+                            Ok(reply) => return Ok(reply),
+                        },
                         _ => tokio::time::sleep(Duration::from_millis(50)).await,
                     },
                     Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => {
@@ -102,20 +116,28 @@ impl Node {
         }
     }
 
-    async fn forward(&self, leader: &Member, command: &Command) -> Result<Reply, Error> {
-        let mut client = self.dialer.client(leader).map_err(Error::Internal)?;
-        let data = encode(command).map_err(|e| Error::Internal(e.to_string()))?;
+    async fn forward(&self, leader: &Member, command: &Command) -> Result<Reply, Forward> {
+        let failed = |e: Error| Forward::Failed(e);
+        let mut client = self.dialer.client(leader).map_err(|e| failed(Error::Internal(e)))?;
+        let data = encode(command).map_err(|e| failed(Error::Internal(e.to_string())))?;
         let mut request = tonic::Request::new(Payload { data });
         request.set_timeout(self.limits.request_timeout);
-        let payload = client
-            .propose(request)
-            .await
-            .map_err(|status| {
+        let payload = match client.propose(request).await {
+            Ok(p) => p.into_inner(),
+            Err(status) => {
                 tracing::debug!(leader = %leader, %status, "forwarding to the leader failed");
-                Error::NoLeader
-            })?
-            .into_inner();
-        decode(&payload.data).map_err(|e| Error::Internal(format!("undecodable reply from leader: {e}")))
+                // A connection that never opened carried nothing, so trying
+                // the next leader cannot apply the command twice.
+                let never_sent = status.code() == tonic::Code::Unavailable
+                    && (status.message().contains("connect") || status.message().contains("Connection refused"));
+                return Err(if never_sent {
+                    Forward::Unreachable
+                } else {
+                    Forward::Failed(Error::NoLeader)
+                });
+            }
+        };
+        decode(&payload.data).map_err(|e| failed(Error::Internal(format!("undecodable reply from leader: {e}"))))
     }
 
     /// Waits until a read on this member is linearizable (see module docs).
@@ -158,6 +180,15 @@ impl Node {
             .map_err(|_| Error::Timeout)?;
         Ok(())
     }
+}
+
+/// A member's id: from its peer URLs (sorted) and the cluster token, so
+/// `member add` and the member itself compute the same one.
+pub fn member_id(peer_urls: &[String], token: &str) -> u64 {
+    let mut parts: Vec<&str> = peer_urls.iter().map(String::as_str).collect();
+    parts.sort_unstable();
+    parts.push(token);
+    stable_id(&parts)
 }
 
 /// A stable 64-bit id from text (member and cluster ids, as etcd derives

@@ -13,7 +13,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::{socket_addr, Config};
 use crate::metrics::{GrpcMetricsLayer, Metrics};
-use crate::node::{stable_id, Limits, Node};
+use crate::node::{member_id, stable_id, Limits, Node};
 use crate::raft::log_store::LogStore;
 use crate::raft::network::proto::peer_server::PeerServer;
 use crate::raft::network::{Dialer, PeerService};
@@ -96,23 +96,14 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     config.validate()?;
     let members = config.initial_members()?;
     let token = &config.initial_cluster_token;
-    let mut cluster_parts: Vec<String> = members
-        .iter()
-        .map(|m| format!("{}={}", m.name, m.peer_urls.join(",")))
-        .collect();
-    cluster_parts.sort();
-    cluster_parts.push(token.clone());
-    let cluster_id = stable_id(&cluster_parts.iter().map(String::as_str).collect::<Vec<_>>());
-    let member_id = |name: &str, urls: &[String]| {
-        let mut parts = vec![name, token.as_str()];
-        parts.extend(urls.iter().map(String::as_str));
-        stable_id(&parts)
-    };
+    // The cluster id comes from the token alone, so a member that joins
+    // later (with a longer --initial-cluster) agrees with the founders.
+    let cluster_id = stable_id(&[token.as_str()]);
     let me = members
         .iter()
         .find(|m| m.name == config.name)
         .ok_or_else(|| crate::config::ConfigError(format!("member {:?} is not in --initial-cluster", config.name)))?;
-    let id = member_id(&me.name, &me.peer_urls);
+    let id = member_id(&me.peer_urls, token);
 
     let data_dir = config.data_dir();
     std::fs::create_dir_all(&data_dir).map_err(io(format!("creating {}", data_dir.display())))?;
@@ -168,19 +159,17 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             .await
             .map_err(|e| StartError::Raft(e.to_string()))?;
         if !initialized {
+            // Every founder must propose the very same membership (Raft
+            // treats the founders' first entries as one), so no client URLs
+            // here: each member publishes its own once it runs.
             let mut voters = BTreeMap::new();
             for m in &members {
-                let client_urls = if m.name == config.name {
-                    config.advertise_client_urls.clone()
-                } else {
-                    Vec::new()
-                };
                 let member = Member {
                     name: m.name.clone(),
                     peer_urls: m.peer_urls.clone(),
-                    client_urls,
+                    client_urls: Vec::new(),
                 };
-                voters.insert(member_id(&m.name, &m.peer_urls), member);
+                voters.insert(member_id(&m.peer_urls, token), member);
             }
             tracing::info!(members = voters.len(), "bootstrapping a new cluster");
             if let Err(e) = raft.initialize(voters).await {
@@ -193,6 +182,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let node = Arc::new(Node {
         id,
         cluster_id,
+        cluster_token: token.clone(),
         name: config.name.clone(),
         raft,
         sm,

@@ -78,18 +78,15 @@ fn ok(value: Value) -> Response {
         .into_response()
 }
 
-/// Parses the body as a JSON object (an empty body is `{}`).
-fn body(bytes: &Bytes) -> Result<Value, Response> {
+/// Parses the body as a JSON object (an empty body is `{}`); the error
+/// is the message for a 400.
+fn body(bytes: &Bytes) -> Result<Value, String> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(json!({}));
     }
-    let value: Value = serde_json::from_slice(bytes)
-        .map_err(|e| error(tonic::Code::InvalidArgument, &format!("malformed JSON body: {e}")))?;
+    let value: Value = serde_json::from_slice(bytes).map_err(|e| format!("malformed JSON body: {e}"))?;
     if !value.is_object() {
-        return Err(error(
-            tonic::Code::InvalidArgument,
-            "the request body must be a JSON object",
-        ));
+        return Err("the request body must be a JSON object".into());
     }
     Ok(value)
 }
@@ -106,7 +103,7 @@ where
 {
     let value = match body(&bytes) {
         Ok(v) => v,
-        Err(resp) => return resp,
+        Err(message) => return error(tonic::Code::InvalidArgument, &message),
     };
     let request = match decode(&In(&value)) {
         Ok(r) => r,
@@ -266,7 +263,7 @@ async fn lease_leases(State(node): State<Arc<Node>>, bytes: Bytes) -> Response {
 async fn lease_keep_alive(State(node): State<Arc<Node>>, bytes: Bytes) -> Response {
     let value = match body(&bytes) {
         Ok(v) => v,
-        Err(resp) => return resp,
+        Err(message) => return error(tonic::Code::InvalidArgument, &message),
     };
     let id = match In(&value).int("ID") {
         Ok(id) => id,
@@ -349,7 +346,7 @@ async fn member_list(State(node): State<Arc<Node>>, bytes: Bytes) -> Response {
 async fn watch_stream(State(node): State<Arc<Node>>, bytes: Bytes) -> Response {
     let value = match body(&bytes) {
         Ok(v) => v,
-        Err(resp) => return resp,
+        Err(message) => return error(tonic::Code::InvalidArgument, &message),
     };
     let Some(create) = In(&value).child("create_request") else {
         return error(tonic::Code::InvalidArgument, "the body must hold a create_request");

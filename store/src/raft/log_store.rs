@@ -9,6 +9,10 @@
 //! fsync for the batch. Disk work runs on the blocking thread pool, and
 //! each call waits for it, so writes stay in order.
 
+// openraft's StorageError is large, and it is the error these functions
+// must return; boxing it would only move the cost.
+#![allow(clippy::result_large_err)]
+
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
 use std::path::Path;
@@ -68,16 +72,29 @@ impl LogStore {
         Ok(Some(decoded))
     }
 
-    /// Runs a write transaction on the blocking pool and waits for its commit.
+    /// Runs a durable (fsync'ed) write transaction on the blocking pool and
+    /// waits for its commit.
     async fn write<F>(&self, what: &'static str, f: F) -> Result<(), StorageError>
     where
         F: FnOnce(&redb::WriteTransaction) -> Result<(), redb::Error> + Send + 'static,
     {
+        self.write_with(what, true, f).await
+    }
+
+    /// As [`Self::write`]; a non-durable commit skips the fsync and becomes
+    /// durable with the next durable one.
+    async fn write_with<F>(&self, what: &'static str, durable: bool, f: F) -> Result<(), StorageError>
+    where
+        F: FnOnce(&redb::WriteTransaction) -> Result<(), redb::Error> + Send + 'static,
+    {
         let db = self.db.clone();
-        let observer = self.on_fsync.clone();
+        let observer = self.on_fsync.clone().filter(|_| durable);
         let result = tokio::task::spawn_blocking(move || {
             let started = Instant::now();
-            let txn = db.begin_write()?;
+            let mut txn = db.begin_write()?;
+            if !durable {
+                txn.set_durability(redb::Durability::None)?;
+            }
             f(&txn)?;
             txn.commit()?;
             if let Some(observe) = observer {

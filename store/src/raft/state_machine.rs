@@ -12,6 +12,10 @@
 //! After each applied batch the new events go to the watch hub, so watchers
 //! see every change exactly once, in revision order.
 
+// openraft's StorageError is large, and it is the error these functions
+// must return; boxing it would only move the cost.
+#![allow(clippy::result_large_err)]
+
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::{Cursor, Write};
 use std::path::{Path, PathBuf};
@@ -90,6 +94,9 @@ struct SnapshotFile {
     membership: StoredMembership<NodeId, Member>,
 }
 
+/// A serialised state with the log position and membership it covers.
+type Serialised = (Vec<u8>, Option<LogId<NodeId>>, StoredMembership<NodeId, Member>);
+
 /// The state machine handed to openraft; cheap to clone.
 #[derive(Clone)]
 pub struct StateMachine {
@@ -161,7 +168,7 @@ impl StateMachine {
         Ok(())
     }
 
-    fn serialise(&self) -> Result<(Vec<u8>, Option<LogId<NodeId>>, StoredMembership<NodeId, Member>), StorageError> {
+    fn serialise(&self) -> Result<Serialised, StorageError> {
         let state = self.state.read().map_err(sm_err)?;
         let file = SnapshotFile {
             kv: state.kv.snapshot(),

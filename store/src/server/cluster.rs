@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use tonic::{Request, Response, Status};
 
 use crate::error::Error;
-use crate::node::{stable_id, Node};
+use crate::node::{member_id, Node};
 use crate::raft::network::proto::Payload;
 use crate::raft::{decode, encode, Member, NodeId};
 
@@ -206,11 +206,7 @@ impl PbClusterService for ClusterService {
         {
             return Err(Error::PeerUrlExists.into());
         }
-        let mut parts: Vec<&str> = req.peer_ur_ls.iter().map(String::as_str).collect();
-        parts.sort();
-        let cluster = self.node.cluster_id.to_string();
-        parts.push(&cluster);
-        let id = stable_id(&parts);
+        let id = member_id(&req.peer_ur_ls, &self.node.cluster_token);
         let member = Member {
             name: String::new(),
             peer_urls: req.peer_ur_ls.clone(),

@@ -180,7 +180,7 @@ impl PbMaintenanceService for MaintenanceService {
             .map(|(i, chunk)| {
                 let sent = (i * SNAPSHOT_CHUNK + chunk.len()) as u64;
                 Ok(PbSnapshotResponse {
-                    header: Some(header.clone()),
+                    header: Some(header),
                     remaining_bytes: total as u64 - sent,
                     blob: chunk.to_vec(),
                     version: ETCD_VERSION.to_string(),

@@ -221,7 +221,7 @@ async fn send_events(node: &Node, spec: &Spec, tx: &Sender, revision: i64, event
     let last = chunks.len() - 1;
     for (i, events) in chunks.into_iter().enumerate() {
         let resp = PbWatchResponse {
-            header: header.clone(),
+            header,
             watch_id: spec.id,
             fragment: i < last,
             events,
