@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use prometheus::{Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 use tokio_util::sync::CancellationToken;
 
 use crate::node::Node;
@@ -16,8 +16,8 @@ pub struct Metrics {
     pub has_leader: IntGauge,
     pub is_leader: IntGauge,
     pub leader_changes: IntCounter,
-    pub proposals_committed: Gauge,
-    pub proposals_applied: Gauge,
+    pub proposals_committed: IntCounter,
+    pub proposals_applied: IntCounter,
     pub proposals_pending: IntGauge,
     pub proposals_failed: IntCounter,
     pub wal_fsync: Histogram,
@@ -40,8 +40,10 @@ impl Metrics {
             has_leader: IntGauge::new("etcd_server_has_leader", "Whether or not a leader exists. 1 is existence, 0 is not.")?,
             is_leader: IntGauge::new("etcd_server_is_leader", "Whether or not this member is a leader. 1 if is, 0 otherwise.")?,
             leader_changes: IntCounter::new("etcd_server_leader_changes_seen_total", "The number of leader changes seen.")?,
-            proposals_committed: Gauge::new("etcd_server_proposals_committed_total", "The total number of consensus proposals committed.")?,
-            proposals_applied: Gauge::new("etcd_server_proposals_applied_total", "The total number of consensus proposals applied.")?,
+            // etcd exports these two as gauges; they only grow, so here
+            // they are counters (PromQL treats the names the same way).
+            proposals_committed: IntCounter::new("etcd_server_proposals_committed_total", "The total number of consensus proposals committed.")?,
+            proposals_applied: IntCounter::new("etcd_server_proposals_applied_total", "The total number of consensus proposals applied.")?,
             proposals_pending: IntGauge::new("etcd_server_proposals_pending", "The current number of pending proposals to commit.")?,
             proposals_failed: IntCounter::new("etcd_server_proposals_failed_total", "The total number of failed proposals seen.")?,
             wal_fsync: Histogram::with_opts(
@@ -113,15 +115,15 @@ pub async fn run_updater(node: Arc<Node>, metrics: Metrics, shutdown: Cancellati
         metrics.has_leader.set(i64::from(m.current_leader.is_some()));
         metrics.is_leader.set(i64::from(m.current_leader == Some(node.id)));
         if let Some(applied) = m.last_applied {
-            metrics.proposals_applied.set(applied.index as f64);
+            let seen = metrics.proposals_applied.get();
+            metrics.proposals_applied.inc_by(applied.index.saturating_sub(seen));
+            let seen = metrics.proposals_committed.get();
+            metrics.proposals_committed.inc_by(applied.index.saturating_sub(seen));
         }
         if let Some(last) = m.last_log_index {
             // Entries in the log that are not applied yet are pending.
             let applied = m.last_applied.map(|l| l.index).unwrap_or(0);
             metrics.proposals_pending.set(last.saturating_sub(applied) as i64);
-        }
-        if let Some(committed) = m.last_applied {
-            metrics.proposals_committed.set(committed.index as f64);
         }
         if let Ok(state) = node.sm.state.read() {
             metrics.db_size.set(state.kv.size_bytes());

@@ -651,3 +651,160 @@ async fn elections_have_one_leader_that_can_proclaim_and_resign() {
     assert!(err.contains("election: not leader"), "{err}");
     member.stop().await;
 }
+
+/// A minimal HTTP/1.1 request over a fresh connection; returns (status line, body).
+async fn http(addr: std::net::SocketAddr, method: &str, path: &str, body: &str) -> (String, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut response))
+        .await
+        .expect("HTTP response within 10s")
+        .unwrap();
+    let text = String::from_utf8_lossy(&response).to_string();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    // Bodies may be chunked; keep the JSON lines only.
+    let body = body
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .collect::<Vec<_>>()
+        .join("\n");
+    (head.lines().next().unwrap_or_default().to_string(), body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_gateway_speaks_etcds_json() {
+    let member = Member::start().await;
+    let addr = member.running.as_ref().unwrap().client_addrs[0];
+    // key "foo", value "bar", base64-encoded as the gateway wants.
+    let (status, body) = http(addr, "POST", "/v3/kv/put", r#"{"key":"Zm9v","value":"YmFy"}"#).await;
+    assert!(status.contains("200"), "{status} {body}");
+    let put: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert!(
+        put["header"]["revision"].is_string(),
+        "int64 travels as a string: {body}"
+    );
+
+    let (_, body) = http(addr, "POST", "/v3/kv/range", r#"{"key":"Zm9v"}"#).await;
+    let range: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(range["kvs"][0]["value"], "YmFy");
+    assert_eq!(range["count"], "1");
+
+    let txn = r#"{"compare":[{"target":"VALUE","key":"Zm9v","value":"YmFy"}],
+                  "success":[{"request_put":{"key":"Zm9v","value":"YmF6"}}]}"#;
+    let (_, body) = http(addr, "POST", "/v3/kv/txn", txn).await;
+    let txn: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(txn["succeeded"], true, "{body}");
+    let mut c = member.client().await;
+    assert_eq!(
+        value(&mut c, "foo").await.as_deref(),
+        Some("baz"),
+        "gateway writes are real writes"
+    );
+
+    // Bad input: clear errors, nothing written.
+    let (status, body) = http(addr, "POST", "/v3/kv/put", r#"{"key":"#).await;
+    assert!(status.contains("400"), "{status}");
+    let err: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(err["code"], 3);
+    assert!(err["message"].as_str().unwrap().contains("malformed JSON"), "{body}");
+    let (status, body) = http(addr, "POST", "/v3/kv/put", r#"{"key":"not base64!","value":"YQ=="}"#).await;
+    assert!(status.contains("400") && body.contains("base64"), "{status} {body}");
+    let (status, body) = http(addr, "POST", "/v3/lease/revoke", r#"{"ID":"12345"}"#).await;
+    assert!(
+        status.contains("404") && body.contains("requested lease not found"),
+        "{status} {body}"
+    );
+    assert_eq!(c.get("foo", None).await.unwrap().kvs()[0].version(), 2);
+
+    // A watch streams one JSON result per line, history first.
+    let lines = tokio::time::timeout(Duration::from_secs(10), async {
+        use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+        let body = r#"{"create_request":{"key":"Zm9v","start_revision":"1"}}"#;
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let request = format!(
+            "POST /v3/watch HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut reader = tokio::io::BufReader::new(stream);
+        let mut results = Vec::new();
+        while results.len() < 2 {
+            let mut line = String::new();
+            reader.read_line(&mut line).await.unwrap();
+            if line.starts_with("{\"result\"") {
+                results.push(serde_json::from_str::<serde_json::Value>(&line).unwrap());
+            }
+        }
+        results
+    })
+    .await
+    .expect("two watch results within 10s");
+    assert_eq!(lines[0]["result"]["created"], true);
+    let events = lines[1]["result"]["events"].as_array().unwrap();
+    assert_eq!(events[0]["kv"]["value"], "YmFy", "history replayed from revision 1");
+    assert_eq!(events.last().unwrap()["kv"]["value"], "YmF6");
+    member.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_and_health_use_etcds_names() {
+    let member = Member::start().await;
+    let mut c = member.client().await;
+    c.put("m", "1", None).await.unwrap();
+    let addr = member.running.as_ref().unwrap().metrics_addrs[0];
+    let (status, body) = http(addr, "GET", "/health", "").await;
+    assert!(status.contains("200"), "{status}");
+    assert_eq!(body, r#"{"health":"true","reason":""}"#);
+    // Gauges refresh every second.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).await.unwrap();
+    for name in [
+        "etcd_server_has_leader 1",
+        "etcd_server_is_leader 1",
+        "etcd_disk_wal_fsync_duration_seconds_bucket",
+        "etcd_mvcc_db_total_size_in_bytes",
+        "etcd_debugging_mvcc_keys_total 1",
+        "etcd_server_proposals_applied_total",
+        r#"grpc_server_handled_total{grpc_code="OK",grpc_method="Put",grpc_service="etcdserverpb.KV",grpc_type="unary"} 1"#,
+        "grpc_server_handling_seconds_bucket",
+    ] {
+        assert!(text.contains(name), "/metrics lacks {name}:\n{text}");
+    }
+    let body = text.split_once("\r\n\r\n").unwrap().1;
+    let mut promtool = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian package prometheus)");
+    std::io::Write::write_all(&mut promtool.stdin.take().unwrap(), body.as_bytes()).unwrap();
+    let out = promtool.wait_with_output().unwrap();
+    // etcd itself names one gauge `_total`; promtool's lint flags that, and
+    // nothing else may be flagged.
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let allowed = "etcd_debugging_mvcc_keys_total non-counter metrics should not have \"_total\" suffix";
+    let problems: Vec<&str> = report
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with(allowed))
+        .collect();
+    assert!(problems.is_empty(), "promtool found problems:\n{report}");
+    member.stop().await;
+}

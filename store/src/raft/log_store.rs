@@ -1,27 +1,34 @@
-//! The Raft log and vote on disk, in a redb database.
+//! The Raft log and vote on disk, in a redb database, with group commit.
 //!
 //! Raft's safety rests on two promises this module keeps: a vote, once
 //! cast, survives a crash (or a member could vote twice in one term), and a
 //! log entry reported durable is on disk (or the leader could count a
-//! quorum that a crash then erases). redb commits with fsync by default, so
-//! each `save_vote` and each `append` is one durable transaction; openraft
-//! batches the entries that arrive together into one append, which is one
-//! fsync for the batch. Disk work runs on the blocking thread pool, and
-//! each call waits for it, so writes stay in order.
+//! quorum that a crash then erases).
+//!
+//! Every write goes to one writer thread, in order. It takes whatever has
+//! queued up since its last commit, writes it in one redb transaction and
+//! fsyncs once: a group commit, so under load one fsync covers many
+//! entries. `append` returns as soon as its entries are queued (they are
+//! readable at once from an in-memory overlay) and reports durability
+//! through openraft's callback when the writer is done, which lets openraft
+//! keep accepting proposals while the disk works. Votes and truncations
+//! wait for their commit before returning.
 
 // openraft's StorageError is large, and it is the error these functions
 // must return; boxing it would only move the cost.
 #![allow(clippy::result_large_err)]
 
+use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::Instant;
 
 use openraft::storage::{LogFlushed, RaftLogStorage};
 use openraft::{AnyError, Entry, LogId, LogState, OptionalSend, RaftLogReader, StorageIOError, Vote};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use tokio::sync::oneshot;
 
 use super::{decode, encode, NodeId, StorageError, TypeConfig};
 
@@ -34,32 +41,103 @@ const VOTE: &str = "vote";
 const LAST_PURGED: &str = "last_purged";
 const COMMITTED: &str = "committed";
 
-/// Observes each fsync'ed append (for `etcd_disk_wal_fsync_duration_seconds`).
+/// At most this many queued writes go into one transaction.
+const MAX_BATCH: usize = 4096;
+
+/// Observes each fsync'ed commit (for `etcd_disk_wal_fsync_duration_seconds`).
 pub type FsyncObserver = Arc<dyn Fn(f64) + Send + Sync>;
 
-/// The log store; cheap to clone (clones share the database).
+/// Entries queued for the writer, by index: readers see them before the
+/// commit lands.
+type Pending = Arc<Mutex<BTreeMap<u64, Entry<TypeConfig>>>>;
+
+/// One queued write.
+enum Op {
+    Append {
+        entries: Vec<(LogId<NodeId>, Vec<u8>)>,
+        done: LogFlushed<TypeConfig>,
+    },
+    Meta {
+        key: &'static str,
+        bytes: Vec<u8>,
+        durable: bool,
+        done: Option<oneshot::Sender<Result<(), String>>>,
+    },
+    Truncate {
+        from: u64,
+        done: oneshot::Sender<Result<(), String>>,
+    },
+    Purge {
+        upto: u64,
+        bytes: Vec<u8>,
+        done: oneshot::Sender<Result<(), String>>,
+    },
+}
+
+impl Op {
+    fn durable(&self) -> bool {
+        match self {
+            Op::Append { .. } | Op::Truncate { .. } => true,
+            Op::Meta { durable, .. } => *durable,
+            Op::Purge { .. } => false,
+        }
+    }
+}
+
+/// The log store; cheap to clone (clones share the database and writer).
 #[derive(Clone)]
 pub struct LogStore {
     db: Arc<Database>,
-    on_fsync: Option<FsyncObserver>,
+    pending: Pending,
+    writer: Arc<Writer>,
+}
+
+/// The queue to the writer thread. When the last clone of the store goes,
+/// the queue closes and the thread is joined, so the database is closed
+/// (and can be reopened) by the time the drop returns.
+struct Writer {
+    queue: Option<mpsc::Sender<Op>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        self.queue = None;
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 fn io_err(e: impl std::error::Error + 'static) -> AnyError {
     AnyError::new(&e)
 }
 
+fn write_err(e: impl std::fmt::Display) -> StorageError {
+    StorageIOError::write(AnyError::error(e.to_string())).into()
+}
+
 impl LogStore {
-    /// Opens (or creates) the log database at `path`.
+    /// Opens (or creates) the log database at `path` and starts its writer.
     pub fn open(path: &Path, on_fsync: Option<FsyncObserver>) -> Result<Self, redb::Error> {
         let db = Database::create(path)?;
         let txn = db.begin_write()?;
         txn.open_table(LOGS)?;
         txn.open_table(META)?;
         txn.commit()?;
-        Ok(LogStore {
-            db: Arc::new(db),
-            on_fsync,
-        })
+        let db = Arc::new(db);
+        let pending = Pending::default();
+        let (sender, queue) = mpsc::channel();
+        let (wdb, wpending) = (db.clone(), pending.clone());
+        let thread = std::thread::Builder::new()
+            .name("raft-log-writer".into())
+            .spawn(move || run_writer(&wdb, &wpending, &queue, on_fsync.as_deref()))
+            .map_err(redb::Error::Io)?;
+        let writer = Arc::new(Writer {
+            queue: Some(sender),
+            thread: Some(thread),
+        });
+        Ok(LogStore { db, pending, writer })
     }
 
     fn read_meta<T: for<'de> serde::Deserialize<'de>>(&self, key: &str) -> Result<Option<T>, StorageError> {
@@ -72,47 +150,24 @@ impl LogStore {
         Ok(Some(decoded))
     }
 
-    /// Runs a durable (fsync'ed) write transaction on the blocking pool and
-    /// waits for its commit.
-    async fn write<F>(&self, what: &'static str, f: F) -> Result<(), StorageError>
-    where
-        F: FnOnce(&redb::WriteTransaction) -> Result<(), redb::Error> + Send + 'static,
-    {
-        self.write_with(what, true, f).await
+    fn send(&self, op: Op) -> Result<(), StorageError> {
+        let stopped = || write_err("the log writer has stopped");
+        let queue = self.writer.queue.as_ref().ok_or_else(stopped)?;
+        queue.send(op).map_err(|_| stopped())
     }
 
-    /// As [`Self::write`]; a non-durable commit skips the fsync and becomes
-    /// durable with the next durable one.
-    async fn write_with<F>(&self, what: &'static str, durable: bool, f: F) -> Result<(), StorageError>
-    where
-        F: FnOnce(&redb::WriteTransaction) -> Result<(), redb::Error> + Send + 'static,
-    {
-        let db = self.db.clone();
-        let observer = self.on_fsync.clone().filter(|_| durable);
-        let result = tokio::task::spawn_blocking(move || {
-            let started = Instant::now();
-            let mut txn = db.begin_write()?;
-            if !durable {
-                txn.set_durability(redb::Durability::None)?;
-            }
-            f(&txn)?;
-            txn.commit()?;
-            if let Some(observe) = observer {
-                observe(started.elapsed().as_secs_f64());
-            }
-            Ok::<_, redb::Error>(())
-        })
-        .await;
-        match result {
+    /// Queues `op` (built around a completion channel) and waits for it.
+    async fn send_and_wait(
+        &self,
+        op: impl FnOnce(oneshot::Sender<Result<(), String>>) -> Op,
+    ) -> Result<(), StorageError> {
+        let (tx, rx) = oneshot::channel();
+        self.send(op(tx))?;
+        match rx.await {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(StorageIOError::write(AnyError::error(format!("{what}: {e}"))).into()),
-            Err(e) => Err(StorageIOError::write(AnyError::error(format!("{what}: {e}"))).into()),
+            Ok(Err(e)) => Err(write_err(e)),
+            Err(_) => Err(write_err("the log writer has stopped")),
         }
-    }
-
-    fn put_meta(txn: &redb::WriteTransaction, key: &str, bytes: &[u8]) -> Result<(), redb::Error> {
-        txn.open_table(META)?.insert(key, bytes)?;
-        Ok(())
     }
 
     fn last_entry_id(&self) -> Result<Option<LogId<NodeId>>, StorageError> {
@@ -128,6 +183,93 @@ impl LogStore {
             }
         }
     }
+
+    fn pending(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, Entry<TypeConfig>>> {
+        // A panic while holding the lock cannot leave the map half-changed.
+        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The writer thread: group-commits whatever is queued, in order.
+fn run_writer(
+    db: &Database,
+    pending: &Pending,
+    queue: &mpsc::Receiver<Op>,
+    on_fsync: Option<&(dyn Fn(f64) + Send + Sync)>,
+) {
+    while let Ok(first) = queue.recv() {
+        let mut ops = vec![first];
+        while ops.len() < MAX_BATCH {
+            match queue.try_recv() {
+                Ok(op) => ops.push(op),
+                Err(_) => break,
+            }
+        }
+        let durable = ops.iter().any(Op::durable);
+        let started = Instant::now();
+        let result = commit(db, &ops, durable).map_err(|e| e.to_string());
+        if durable && result.is_ok() {
+            if let Some(observe) = on_fsync {
+                observe(started.elapsed().as_secs_f64());
+            }
+        }
+        if result.is_ok() {
+            // What is on disk no longer needs its in-memory copy (unless a
+            // truncation has since replaced it with a different entry).
+            let mut overlay = pending.lock().unwrap_or_else(|p| p.into_inner());
+            for op in &ops {
+                if let Op::Append { entries, .. } = op {
+                    for (log_id, _) in entries {
+                        if overlay.get(&log_id.index).map(|e| e.log_id) == Some(*log_id) {
+                            overlay.remove(&log_id.index);
+                        }
+                    }
+                }
+            }
+        }
+        for op in ops {
+            let outcome = result.clone();
+            match op {
+                Op::Append { done, .. } => done.log_io_completed(outcome.map_err(std::io::Error::other)),
+                Op::Meta { done: Some(done), .. } | Op::Truncate { done, .. } | Op::Purge { done, .. } => {
+                    let _ = done.send(outcome);
+                }
+                Op::Meta { done: None, .. } => {}
+            }
+        }
+    }
+}
+
+fn commit(db: &Database, ops: &[Op], durable: bool) -> Result<(), redb::Error> {
+    let mut txn = db.begin_write()?;
+    if !durable {
+        txn.set_durability(redb::Durability::None)?;
+    }
+    {
+        let mut logs = txn.open_table(LOGS)?;
+        let mut meta = txn.open_table(META)?;
+        for op in ops {
+            match op {
+                Op::Append { entries, .. } => {
+                    for (log_id, bytes) in entries {
+                        logs.insert(log_id.index, bytes.as_slice())?;
+                    }
+                }
+                Op::Meta { key, bytes, .. } => {
+                    meta.insert(*key, bytes.as_slice())?;
+                }
+                Op::Truncate { from, .. } => {
+                    logs.retain_in(*from.., |_, _| false)?;
+                }
+                Op::Purge { upto, bytes, .. } => {
+                    meta.insert(LAST_PURGED, bytes.as_slice())?;
+                    logs.retain_in(..=*upto, |_, _| false)?;
+                }
+            }
+        }
+    }
+    txn.commit()?;
+    Ok(())
 }
 
 impl RaftLogReader<TypeConfig> for LogStore {
@@ -145,17 +287,26 @@ impl RaftLogReader<TypeConfig> for LogStore {
             Bound::Excluded(i) => Bound::Excluded(*i),
             Bound::Unbounded => Bound::Unbounded,
         };
+        // The overlay first: an entry leaves it only after it is on disk,
+        // so reading the disk second cannot miss it.
+        let overlay: BTreeMap<u64, Entry<TypeConfig>> = self
+            .pending()
+            .range((Bound::Included(start), end))
+            .map(|(i, e)| (*i, e.clone()))
+            .collect();
         let txn = self.db.begin_read().map_err(|e| StorageIOError::read_logs(io_err(e)))?;
         let table = txn.open_table(LOGS).map_err(|e| StorageIOError::read_logs(io_err(e)))?;
         let iter = table
             .range::<u64>((Bound::Included(start), end))
             .map_err(|e| StorageIOError::read_logs(io_err(e)))?;
-        let mut entries = Vec::new();
+        let mut entries = BTreeMap::new();
         for item in iter {
-            let (_, bytes) = item.map_err(|e| StorageIOError::read_logs(io_err(e)))?;
-            entries.push(decode(bytes.value()).map_err(|e| StorageIOError::read_logs(io_err(e)))?);
+            let (index, bytes) = item.map_err(|e| StorageIOError::read_logs(io_err(e)))?;
+            let entry: Entry<TypeConfig> = decode(bytes.value()).map_err(|e| StorageIOError::read_logs(io_err(e)))?;
+            entries.insert(index.value(), entry);
         }
-        Ok(entries)
+        entries.extend(overlay);
+        Ok(entries.into_values().collect())
     }
 }
 
@@ -163,8 +314,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     type LogReader = Self;
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
+        let queued = self.pending().values().next_back().map(|e| e.log_id);
         let last_purged_log_id: Option<LogId<NodeId>> = self.read_meta(LAST_PURGED)?;
-        let last_log_id = self.last_entry_id()?.or(last_purged_log_id);
+        let last_log_id = queued.or(self.last_entry_id()?).or(last_purged_log_id);
         Ok(LogState {
             last_purged_log_id,
             last_log_id,
@@ -177,18 +329,30 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn save_vote(&mut self, vote: &Vote<NodeId>) -> Result<(), StorageError> {
         let bytes = encode(vote).map_err(|e| StorageIOError::write_vote(io_err(e)))?;
-        self.write("save vote", move |txn| Self::put_meta(txn, VOTE, &bytes))
-            .await
+        self.send_and_wait(|done| Op::Meta {
+            key: VOTE,
+            bytes,
+            durable: true,
+            done: Some(done),
+        })
+        .await
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote<NodeId>>, StorageError> {
         self.read_meta(VOTE)
     }
 
+    /// The committed id only lets a restarted member re-apply its log
+    /// before hearing from a leader, so it rides along with the next
+    /// durable commit instead of costing an fsync. Losing it is safe.
     async fn save_committed(&mut self, committed: Option<LogId<NodeId>>) -> Result<(), StorageError> {
         let bytes = encode(&committed).map_err(|e| StorageIOError::write(io_err(e)))?;
-        self.write("save committed", move |txn| Self::put_meta(txn, COMMITTED, &bytes))
-            .await
+        self.send(Op::Meta {
+            key: COMMITTED,
+            bytes,
+            durable: false,
+            done: None,
+        })
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId<NodeId>>, StorageError> {
@@ -201,42 +365,35 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I::IntoIter: OptionalSend,
     {
         let mut encoded = Vec::new();
-        for entry in entries {
-            let bytes = encode(&entry).map_err(|e| StorageIOError::write_logs(io_err(e)))?;
-            encoded.push((entry.log_id.index, bytes));
+        {
+            let mut overlay = self.pending();
+            for entry in entries {
+                let bytes = encode(&entry).map_err(|e| StorageIOError::write_logs(io_err(e)))?;
+                encoded.push((entry.log_id, bytes));
+                overlay.insert(entry.log_id.index, entry);
+            }
         }
-        let result = self
-            .write("append", move |txn| {
-                let mut table = txn.open_table(LOGS)?;
-                for (index, bytes) in &encoded {
-                    table.insert(*index, bytes.as_slice())?;
-                }
-                Ok(())
-            })
-            .await;
-        match &result {
-            Ok(()) => callback.log_io_completed(Ok(())),
-            Err(e) => callback.log_io_completed(Err(std::io::Error::other(e.to_string()))),
-        }
-        result
+        self.send(Op::Append {
+            entries: encoded,
+            done: callback,
+        })
     }
 
     async fn truncate(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError> {
-        self.write("truncate", move |txn| {
-            let mut table = txn.open_table(LOGS)?;
-            table.retain_in(log_id.index.., |_, _| false)?;
-            Ok(())
+        self.pending().retain(|index, _| *index < log_id.index);
+        self.send_and_wait(|done| Op::Truncate {
+            from: log_id.index,
+            done,
         })
         .await
     }
 
     async fn purge(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError> {
         let bytes = encode(&log_id).map_err(|e| StorageIOError::write_logs(io_err(e)))?;
-        self.write("purge", move |txn| {
-            Self::put_meta(txn, LAST_PURGED, &bytes)?;
-            let mut table = txn.open_table(LOGS)?;
-            table.retain_in(..=log_id.index, |_, _| false)?;
-            Ok(())
+        self.send_and_wait(|done| Op::Purge {
+            upto: log_id.index,
+            bytes,
+            done,
         })
         .await
     }
