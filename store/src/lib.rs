@@ -17,6 +17,7 @@
 //! - [`raft`]: openraft wiring: the log on disk, the state machine and
 //!   snapshots, the peer transport.
 //! - [`node`]: one member; forwarding to the leader; read index.
+//! - [`proposer`]: batching the leader's proposals into log entries.
 //! - [`lessor`]: lease clocks and expiry on the leader.
 //! - [`server`]: the etcd services (KV, Watch, Lease, Maintenance, Cluster,
 //!   Lock, Election).
@@ -31,6 +32,7 @@ pub mod lessor;
 pub mod metrics;
 pub mod mvcc;
 pub mod node;
+pub mod proposer;
 pub mod raft;
 pub mod server;
 mod start;

@@ -100,11 +100,14 @@ pub async fn run_updater(node: Arc<Node>, metrics: Metrics, shutdown: Cancellati
     let mut leader = None;
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
     loop {
-        tokio::select! {
+        // Raft's metrics change on every commit: on a change only the
+        // leader gauges are refreshed (cheap, no lock); the rest, which
+        // reads the keyspace, once a second.
+        let full = tokio::select! {
             _ = shutdown.cancelled() => return,
-            changed = raft.changed() => if changed.is_err() { return },
-            _ = tick.tick() => {}
-        }
+            changed = raft.changed() => if changed.is_err() { return } else { false },
+            _ = tick.tick() => true,
+        };
         let m = raft.borrow().clone();
         if m.current_leader != leader {
             if m.current_leader.is_some() {
@@ -114,6 +117,9 @@ pub async fn run_updater(node: Arc<Node>, metrics: Metrics, shutdown: Cancellati
         }
         metrics.has_leader.set(i64::from(m.current_leader.is_some()));
         metrics.is_leader.set(i64::from(m.current_leader == Some(node.id)));
+        if !full {
+            continue;
+        }
         if let Some(applied) = m.last_applied {
             let seen = metrics.proposals_applied.get();
             metrics.proposals_applied.inc_by(applied.index.saturating_sub(seen));

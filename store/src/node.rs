@@ -13,9 +13,10 @@
 use std::time::Duration;
 
 use etcd_client::proto::PbResponseHeader;
-use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
+use openraft::error::{CheckIsLeaderError, RaftError};
 
 use crate::error::Error;
+use crate::proposer::{Proposer, Rejected};
 use crate::raft::network::proto::{Payload, ReadIndexRequest};
 use crate::raft::network::Dialer;
 use crate::raft::state_machine::StateMachine;
@@ -60,6 +61,8 @@ pub struct Node {
     pub sm: StateMachine,
     pub dialer: Dialer,
     pub limits: Limits,
+    /// Batches this member's proposals while it leads.
+    pub proposer: Proposer,
 }
 
 impl Node {
@@ -84,21 +87,21 @@ impl Node {
     pub async fn propose(&self, command: Command) -> Result<Reply, Error> {
         let attempt = async {
             loop {
-                match self.raft.client_write(command.clone()).await {
-                    Ok(resp) => return Ok(resp.data),
-                    Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => match f.leader_node {
-                        Some(leader) if f.leader_id != Some(self.id) => match self.forward(&leader, &command).await {
-                            // The leader never saw it: wait for the next one.
-                            Err(Forward::Unreachable) => tokio::time::sleep(Duration::from_millis(50)).await,
-                            Err(Forward::Failed(e)) => return Err(e),
-                            Ok(reply) => return Ok(reply),
-                        },
-                        _ => tokio::time::sleep(Duration::from_millis(50)).await,
+                let (leader_id, leader) = self.leader();
+                match (leader_id, leader) {
+                    (Some(id), _) if id == self.id => match self.proposer.propose(command.clone()).await {
+                        Ok(reply) => return Ok(reply),
+                        // Leadership moved before the entry was appended.
+                        Err(Rejected::NotLeader) => tokio::time::sleep(Duration::from_millis(10)).await,
+                        Err(Rejected::Failed(e)) => return Err(e),
                     },
-                    Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => {
-                        return Err(Error::Internal(e.to_string()))
-                    }
-                    Err(RaftError::Fatal(_)) => return Err(Error::Stopped),
+                    (Some(_), Some(leader)) => match self.forward(&leader, &command).await {
+                        // The leader never saw it: wait for the next one.
+                        Err(Forward::Unreachable) => tokio::time::sleep(Duration::from_millis(50)).await,
+                        Err(Forward::Failed(e)) => return Err(e),
+                        Ok(reply) => return Ok(reply),
+                    },
+                    _ => tokio::time::sleep(Duration::from_millis(50)).await,
                 }
             }
         };
@@ -106,6 +109,14 @@ impl Node {
             Ok(result) => result,
             Err(_) => Err(self.timeout_error()),
         }
+    }
+
+    /// The current leader, as this member knows it, and how to reach it.
+    pub fn leader(&self) -> (Option<NodeId>, Option<Member>) {
+        let metrics = self.raft.metrics().borrow().clone();
+        let leader = metrics.current_leader;
+        let node = leader.and_then(|l| metrics.membership_config.membership().get_node(&l).cloned());
+        (leader, node)
     }
 
     fn timeout_error(&self) -> Error {

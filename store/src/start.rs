@@ -179,6 +179,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         }
     }
 
+    let proposer = crate::proposer::Proposer::start(raft.clone());
     let node = Arc::new(Node {
         id,
         cluster_id,
@@ -192,6 +193,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             max_request_bytes: config.max_request_bytes,
             ..Limits::default()
         },
+        proposer,
     });
 
     let stop = CancellationToken::new();
@@ -274,37 +276,22 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             None
         }
     };
+    let peer_router = tonic::service::Routes::new(
+        PeerServer::new(PeerService { node: node.clone() })
+            .max_decoding_message_size(256 * 1024 * 1024)
+            .max_encoding_message_size(256 * 1024 * 1024),
+    )
+    .into_axum_router();
     for listener in peer_listeners {
-        let router = tonic::transport::Server::builder().add_service(
-            PeerServer::new(PeerService { node: node.clone() })
-                .max_decoding_message_size(256 * 1024 * 1024)
-                .max_encoding_message_size(256 * 1024 * 1024),
-        );
-        let stop = stop.clone();
         match &peer_tls {
-            Some(tls) => {
-                let incoming = common::grpc::incoming(listener, tls.clone(), stop.clone());
-                tasks.spawn(async move {
-                    if let Err(e) = router
-                        .serve_with_incoming_shutdown(incoming, stop.cancelled_owned())
-                        .await
-                    {
-                        tracing::error!(error = %e, "peer server failed");
-                    }
-                });
-            }
-            None => {
-                let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
-                tasks.spawn(async move {
-                    if let Err(e) = router
-                        .serve_with_incoming_shutdown(incoming, stop.cancelled_owned())
-                        .await
-                    {
-                        tracing::error!(error = %e, "peer server failed");
-                    }
-                });
-            }
-        }
+            Some(tls) => tasks.spawn(common::serve::serve_tls(
+                listener,
+                tls.clone(),
+                peer_router.clone(),
+                stop.clone(),
+            )),
+            None => tasks.spawn(common::serve::serve_plain(listener, peer_router.clone(), stop.clone())),
+        };
     }
 
     // Metrics port.

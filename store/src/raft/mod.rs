@@ -64,6 +64,9 @@ pub enum Command {
     LeaseRevoke { id: i64 },
     /// Raise (`activate`) or clear an alarm of a member.
     Alarm { activate: bool, member: u64, alarm: i32 },
+    /// Several client commands in one log entry, applied in order, each
+    /// on its own (see `proposer`).
+    Batch(Vec<Command>),
 }
 
 impl fmt::Display for Command {
@@ -80,6 +83,7 @@ impl fmt::Display for Command {
                 member,
                 alarm,
             } => write!(f, "alarm({activate}, {member:x}, {alarm})"),
+            Command::Batch(commands) => write!(f, "batch({})", commands.len()),
         }
     }
 }
@@ -92,11 +96,15 @@ pub struct Reply {
     pub outcome: Result<Vec<u8>, Error>,
 }
 
+/// The replies of one log entry: one per command (several for a batch).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Replies(pub Vec<Reply>);
+
 openraft::declare_raft_types!(
     /// The store's Raft type configuration.
     pub TypeConfig:
         D = Command,
-        R = Reply,
+        R = Replies,
         NodeId = NodeId,
         Node = Member,
         Entry = openraft::Entry<TypeConfig>,

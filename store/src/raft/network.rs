@@ -188,9 +188,9 @@ impl proto::peer_server::Peer for PeerService {
 
     async fn propose(&self, req: tonic::Request<Payload>) -> Result<tonic::Response<Payload>, tonic::Status> {
         let command: Command = decode(&req.into_inner().data).map_err(bad_payload)?;
-        match self.node.raft.client_write(command).await {
-            Ok(resp) => encoded(&resp.data),
-            Err(e) => Err(tonic::Status::unavailable(format!("not applied here: {e}"))),
+        match self.node.propose(command).await {
+            Ok(reply) => encoded(&reply),
+            Err(e) => Err(tonic::Status::unavailable(format!("not applied: {e}"))),
         }
     }
 

@@ -32,7 +32,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 use tokio::time::{Duration, Instant};
 
-use super::{decode, encode, Command, Member, NodeId, Reply, StorageError, TypeConfig};
+use super::{decode, encode, Command, Member, NodeId, Replies, Reply, StorageError, TypeConfig};
 use crate::error::Error;
 use crate::mvcc;
 
@@ -271,6 +271,8 @@ fn execute(state: &mut State, command: &Command) -> Result<(Vec<u8>, Vec<PbEvent
             }
             Ok((Vec::new(), Vec::new()))
         }
+        // Flattened by `apply` before it gets here.
+        Command::Batch(_) => Err(Error::Internal("nested command batch".into())),
     }
 }
 
@@ -297,7 +299,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         Ok((state.last_applied, state.membership.clone()))
     }
 
-    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Reply>, StorageError>
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Replies>, StorageError>
     where
         I: IntoIterator<Item = openraft::Entry<TypeConfig>> + OptionalSend,
         I::IntoIter: OptionalSend,
@@ -308,27 +310,33 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             let mut state = self.state.write().map_err(sm_err)?;
             for entry in entries {
                 state.last_applied = Some(entry.log_id);
+                let empty = |state: &State| Reply {
+                    revision: state.kv.revision(),
+                    outcome: Ok(Vec::new()),
+                };
                 match entry.payload {
-                    EntryPayload::Blank => replies.push(Reply {
-                        revision: state.kv.revision(),
-                        outcome: Ok(Vec::new()),
-                    }),
+                    EntryPayload::Blank => replies.push(Replies(vec![empty(&state)])),
                     EntryPayload::Normal(command) => {
-                        let (reply, events) = apply_command(&mut state, &command);
-                        if !events.is_empty() {
-                            batches.push(Arc::new(EventBatch {
-                                revision: reply.revision,
-                                events,
-                            }));
+                        let commands = match command {
+                            Command::Batch(commands) => commands,
+                            single => vec![single],
+                        };
+                        let mut entry_replies = Vec::with_capacity(commands.len());
+                        for command in &commands {
+                            let (reply, events) = apply_command(&mut state, command);
+                            if !events.is_empty() {
+                                batches.push(Arc::new(EventBatch {
+                                    revision: reply.revision,
+                                    events,
+                                }));
+                            }
+                            entry_replies.push(reply);
                         }
-                        replies.push(reply);
+                        replies.push(Replies(entry_replies));
                     }
                     EntryPayload::Membership(membership) => {
                         state.membership = StoredMembership::new(Some(entry.log_id), membership);
-                        replies.push(Reply {
-                            revision: state.kv.revision(),
-                            outcome: Ok(Vec::new()),
-                        });
+                        replies.push(Replies(vec![empty(&state)]));
                     }
                 }
             }

@@ -14,7 +14,7 @@ use etcd_client::proto::{
     PbMemberPromoteRequest, PbMemberPromoteResponse, PbMemberRemoveRequest, PbMemberRemoveResponse,
     PbMemberUpdateRequest, PbMemberUpdateResponse,
 };
-use openraft::error::{ClientWriteError, RaftError};
+use openraft::error::{ChangeMembershipError, ClientWriteError, RaftError};
 use openraft::ChangeMembers;
 use serde::{Deserialize, Serialize};
 use tonic::{Request, Response, Status};
@@ -80,9 +80,32 @@ fn current(node: &Node, id: NodeId) -> Result<Member, Error> {
         .ok_or(Error::MemberNotFound)
 }
 
-/// Applies `change` on this member, which must lead; a follower relays it.
+/// Applies `change` on the leader (a follower relays it). Raft makes one
+/// membership change at a time; one that meets another in progress waits
+/// for it, within the request timeout.
 pub async fn apply(node: &Node, change: Change) -> Result<(), Error> {
-    let result = match &change {
+    let deadline = tokio::time::Instant::now() + node.limits.request_timeout;
+    loop {
+        match apply_once(node, &change).await {
+            Err(Attempt::Busy) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await
+            }
+            Err(Attempt::Busy) => return Err(Error::Timeout),
+            Err(Attempt::Failed(e)) => return Err(e),
+            Ok(()) => return Ok(()),
+        }
+    }
+}
+
+/// Why one attempt at a membership change did not happen.
+enum Attempt {
+    /// Another change is in progress.
+    Busy,
+    Failed(Error),
+}
+
+async fn apply_once(node: &Node, change: &Change) -> Result<(), Attempt> {
+    let result = match change {
         Change::Add { id, member, learner } => {
             let added = node.raft.add_learner(*id, member.clone(), false).await;
             match added {
@@ -115,7 +138,7 @@ pub async fn apply(node: &Node, change: Change) -> Result<(), Error> {
             }
         }
         Change::Update { id, peer_urls } => {
-            let mut member = current(node, *id)?;
+            let mut member = current(node, *id).map_err(Attempt::Failed)?;
             member.peer_urls = peer_urls.clone();
             node.raft
                 .change_membership(ChangeMembers::SetNodes(BTreeMap::from([(*id, member)])), true)
@@ -134,13 +157,16 @@ pub async fn apply(node: &Node, change: Change) -> Result<(), Error> {
     match result {
         Ok(_) => Ok(()),
         Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => match f.leader_node {
-            Some(leader) if f.leader_id != Some(node.id) => relay(node, &leader, &change).await,
-            _ => Err(Error::NoLeader),
+            Some(leader) if f.leader_id != Some(node.id) => relay(node, &leader, change).await.map_err(Attempt::Failed),
+            _ => Err(Attempt::Failed(Error::NoLeader)),
         },
-        Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => {
-            Err(Error::InvalidArgument(e.to_string()))
+        Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(ChangeMembershipError::InProgress(_)))) => {
+            Err(Attempt::Busy)
         }
-        Err(RaftError::Fatal(_)) => Err(Error::Stopped),
+        Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => {
+            Err(Attempt::Failed(Error::InvalidArgument(e.to_string())))
+        }
+        Err(RaftError::Fatal(_)) => Err(Attempt::Failed(Error::Stopped)),
     }
 }
 
