@@ -52,6 +52,12 @@ pub enum Error {
     PeerUrlExists,
     #[error("etcdserver: can only promote a learner member")]
     MemberNotLearner,
+    #[error("etcdserver: not leader")]
+    NotLeader,
+    #[error("etcdserver: bad leader transferee")]
+    BadLeaderTransferee,
+    #[error("etcdserver: request timed out, leader transfer took too long")]
+    LeaderTransferTimeout,
     #[error("election: not leader")]
     ElectionNotLeader,
     #[error("election: no leader")]
@@ -77,7 +83,8 @@ impl Error {
                 Code::FailedPrecondition
             }
             NoSpace => Code::ResourceExhausted,
-            NoLeader | Timeout | Stopped => Code::Unavailable,
+            NoLeader | Timeout | Stopped | LeaderTransferTimeout => Code::Unavailable,
+            NotLeader | BadLeaderTransferee => Code::FailedPrecondition,
             Unimplemented(_) => Code::Unimplemented,
             Internal(_) => Code::Internal,
         }

@@ -63,6 +63,29 @@ pub struct Node {
     pub limits: Limits,
     /// Batches this member's proposals while it leads.
     pub proposer: Proposer,
+    /// Callers waiting for a read barrier (see [`Node::read_barrier`]).
+    pub reads: ReadQueue,
+}
+
+/// The queue of callers waiting for the next read-index round.
+pub type ReadQueue = tokio::sync::mpsc::UnboundedSender<tokio::sync::oneshot::Sender<Result<u64, Error>>>;
+
+/// Serves the read queue: one read-index round for everyone waiting.
+pub async fn run_read_rounds(
+    node: std::sync::Weak<Node>,
+    mut queue: tokio::sync::mpsc::UnboundedReceiver<tokio::sync::oneshot::Sender<Result<u64, Error>>>,
+) {
+    while let Some(first) = queue.recv().await {
+        let mut waiters = vec![first];
+        while let Ok(next) = queue.try_recv() {
+            waiters.push(next);
+        }
+        let Some(node) = node.upgrade() else { return };
+        let result = node.barrier_once().await;
+        for waiter in waiters {
+            let _ = waiter.send(result.clone());
+        }
+    }
 }
 
 impl Node {
@@ -151,12 +174,23 @@ impl Node {
         decode(&payload.data).map_err(|e| failed(Error::Internal(format!("undecodable reply from leader: {e}"))))
     }
 
-    /// Waits until a read on this member is linearizable (see module docs).
-    pub async fn read_barrier(&self) -> Result<(), Error> {
+    /// Waits until a read on this member is linearizable (see module docs)
+    /// and returns the read index. Concurrent callers share one round:
+    /// whoever arrives while a round is under way waits for the next one,
+    /// which starts after it arrived, as linearizability requires.
+    pub async fn read_barrier(&self) -> Result<u64, Error> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.reads.send(tx).map_err(|_| Error::Stopped)?;
+        rx.await.map_err(|_| Error::Stopped)?
+    }
+
+    /// One read-index round: on the leader a quorum heartbeat, elsewhere a
+    /// question to the leader and a wait until this member has caught up.
+    async fn barrier_once(&self) -> Result<u64, Error> {
         let attempt = async {
             loop {
                 match self.raft.ensure_linearizable().await {
-                    Ok(_) => return Ok(()),
+                    Ok(read_log_id) => return Ok(read_log_id.map(|l| l.index).unwrap_or(0)),
                     Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => match f.leader_node {
                         Some(leader) if f.leader_id != Some(self.id) => return self.remote_read_index(&leader).await,
                         _ => tokio::time::sleep(Duration::from_millis(50)).await,
@@ -174,7 +208,7 @@ impl Node {
         }
     }
 
-    async fn remote_read_index(&self, leader: &Member) -> Result<(), Error> {
+    async fn remote_read_index(&self, leader: &Member) -> Result<u64, Error> {
         let mut client = self.dialer.client(leader).map_err(Error::Internal)?;
         let mut request = tonic::Request::new(ReadIndexRequest {});
         request.set_timeout(self.limits.request_timeout);
@@ -189,7 +223,7 @@ impl Node {
             .applied_index_at_least(Some(index), "linearizable read")
             .await
             .map_err(|_| Error::Timeout)?;
-        Ok(())
+        Ok(index)
     }
 }
 

@@ -180,6 +180,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     }
 
     let proposer = crate::proposer::Proposer::start(raft.clone());
+    let (reads, read_queue) = tokio::sync::mpsc::unbounded_channel();
     let node = Arc::new(Node {
         id,
         cluster_id,
@@ -194,7 +195,9 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             ..Limits::default()
         },
         proposer,
+        reads,
     });
+    tokio::spawn(crate::node::run_read_rounds(Arc::downgrade(&node), read_queue));
 
     let stop = CancellationToken::new();
     let tasks = TaskTracker::new();

@@ -29,7 +29,7 @@ pub mod proto {
 }
 
 use proto::peer_client::PeerClient;
-use proto::{LeaseAnswer, LeaseQuery, Payload, ReadIndexRequest, ReadIndexResponse};
+use proto::{ElectRequest, ElectResponse, LeaseAnswer, LeaseQuery, Payload, ReadIndexRequest, ReadIndexResponse};
 
 /// How peers are dialled: TLS settings when the peer port is secure.
 #[derive(Clone, Default)]
@@ -198,10 +198,8 @@ impl proto::peer_server::Peer for PeerService {
         &self,
         _: tonic::Request<ReadIndexRequest>,
     ) -> Result<tonic::Response<ReadIndexResponse>, tonic::Status> {
-        match self.node.raft.ensure_linearizable().await {
-            Ok(log_id) => Ok(tonic::Response::new(ReadIndexResponse {
-                index: log_id.map(|l| l.index).unwrap_or(0),
-            })),
+        match self.node.read_barrier().await {
+            Ok(index) => Ok(tonic::Response::new(ReadIndexResponse { index })),
             Err(e) => Err(tonic::Status::unavailable(format!("cannot confirm leadership: {e}"))),
         }
     }
@@ -216,5 +214,11 @@ impl proto::peer_server::Peer for PeerService {
     async fn change_membership(&self, req: tonic::Request<Payload>) -> Result<tonic::Response<Payload>, tonic::Status> {
         let change: crate::server::cluster::Change = decode(&req.into_inner().data).map_err(bad_payload)?;
         encoded(&crate::server::cluster::apply(&self.node, change).await)
+    }
+
+    async fn elect(&self, req: tonic::Request<ElectRequest>) -> Result<tonic::Response<ElectResponse>, tonic::Status> {
+        let req = req.into_inner();
+        crate::server::leadership::steer_local(&self.node, req.enable_timer, req.campaign).await?;
+        Ok(tonic::Response::new(ElectResponse {}))
     }
 }

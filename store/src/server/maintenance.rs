@@ -190,8 +190,15 @@ impl PbMaintenanceService for MaintenanceService {
         Ok(Response::new(Box::pin(tokio_stream::iter(chunks))))
     }
 
-    async fn move_leader(&self, _: Request<PbMoveLeaderRequest>) -> Result<Response<PbMoveLeaderResponse>, Status> {
-        Err(Error::Unimplemented("MoveLeader is not supported yet".into()).into())
+    async fn move_leader(
+        &self,
+        request: Request<PbMoveLeaderRequest>,
+    ) -> Result<Response<PbMoveLeaderResponse>, Status> {
+        let target = request.into_inner().target_id;
+        super::leadership::move_leader(&self.node, target).await?;
+        Ok(Response::new(PbMoveLeaderResponse {
+            header: Some(self.node.header(self.node.revision())),
+        }))
     }
 
     async fn downgrade(&self, _: Request<PbDowngradeRequest>) -> Result<Response<PbDowngradeResponse>, Status> {

@@ -10,6 +10,7 @@ pub mod cluster;
 pub mod concurrency;
 pub mod election;
 pub mod kv;
+pub mod leadership;
 pub mod lease;
 pub mod lock;
 pub mod maintenance;
