@@ -149,6 +149,11 @@ impl Cluster {
     /// Starts members bootstrapping a new cluster and waits until each is
     /// healthy; with client and peer TLS from a fresh PKI when `tls`.
     pub fn start(names: &[&str], tls: bool) -> Cluster {
+        Self::start_with(names, tls, &[])
+    }
+
+    /// As [`Cluster::start`], with `extra` flags for every member.
+    pub fn start_with(names: &[&str], tls: bool, extra: &[&str]) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
         if tls {
             let options = kubernate::pki::InitOptions::new(dir.path().join("pki"));
@@ -170,6 +175,7 @@ impl Cluster {
         for (i, name) in names.iter().enumerate() {
             let (client, peer, metrics) = (url(3 * i, scheme), url(3 * i + 1, scheme), url(3 * i + 2, "http"));
             let mut m = cluster.member(name, &client, &peer, &metrics, &initial.join(","), "new");
+            m.args.extend(extra.iter().map(|a| a.to_string()));
             if tls {
                 let f = |flag: &str, file: &str| format!("--{flag}={}", cluster.pki().join(file).display());
                 m.args.extend([
