@@ -65,6 +65,8 @@ pub struct Node {
     pub proposer: Proposer,
     /// Callers waiting for a read barrier (see [`Node::read_barrier`]).
     pub reads: ReadQueue,
+    /// `etcd_server_proposals_failed_total`.
+    pub failed_proposals: prometheus::IntCounter,
 }
 
 /// The queue of callers waiting for the next read-index round.
@@ -128,10 +130,14 @@ impl Node {
                 }
             }
         };
-        match tokio::time::timeout(self.limits.request_timeout, attempt).await {
+        let result = match tokio::time::timeout(self.limits.request_timeout, attempt).await {
             Ok(result) => result,
             Err(_) => Err(self.timeout_error()),
+        };
+        if result.is_err() {
+            self.failed_proposals.inc();
         }
+        result
     }
 
     /// The current leader, as this member knows it, and how to reach it.

@@ -116,7 +116,9 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             detail: e.to_string(),
         }
     })?;
-    let sm = StateMachine::open(&data_dir).map_err(|e| StartError::Raft(e.to_string()))?;
+    let commit = metrics.backend_commit.clone();
+    let sm = StateMachine::open(&data_dir, Some(Arc::new(move |s| commit.observe(s))))
+        .map_err(|e| StartError::Raft(e.to_string()))?;
 
     let peer_tls_client = match (
         &config.peer_cert_file,
@@ -196,6 +198,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         },
         proposer,
         reads,
+        failed_proposals: metrics.proposals_failed.clone(),
     });
     tokio::spawn(crate::node::run_read_rounds(Arc::downgrade(&node), read_queue));
 

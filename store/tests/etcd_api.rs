@@ -414,6 +414,9 @@ async fn maintenance_cluster_and_bad_input() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("future revision"), "{err}");
+    // An inverted range is empty, not an error (as in etcd).
+    let inverted = c.get("z", Some(GetOptions::new().with_range("a"))).await.unwrap();
+    assert!(inverted.kvs().is_empty());
     let err = c
         .put("m", "3", Some(PutOptions::new().with_ignore_value()))
         .await
@@ -747,6 +750,8 @@ async fn metrics_and_health_use_etcds_names() {
         "etcd_mvcc_db_total_size_in_bytes",
         "etcd_debugging_mvcc_keys_total 1",
         "etcd_server_proposals_applied_total",
+        "etcd_server_proposals_failed_total",
+        "etcd_disk_backend_commit_duration_seconds_bucket",
         r#"grpc_server_handled_total{grpc_code="OK",grpc_method="Put",grpc_service="etcdserverpb.KV",grpc_type="unary"} 1"#,
         "grpc_server_handling_seconds_bucket",
     ] {

@@ -97,12 +97,18 @@ struct SnapshotFile {
 /// A serialised state with the log position and membership it covers.
 type Serialised = (Vec<u8>, Option<LogId<NodeId>>, StoredMembership<NodeId, Member>);
 
+/// Observes each snapshot written to disk: the store's backend commit
+/// (`etcd_disk_backend_commit_duration_seconds`), since the keyspace
+/// itself lives in memory.
+pub type CommitObserver = Arc<dyn Fn(f64) + Send + Sync>;
+
 /// The state machine handed to openraft; cheap to clone.
 #[derive(Clone)]
 pub struct StateMachine {
     pub state: Arc<RwLock<State>>,
     events: broadcast::Sender<Arc<EventBatch>>,
     snapshot_dir: PathBuf,
+    on_commit: Option<CommitObserver>,
 }
 
 fn sm_err(e: impl std::fmt::Display) -> StorageError {
@@ -112,7 +118,7 @@ fn sm_err(e: impl std::fmt::Display) -> StorageError {
 impl StateMachine {
     /// Opens the state machine of a member whose data lives in `data_dir`,
     /// loading the latest snapshot if there is one.
-    pub fn open(data_dir: &Path) -> Result<Self, StorageError> {
+    pub fn open(data_dir: &Path, on_commit: Option<CommitObserver>) -> Result<Self, StorageError> {
         let snapshot_dir = data_dir.join("snap");
         std::fs::create_dir_all(&snapshot_dir).map_err(sm_err)?;
         let (events, _) = broadcast::channel(1024);
@@ -120,6 +126,7 @@ impl StateMachine {
             state: Arc::new(RwLock::new(State::new())),
             events,
             snapshot_dir,
+            on_commit,
         };
         if let Some(bytes) = sm.read_snapshot_file()? {
             sm.restore(&bytes)?;
@@ -145,6 +152,7 @@ impl StateMachine {
     }
 
     fn write_snapshot_file(&self, bytes: &[u8]) -> Result<(), StorageError> {
+        let started = std::time::Instant::now();
         let tmp = self.snapshot_dir.join("current.snap.tmp");
         let mut file = std::fs::File::create(&tmp).map_err(sm_err)?;
         file.write_all(bytes).map_err(sm_err)?;
@@ -153,6 +161,9 @@ impl StateMachine {
         std::fs::File::open(&self.snapshot_dir)
             .and_then(|d| d.sync_all())
             .map_err(sm_err)?;
+        if let Some(observe) = &self.on_commit {
+            observe(started.elapsed().as_secs_f64());
+        }
         Ok(())
     }
 
