@@ -1,6 +1,39 @@
-//! The API server: the Kubernetes REST API and the internal gRPC API.
+//! The API server: the Kubernetes REST API over the store.
 //!
-//! It will be the only component that talks to the store, with the layers
-//! Kubernetes documents: API layer → access control (authentication,
-//! authorization, admission) → registry → storage. Nothing is here yet: the
-//! binary says so and exits non-zero.
+//! It is the only component that talks to the store, with the layers
+//! Kubernetes documents: API layer ([`rest`], [`request_info`],
+//! [`discovery`]) → access control ([`authn`]) → registry ([`registry`])
+//! → storage ([`storage`]).
+//!
+//! This is the first slice of the API server: discovery, and get, list,
+//! watch, create, update, JSON/merge patch and delete of every built-in
+//! resource as JSON or YAML, authenticated by client certificate. Not yet:
+//! protobuf bodies, strategic merge patch and server-side apply, Table
+//! output, OpenAPI documents, admission (defaulting, validation,
+//! quotas), RBAC, ClusterIP allocation, the watch cache, and the internal
+//! gRPC API.
+//!
+//! # Layout
+//!
+//! - [`config`]: flags, with kube-apiserver's names.
+//! - [`rest`]: the one HTTP handler: authenticate, route, serve.
+//! - [`request_info`]: what a path names (resource, namespace, name, subresource).
+//! - [`discovery`]: `/version`, `/api`, `/apis`, resource lists.
+//! - [`authn`]: client-certificate users; interim authorization.
+//! - [`registry`]: metadata rules on create and update.
+//! - [`selector`]: label and field selectors.
+//! - [`storage`]: objects in the store via the etcd v3 API.
+//! - [`status`]: `metav1.Status` errors.
+
+pub mod authn;
+pub mod config;
+pub mod discovery;
+pub mod registry;
+pub mod request_info;
+pub mod rest;
+pub mod selector;
+mod start;
+pub mod status;
+pub mod storage;
+
+pub use start::{run, start, Running, StartError, BUILT_IN_NAMESPACES};

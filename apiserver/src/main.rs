@@ -1,9 +1,26 @@
-//! `kubernate-apiserver`: the component's entry point. The component itself is not built
-//! yet, so the binary prints its usage and exits non-zero rather than pretend.
+//! `kubernate-apiserver`: the Kubernetes REST API over the store.
 
-fn main() -> std::process::ExitCode {
-    common::unimplemented::exit(
-        "kubernate-apiserver",
-        "The Kubernetes REST API and the internal gRPC API over the store.",
-    )
+use std::process::ExitCode;
+
+use clap::Parser;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let config = apiserver::config::Config::parse();
+    let telemetry = match common::telemetry::init("kubernate-apiserver", &config.telemetry) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("kubernate-apiserver: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = apiserver::run(config, common::shutdown::on_signal()).await;
+    telemetry.shutdown().await;
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("kubernate-apiserver: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -1,0 +1,39 @@
+//! Command-line flags, with kube-apiserver's names.
+
+use std::path::PathBuf;
+
+use clap::Parser;
+
+/// kubernate-apiserver: the Kubernetes REST API over the store.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "kubernate-apiserver", version, about)]
+pub struct Config {
+    /// Store (etcd v3) endpoints, comma-separated.
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub etcd_servers: Vec<String>,
+    /// CA of the store's serving certificate.
+    #[arg(long)]
+    pub etcd_cafile: Option<PathBuf>,
+    /// Client certificate for the store.
+    #[arg(long)]
+    pub etcd_certfile: Option<PathBuf>,
+    #[arg(long)]
+    pub etcd_keyfile: Option<PathBuf>,
+    /// Address to serve HTTPS on.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub bind_address: String,
+    #[arg(long, default_value_t = 6443)]
+    pub secure_port: u16,
+    #[arg(long)]
+    pub tls_cert_file: PathBuf,
+    #[arg(long)]
+    pub tls_private_key_file: PathBuf,
+    /// CA that client certificates must chain to.
+    #[arg(long)]
+    pub client_ca_file: PathBuf,
+    /// Largest request body accepted, in bytes.
+    #[arg(long, default_value_t = 3 * 1024 * 1024)]
+    pub max_request_body_bytes: usize,
+    #[command(flatten)]
+    pub telemetry: common::telemetry::TelemetryArgs,
+}

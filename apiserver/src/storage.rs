@@ -1,0 +1,221 @@
+//! Storage: objects in the store, through the etcd v3 API.
+//!
+//! The API server is the only component that talks to the store, and it
+//! does so as any etcd client would (the etcd-client crate), so it runs on
+//! Kubernate's store or on a real etcd. Objects are JSON under
+//! `/registry/<resource>/[<namespace>/]<name>`; an object's
+//! resourceVersion is its key's mod revision, and writes are compare-and-
+//! swap transactions on that revision, which is how optimistic concurrency
+//! reaches the store.
+
+use std::time::Duration;
+
+use etcd_client::{Client, Compare, CompareOp, EventType, GetOptions, Txn, TxnOp, TxnOpResponse, WatchOptions};
+
+/// What the store said, in the API server's terms.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StorageError {
+    #[error("not found")]
+    NotFound,
+    #[error("already exists")]
+    AlreadyExists,
+    /// The object changed since the version the caller had.
+    #[error("conflict")]
+    Conflict,
+    /// The revision asked for has been compacted away.
+    #[error("revision {0} has been compacted")]
+    Compacted(i64),
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// How long any one store call may take.
+pub const STORE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// One stored object: its JSON and its mod revision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stored {
+    pub key: Vec<u8>,
+    pub value: Vec<u8>,
+    pub revision: i64,
+}
+
+/// A change seen by a watch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// Created (`created == true`) or modified, with the new value.
+    Put { object: Stored, created: bool },
+    /// Deleted: the last value, at the deletion's revision.
+    Delete { object: Stored },
+}
+
+#[derive(Clone)]
+pub struct Storage {
+    client: Client,
+}
+
+async fn bounded<T>(call: impl std::future::Future<Output = Result<T, etcd_client::Error>>) -> Result<T, StorageError> {
+    match tokio::time::timeout(STORE_TIMEOUT, call).await {
+        Err(_) => Err(StorageError::Unavailable("the store did not answer in time".into())),
+        Ok(Err(e)) => {
+            let text = e.to_string();
+            if text.contains("required revision has been compacted") {
+                Err(StorageError::Compacted(0))
+            } else {
+                Err(StorageError::Unavailable(text))
+            }
+        }
+        Ok(Ok(v)) => Ok(v),
+    }
+}
+
+impl Storage {
+    pub fn new(client: Client) -> Self {
+        Storage { client }
+    }
+
+    pub async fn get(&self, key: &[u8]) -> Result<Stored, StorageError> {
+        let resp = bounded(self.client.clone().get(key, None)).await?;
+        let kv = resp.kvs().first().ok_or(StorageError::NotFound)?;
+        Ok(Stored {
+            key: kv.key().to_vec(),
+            value: kv.value().to_vec(),
+            revision: kv.mod_revision(),
+        })
+    }
+
+    /// Every object under `prefix` (at `revision`, 0 for the latest) and
+    /// the revision the list was read at.
+    pub async fn list(&self, prefix: &[u8], revision: i64) -> Result<(Vec<Stored>, i64), StorageError> {
+        let mut options = GetOptions::new().with_prefix();
+        if revision > 0 {
+            options = options.with_revision(revision);
+        }
+        let resp = bounded(self.client.clone().get(prefix, Some(options))).await?;
+        let at = resp.header().map(|h| h.revision()).unwrap_or(0);
+        let items = resp
+            .kvs()
+            .iter()
+            .map(|kv| Stored {
+                key: kv.key().to_vec(),
+                value: kv.value().to_vec(),
+                revision: kv.mod_revision(),
+            })
+            .collect();
+        Ok((items, if revision > 0 { revision } else { at }))
+    }
+
+    /// Stores a new object; fails if the key exists.
+    pub async fn create(&self, key: &[u8], value: Vec<u8>) -> Result<i64, StorageError> {
+        let txn = Txn::new()
+            .when([Compare::create_revision(key, CompareOp::Equal, 0)])
+            .and_then([TxnOp::put(key, value, None)]);
+        let resp = bounded(self.client.clone().txn(txn)).await?;
+        if !resp.succeeded() {
+            return Err(StorageError::AlreadyExists);
+        }
+        Ok(resp.header().map(|h| h.revision()).unwrap_or(0))
+    }
+
+    /// Replaces an object that must exist, only if its revision is still
+    /// `expected` (when given).
+    pub async fn update(&self, key: &[u8], value: Vec<u8>, expected: Option<i64>) -> Result<i64, StorageError> {
+        let compare = match expected {
+            Some(rev) => Compare::mod_revision(key, CompareOp::Equal, rev),
+            None => Compare::create_revision(key, CompareOp::Greater, 0),
+        };
+        let txn = Txn::new()
+            .when([compare])
+            .and_then([TxnOp::put(key, value, None)])
+            .or_else([TxnOp::get(key, None)]);
+        let resp = bounded(self.client.clone().txn(txn)).await?;
+        if resp.succeeded() {
+            return Ok(resp.header().map(|h| h.revision()).unwrap_or(0));
+        }
+        let exists = resp
+            .op_responses()
+            .iter()
+            .any(|r| matches!(r, TxnOpResponse::Get(g) if !g.kvs().is_empty()));
+        Err(if exists {
+            StorageError::Conflict
+        } else {
+            StorageError::NotFound
+        })
+    }
+
+    /// Deletes an object (only at revision `expected`, when given); returns
+    /// its last value and the deletion's revision.
+    pub async fn delete(&self, key: &[u8], expected: Option<i64>) -> Result<Stored, StorageError> {
+        let current = self.get(key).await?;
+        if let Some(rev) = expected {
+            if rev != current.revision {
+                return Err(StorageError::Conflict);
+            }
+        }
+        let txn = Txn::new()
+            .when([Compare::mod_revision(key, CompareOp::Equal, current.revision)])
+            .and_then([TxnOp::delete(key, None)]);
+        let resp = bounded(self.client.clone().txn(txn)).await?;
+        if !resp.succeeded() {
+            return Err(StorageError::Conflict);
+        }
+        Ok(Stored {
+            revision: resp.header().map(|h| h.revision()).unwrap_or(0),
+            ..current
+        })
+    }
+
+    /// Changes under `prefix` after `after` (a revision), in order.
+    pub async fn watch(
+        &self,
+        prefix: &[u8],
+        after: i64,
+    ) -> Result<tokio::sync::mpsc::Receiver<Result<Change, StorageError>>, StorageError> {
+        let options = WatchOptions::new()
+            .with_prefix()
+            .with_prev_key()
+            .with_start_revision(after + 1);
+        let mut stream = bounded(self.client.clone().watch(prefix, Some(options))).await?;
+        let (tx, rx) = tokio::sync::mpsc::channel(256);
+        tokio::spawn(async move {
+            loop {
+                let message = match stream.message().await {
+                    Ok(Some(m)) => m,
+                    Ok(None) => return,
+                    Err(e) => {
+                        let _ = tx.send(Err(StorageError::Unavailable(e.to_string()))).await;
+                        return;
+                    }
+                };
+                if message.compact_revision() > 0 {
+                    let _ = tx.send(Err(StorageError::Compacted(message.compact_revision()))).await;
+                    return;
+                }
+                for event in message.events() {
+                    let Some(kv) = event.kv() else { continue };
+                    let change = match event.event_type() {
+                        EventType::Put => Change::Put {
+                            object: Stored {
+                                key: kv.key().to_vec(),
+                                value: kv.value().to_vec(),
+                                revision: kv.mod_revision(),
+                            },
+                            created: kv.create_revision() == kv.mod_revision(),
+                        },
+                        EventType::Delete => Change::Delete {
+                            object: Stored {
+                                key: kv.key().to_vec(),
+                                value: event.prev_kv().map(|p| p.value().to_vec()).unwrap_or_default(),
+                                revision: kv.mod_revision(),
+                            },
+                        },
+                    };
+                    if tx.send(Ok(change)).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        Ok(rx)
+    }
+}

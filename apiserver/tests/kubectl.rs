@@ -1,0 +1,363 @@
+//! The API server as kubectl sees it: the real `kubectl` against a real API
+//! server (started in-process) over our store and over a real etcd 3.4.
+
+#![allow(clippy::unwrap_used)] // a panic in a test is a failed test
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+
+/// A store to run the API server on.
+enum Backend {
+    Kubernate(store::Running),
+    /// Held only to be killed on drop.
+    Etcd(#[allow(dead_code)] EtcdProcess),
+}
+
+/// A real etcd, killed when dropped.
+struct EtcdProcess(Child);
+
+impl Drop for EtcdProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn start_backend(kind: &str, dir: &Path) -> (Backend, String) {
+    match kind {
+        "kubernate" => {
+            let config = store::config::Config::parse_from([
+                "kubernate-store",
+                "--name",
+                "s",
+                "--data-dir",
+                dir.join("store").to_str().unwrap(),
+                "--listen-client-urls",
+                "http://127.0.0.1:0",
+                "--listen-peer-urls",
+                "http://127.0.0.1:0",
+                "--initial-advertise-peer-urls",
+                "http://127.0.0.1:1",
+                "--initial-cluster",
+                "s=http://127.0.0.1:1",
+                "--listen-metrics-urls",
+                "http://127.0.0.1:0",
+            ]);
+            let running = store::start(config).await.unwrap();
+            let endpoint = format!("http://{}", running.client_addrs[0]);
+            (Backend::Kubernate(running), endpoint)
+        }
+        _ => {
+            let (client, peer) = (free_port(), free_port());
+            let child = Command::new("etcd")
+                .args(["--name", "e", "--data-dir", dir.join("etcd").to_str().unwrap()])
+                .args(["--listen-client-urls", &format!("http://127.0.0.1:{client}")])
+                .args(["--advertise-client-urls", &format!("http://127.0.0.1:{client}")])
+                .args(["--listen-peer-urls", &format!("http://127.0.0.1:{peer}")])
+                .args(["--initial-advertise-peer-urls", &format!("http://127.0.0.1:{peer}")])
+                .args(["--initial-cluster", &format!("e=http://127.0.0.1:{peer}")])
+                .args(["--log-level", "error"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("etcd 3.4 (Debian package etcd-server)");
+            (Backend::Etcd(EtcdProcess(child)), format!("http://127.0.0.1:{client}"))
+        }
+    }
+}
+
+struct Cluster {
+    backend: Option<Backend>,
+    apiserver: Option<apiserver::Running>,
+    dir: tempfile::TempDir,
+    server: String,
+}
+
+impl Cluster {
+    async fn start(kind: &str) -> Cluster {
+        let dir = tempfile::tempdir().unwrap();
+        kubernate::pki::init(&kubernate::pki::InitOptions::new(dir.path().join("pki"))).unwrap();
+        let (backend, endpoint) = start_backend(kind, dir.path()).await;
+        let pki = dir.path().join("pki");
+        let p = |f: &str| pki.join(f).to_str().unwrap().to_string();
+        let args = vec![
+            "kubernate-apiserver".to_string(),
+            "--etcd-servers".into(),
+            endpoint,
+            "--secure-port".into(),
+            "0".into(),
+            "--tls-cert-file".into(),
+            p("apiserver.crt"),
+            "--tls-private-key-file".into(),
+            p("apiserver.key"),
+            "--client-ca-file".into(),
+            p("ca.crt"),
+        ];
+        let config = apiserver::config::Config::parse_from(args);
+        // The store may still be electing itself; retry for a while.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let running = loop {
+            match apiserver::start(config.clone()).await {
+                Ok(r) => break r,
+                Err(e) if Instant::now() < deadline => {
+                    eprintln!("API server not up yet: {e}");
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                }
+                Err(e) => panic!("API server did not start within 20 s: {e}"),
+            }
+        };
+        let server = format!("https://127.0.0.1:{}", running.addr.port());
+        Cluster {
+            backend: Some(backend),
+            apiserver: Some(running),
+            dir,
+            server,
+        }
+    }
+
+    fn kubeconfig(&self) -> PathBuf {
+        self.dir.path().join("pki/admin.kubeconfig")
+    }
+
+    /// Runs kubectl (bounded by 30 s) as admin; returns (success, stdout, stderr).
+    async fn kubectl(&self, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
+        let mut cmd = tokio::process::Command::new("timeout");
+        cmd.args(["-k", "5", "30", "kubectl", "--kubeconfig"])
+            .arg(self.kubeconfig())
+            .args(["--server", &self.server])
+            .args(args);
+        // No OpenAPI documents yet: client-side validation cannot run.
+        if matches!(args.first(), Some(&"create") | Some(&"apply")) {
+            cmd.arg("--validate=false");
+        }
+        cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().unwrap();
+        if let Some(input) = stdin {
+            use tokio::io::AsyncWriteExt;
+            let mut pipe = child.stdin.take().unwrap();
+            pipe.write_all(input.as_bytes()).await.unwrap();
+            drop(pipe);
+        }
+        let out = child.wait_with_output().await.unwrap();
+        let text = |b: &[u8]| String::from_utf8_lossy(b).to_string();
+        (out.status.success(), text(&out.stdout), text(&out.stderr))
+    }
+
+    async fn must(&self, args: &[&str]) -> String {
+        let (ok, out, err) = self.kubectl(args, None).await;
+        assert!(ok, "kubectl {args:?} failed:\n{out}\n{err}");
+        out
+    }
+
+    async fn stop(mut self) {
+        if let Some(r) = self.apiserver.take() {
+            r.stop().await;
+        }
+        // An in-process store has to be stopped; etcd is killed on drop.
+        if let Some(Backend::Kubernate(store)) = self.backend.take() {
+            store.stop().await;
+        }
+    }
+}
+
+const MANIFEST: &str = r#"
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: settings
+  namespace: default
+  labels:
+    app: web
+data:
+  color: blue
+---
+apiVersion: v1
+kind: Namespace
+metadata:
+  name: team-a
+"#;
+
+async fn kubectl_basics(kind: &str) {
+    let c = Cluster::start(kind).await;
+
+    let namespaces = c.must(&["get", "namespaces", "-o", "name"]).await;
+    for ns in apiserver::BUILT_IN_NAMESPACES {
+        assert!(namespaces.contains(&format!("namespace/{ns}")), "{namespaces}");
+    }
+    let resources = c.must(&["api-resources", "-o", "name"]).await;
+    assert!(
+        resources.contains("deployments.apps") && resources.contains("configmaps"),
+        "{resources}"
+    );
+
+    let (ok, out, err) = c.kubectl(&["create", "-f", "-"], Some(MANIFEST)).await;
+    assert!(ok, "{out}\n{err}");
+    assert!(
+        out.contains("configmap/settings created") && out.contains("namespace/team-a created"),
+        "{out}"
+    );
+    let (ok, _, err) = c.kubectl(&["create", "-f", "-"], Some(MANIFEST)).await;
+    assert!(
+        !ok && err.contains("AlreadyExists") || err.contains("already exists"),
+        "{err}"
+    );
+
+    let json: serde_json::Value =
+        serde_json::from_str(&c.must(&["get", "configmap", "settings", "-o", "json"]).await).unwrap();
+    assert_eq!(json["data"]["color"], "blue");
+    assert!(json["metadata"]["uid"].is_string());
+    let rv: i64 = json["metadata"]["resourceVersion"].as_str().unwrap().parse().unwrap();
+    assert!(rv > 0);
+
+    let selected = c.must(&["get", "configmaps", "-l", "app=web", "-o", "name"]).await;
+    assert_eq!(selected.trim(), "configmap/settings");
+    let none = c.must(&["get", "configmaps", "-l", "app=db", "-o", "name"]).await;
+    assert!(none.trim().is_empty(), "{none}");
+    let by_field = c
+        .must(&[
+            "get",
+            "configmaps",
+            "-A",
+            "--field-selector",
+            "metadata.name=settings",
+            "-o",
+            "name",
+        ])
+        .await;
+    assert_eq!(by_field.trim(), "configmap/settings");
+
+    // Merge and JSON patches.
+    c.must(&[
+        "patch",
+        "configmap",
+        "settings",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"data":{"size":"xl"}}"#,
+    ])
+    .await;
+    c.must(&[
+        "patch",
+        "configmap",
+        "settings",
+        "--type",
+        "json",
+        "-p",
+        r#"[{"op":"replace","path":"/data/color","value":"red"}]"#,
+    ])
+    .await;
+    let data = c
+        .must(&[
+            "get",
+            "configmap",
+            "settings",
+            "-o",
+            "jsonpath={.data.color},{.data.size}",
+        ])
+        .await;
+    assert_eq!(data, "red,xl");
+
+    // Nothing is created in a namespace that does not exist.
+    let orphan = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\n  namespace: nowhere\n";
+    let (ok, _, err) = c.kubectl(&["create", "-f", "-"], Some(orphan)).await;
+    assert!(!ok && err.contains("namespaces \"nowhere\" not found"), "{err}");
+    // Invalid names are refused with 422.
+    let bad = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: Bad_Name\n";
+    let (ok, _, err) = c.kubectl(&["create", "-f", "-"], Some(bad)).await;
+    assert!(!ok && err.contains("is invalid"), "{err}");
+
+    // A bounded watch sees a change.
+    let watcher = {
+        let mut cmd = tokio::process::Command::new("timeout");
+        cmd.args(["5", "kubectl", "--kubeconfig"])
+            .arg(c.kubeconfig())
+            .args(["--server", &c.server, "get", "configmaps", "-w", "-o", "name"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        cmd.spawn().unwrap()
+    };
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    c.must(&["create", "configmap", "late", "--dry-run=client", "-o", "yaml"])
+        .await;
+    let (ok, _, err) = c
+        .kubectl(
+            &["create", "-f", "-"],
+            Some("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: late\n"),
+        )
+        .await;
+    assert!(ok, "{err}");
+    let watched = watcher.wait_with_output().await.unwrap();
+    let watched = String::from_utf8_lossy(&watched.stdout);
+    assert!(
+        watched.contains("configmap/settings") && watched.contains("configmap/late"),
+        "{watched}"
+    );
+
+    c.must(&["delete", "configmap", "settings", "late"]).await;
+    let (ok, _, err) = c.kubectl(&["get", "configmap", "settings"], None).await;
+    assert!(!ok && err.contains("configmaps \"settings\" not found"), "{err}");
+    c.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_against_our_store() {
+    kubectl_basics("kubernate").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_against_etcd() {
+    kubectl_basics("etcd").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_without_a_certificate_is_unauthorized() {
+    let c = Cluster::start("kubernate").await;
+    let anonymous = c.dir.path().join("anonymous.kubeconfig");
+    let ca = c.dir.path().join("pki/ca.crt");
+    std::fs::write(
+        &anonymous,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: k\n  cluster:\n    server: {}\n    certificate-authority: {}\nusers:\n- name: nobody\n  user: {{token: not-a-valid-token}}\ncontexts:\n- name: k\n  context: {{cluster: k, user: nobody}}\ncurrent-context: k\n",
+            c.server,
+            ca.display()
+        ),
+    )
+    .unwrap();
+    let out = tokio::process::Command::new("timeout")
+        .args(["30", "kubectl", "--kubeconfig"])
+        .arg(&anonymous)
+        .args(["get", "namespaces"])
+        .output()
+        .await
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    // kubectl's words for a 401.
+    assert!(!out.status.success() && err.contains("provide credentials"), "{err}");
+    // /version answers anyone.
+    let out = tokio::process::Command::new("timeout")
+        .args(["30", "kubectl", "--kubeconfig"])
+        .arg(&anonymous)
+        .args(["get", "--raw", "/version"])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("\"major\": \"1\"")
+            || String::from_utf8_lossy(&out.stdout).contains("\"major\":\"1\"")
+    );
+    c.stop().await;
+}
