@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use support::{exclusive, free_ports, poll, ready, store_binary, wait_for, Cluster, Creds};
+use support::{exclusive, free_ports, poll, ready, store_binary, terminate, wait_for, Cluster, Creds};
 
 /// The revision in the header of a `-w json` response.
 fn revision(json: &str) -> i64 {
@@ -63,8 +63,7 @@ fn etcdctl_against_a_three_member_tls_cluster() {
         let s = fs::read_to_string(&watch_out).unwrap();
         ready(s.contains("DELETE"), s.clone(), s)
     });
-    let _ = watch.kill();
-    let _ = watch.wait();
+    terminate(&mut watch);
     assert_eq!(events, "PUT\nw\n1\nDELETE\nw\n\n");
 
     // Leases.

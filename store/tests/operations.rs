@@ -156,6 +156,5 @@ fn etcdctl_lock_and_elect() {
         observed.lines().next().unwrap_or_default().starts_with("pick/"),
         "{observed}"
     );
-    let _ = candidate.kill();
-    let _ = candidate.wait();
+    terminate(&mut candidate);
 }

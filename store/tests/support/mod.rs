@@ -41,6 +41,14 @@ pub fn store_binary() -> String {
     std::env::var("CLUSTER_TEST_STORE_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_kubernate-store").into())
 }
 
+/// Stops a process started through `timeout` (as `Cluster::etcdctl`
+/// does): SIGTERM, which `timeout` passes on to its child, so nothing is
+/// left behind; SIGKILL would end only `timeout` itself.
+pub fn terminate(child: &mut Child) {
+    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let _ = child.wait();
+}
+
 /// `n` distinct free loopback ports: all are bound at once, then released.
 pub fn free_ports(n: usize) -> Vec<u16> {
     let listeners: Vec<TcpListener> = (0..n).map(|_| TcpListener::bind("127.0.0.1:0").unwrap()).collect();
