@@ -37,23 +37,7 @@ fn free_port() -> u16 {
 async fn start_backend(kind: &str, dir: &Path) -> (Backend, String) {
     match kind {
         "kubernate" => {
-            let config = store::config::Config::parse_from([
-                "kubernate-store",
-                "--name",
-                "s",
-                "--data-dir",
-                dir.join("store").to_str().unwrap(),
-                "--listen-client-urls",
-                "http://127.0.0.1:0",
-                "--listen-peer-urls",
-                "http://127.0.0.1:0",
-                "--initial-advertise-peer-urls",
-                "http://127.0.0.1:1",
-                "--initial-cluster",
-                "s=http://127.0.0.1:1",
-                "--listen-metrics-urls",
-                "http://127.0.0.1:0",
-            ]);
+            let config = store::config::Config::single("s", &dir.join("store"), &[]);
             let running = store::start(config).await.unwrap();
             let endpoint = format!("http://{}", running.client_addrs[0]);
             (Backend::Kubernate(running), endpoint)

@@ -13,7 +13,6 @@ use common::tls::{self, ClientAuth, Identity};
 use tokio_util::sync::CancellationToken;
 use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::HealthCheckRequest;
-use x509_parser::prelude::FromDer;
 
 fn pki(dir: &Path) {
     let status = std::process::Command::new(env!("CARGO_BIN_EXE_kubernate"))
@@ -39,20 +38,11 @@ async fn start_server(dir: &Path, seen: Seen) -> (std::net::SocketAddr, Cancella
     let shutdown = CancellationToken::new();
     let record = move |req: tonic::Request<()>| {
         let peer = PeerInfo::of(&req).ok_or_else(|| tonic::Status::unauthenticated("no peer info"))?;
-        let leaf = peer
-            .certificates
-            .first()
-            .ok_or_else(|| tonic::Status::unauthenticated("no cert"))?;
-        let (_, cert) = x509_parser::certificate::X509Certificate::from_der(leaf).unwrap();
-        let cn = cert
+        // The shared code reads the certificate's subject (CN = user).
+        let subject = peer
             .subject()
-            .iter_common_name()
-            .next()
-            .unwrap()
-            .as_str()
-            .unwrap()
-            .to_string();
-        seen.lock().unwrap().push(cn);
+            .ok_or_else(|| tonic::Status::unauthenticated("no cert"))?;
+        seen.lock().unwrap().push(subject.common_name);
         Ok(req)
     };
     let router = tonic::transport::Server::builder()

@@ -94,6 +94,34 @@ pub struct InitialMember {
 }
 
 impl Config {
+    /// A one-member cluster named `name` with its data in `data_dir`,
+    /// on loopback ports the OS picks (see `Running::client_addrs`), plus
+    /// `extra` flags: what tests and a single-machine cluster start from.
+    pub fn single(name: &str, data_dir: &std::path::Path, extra: &[&str]) -> Config {
+        let cluster = format!("{name}=http://127.0.0.1:1");
+        let data_dir = data_dir.display().to_string();
+        let mut args = vec![
+            "kubernate-store",
+            "--name",
+            name,
+            "--data-dir",
+            &data_dir,
+            "--listen-client-urls",
+            "http://127.0.0.1:0",
+            "--listen-peer-urls",
+            "http://127.0.0.1:0",
+            // Never dialled: a single member has no peers.
+            "--initial-advertise-peer-urls",
+            "http://127.0.0.1:1",
+            "--initial-cluster",
+            &cluster,
+            "--listen-metrics-urls",
+            "http://127.0.0.1:0",
+        ];
+        args.extend_from_slice(extra);
+        Config::parse_from(args)
+    }
+
     pub fn data_dir(&self) -> PathBuf {
         self.data_dir
             .clone()

@@ -73,7 +73,9 @@ const IN_FLIGHT: usize = 1;
 async fn run(raft: Raft, mut rx: mpsc::UnboundedReceiver<(Command, Waiter)>) {
     let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT));
     while let Some(first) = rx.recv().await {
-        let Ok(slot) = slots.clone().acquire_owned().await else { return };
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
+        };
         let mut bytes = size(&first.0);
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH && bytes < MAX_BATCH_BYTES {
@@ -106,7 +108,11 @@ async fn run(raft: Raft, mut rx: mpsc::UnboundedReceiver<(Command, Waiter)>) {
                 Ok(Ok(response)) => {
                     let replies = response.data.0;
                     if replies.len() != waiters.len() {
-                        tracing::error!(replies = replies.len(), waiters = waiters.len(), "batch reply count mismatch");
+                        tracing::error!(
+                            replies = replies.len(),
+                            waiters = waiters.len(),
+                            "batch reply count mismatch"
+                        );
                     }
                     let mut replies = replies.into_iter();
                     for waiter in waiters {

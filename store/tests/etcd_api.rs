@@ -5,37 +5,11 @@
 
 use std::time::Duration;
 
-use clap::Parser;
 use etcd_client::{
     AlarmAction, AlarmType, Client, Compare, CompareOp, DeleteOptions, EventType, GetOptions, LeaseTimeToLiveOptions,
     PutOptions, SortOrder, SortTarget, Txn, TxnOp, TxnOpResponse, WatchOptions,
 };
 use store::config::Config;
-
-/// Flags for a one-member cluster on loopback ports picked by the OS,
-/// with its data in `data`, plus `extra` flags.
-fn solo_config(name: &str, data: &std::path::Path, extra: &[&str]) -> Config {
-    let cluster = format!("{name}=http://127.0.0.1:1");
-    let mut args = vec![
-        "kubernate-store",
-        "--name",
-        name,
-        "--data-dir",
-        data.to_str().unwrap(),
-        "--listen-client-urls",
-        "http://127.0.0.1:0",
-        "--listen-peer-urls",
-        "http://127.0.0.1:0",
-        "--initial-advertise-peer-urls",
-        "http://127.0.0.1:1",
-        "--initial-cluster",
-        &cluster,
-        "--listen-metrics-urls",
-        "http://127.0.0.1:0",
-    ];
-    args.extend_from_slice(extra);
-    Config::parse_from(args)
-}
 
 struct Member {
     running: Option<store::Running>,
@@ -46,7 +20,7 @@ struct Member {
 impl Member {
     async fn start() -> Member {
         let dir = tempfile::tempdir().unwrap();
-        let config = solo_config("solo", &dir.path().join("data"), &["--max-request-bytes", "65536"]);
+        let config = Config::single("solo", &dir.path().join("data"), &["--max-request-bytes", "65536"]);
         let running = store::start(config).await.unwrap();
         let endpoint = format!("http://{}", running.client_addrs[0]);
         let member = Member {
@@ -429,7 +403,7 @@ async fn maintenance_cluster_and_bad_input() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn quota_raises_nospace_and_refuses_writes_until_disarmed() {
     let dir = tempfile::tempdir().unwrap();
-    let config = solo_config("q", dir.path(), &["--quota-backend-bytes", "4096"]);
+    let config = Config::single("q", dir.path(), &["--quota-backend-bytes", "4096"]);
     let running = store::start(config).await.unwrap();
     let mut c = Client::connect([format!("http://{}", running.client_addrs[0])], None)
         .await
@@ -472,7 +446,7 @@ async fn quota_raises_nospace_and_refuses_writes_until_disarmed() {
 async fn acknowledged_writes_survive_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let config = || solo_config("r", &data, &["--snapshot-count", "50"]);
+    let config = || Config::single("r", &data, &["--snapshot-count", "50"]);
     let running = store::start(config()).await.unwrap();
     let mut c = Client::connect([format!("http://{}", running.client_addrs[0])], None)
         .await
