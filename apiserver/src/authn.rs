@@ -36,9 +36,26 @@ const CONTROL_PLANE: [&str; 3] = [
     "system:kube-proxy",
 ];
 
-pub fn authorize(user: &User, verb: &str, info: &RequestInfo) -> Result<(), ApiError> {
+fn trusted(user: &User) -> bool {
     let is_node = user.name.starts_with("system:node:") && user.groups.iter().any(|g| g == "system:nodes");
-    if user.groups.iter().any(|g| g == "system:masters") || CONTROL_PLANE.contains(&user.name.as_str()) || is_node {
+    user.groups.iter().any(|g| g == "system:masters") || CONTROL_PLANE.contains(&user.name.as_str()) || is_node
+}
+
+/// A non-resource path such as `/metrics`.
+pub fn authorize_path(user: &User, path: &str) -> Result<(), ApiError> {
+    if trusted(user) {
+        return Ok(());
+    }
+    Err(ApiError {
+        code: 403,
+        reason: "Forbidden",
+        message: format!("forbidden: User \"{}\" cannot get path \"{path}\"", user.name),
+        details: None,
+    })
+}
+
+pub fn authorize(user: &User, verb: &str, info: &RequestInfo) -> Result<(), ApiError> {
+    if trusted(user) {
         return Ok(());
     }
     Err(ApiError::forbidden(

@@ -20,6 +20,7 @@
 //! - [`request_info`]: what a path names (resource, namespace, name, subresource).
 //! - [`discovery`]: `/version`, `/api`, `/apis`, resource lists.
 //! - [`authn`]: client-certificate users; interim authorization.
+//! - [`metrics`]: kube-apiserver's metric names, served on `/metrics`.
 //! - [`registry`]: metadata rules on create and update.
 //! - [`selector`]: label and field selectors.
 //! - [`storage`]: objects in the store via the etcd v3 API.
@@ -28,6 +29,7 @@
 pub mod authn;
 pub mod config;
 pub mod discovery;
+pub mod metrics;
 pub mod registry;
 pub mod request_info;
 pub mod rest;

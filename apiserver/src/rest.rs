@@ -31,6 +31,7 @@ pub struct App {
     pub storage: Storage,
     /// The largest request body accepted (413 beyond).
     pub max_body: usize,
+    pub metrics: crate::metrics::Metrics,
 }
 
 type Result<T> = std::result::Result<T, ApiError>;
@@ -108,22 +109,66 @@ async fn serve(
     if let Some(document) = document {
         return Ok(json_response(StatusCode::OK, &document));
     }
+    if path == "/metrics" {
+        authn::authorize_path(&user, "/metrics")?;
+        let text = common::metrics::encode(&app.metrics.registry);
+        return Ok((
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, common::metrics::TEXT_CONTENT_TYPE)],
+            text,
+        )
+            .into_response());
+    }
     let info = request_info::parse(path)?;
     let query = Query::parse(uri);
     let verb = verb(method, &info, &query)?;
-    authn::authorize(&user, verb, &info)?;
+    let started = std::time::Instant::now();
+    let _inflight = app.metrics.in_flight(!matches!(verb, "get" | "list" | "watch"));
+    let result = serve_resource(app, &user, verb, &info, &query, headers, body).await;
+    let code = match &result {
+        Ok(response) => response.status().as_u16(),
+        Err(e) => e.code,
+    };
+    let scope = match (&info.name, &info.namespace) {
+        (Some(_), _) => "resource",
+        (None, Some(_)) => "namespace",
+        (None, None) => "cluster",
+    };
+    let labels = crate::metrics::Labels {
+        verb: crate::metrics::verb_label(verb),
+        group: info.resource.group,
+        version: info.resource.version,
+        resource: info.resource.plural,
+        subresource: info.subresource.as_deref().unwrap_or_default(),
+        scope,
+    };
+    app.metrics.observe(&labels, code, started.elapsed().as_secs_f64());
+    result
+}
+
+async fn serve_resource(
+    app: &App,
+    user: &authn::User,
+    verb: &'static str,
+    info: &RequestInfo,
+    query: &Query,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Result<Response> {
+    authn::authorize(user, verb, info)?;
     if body.len() > app.max_body {
         return Err(ApiError::too_large(app.max_body));
     }
     match verb {
-        "get" => get(app, &info).await,
-        "list" => list(app, &info, &query).await,
-        "watch" => watch(app, &info, &query).await,
-        "create" => create(app, &info, decode(headers, &body)?).await,
-        "update" => update(app, &info, decode(headers, &body)?).await,
-        "patch" => patch(app, &info, headers, &body).await,
-        "delete" => delete(app, &info).await,
-        _ => Err(ApiError::method_not_allowed(format!("{method} is not supported here"))),
+        "get" => get(app, info).await,
+        "list" => list(app, info, query).await,
+        "watch" => watch(app, info, query).await,
+        "create" => create(app, info, decode(headers, &body)?).await,
+        "update" => update(app, info, decode(headers, &body)?).await,
+        "patch" => patch(app, info, headers, &body).await,
+        "delete" => delete(app, info).await,
+        "deletecollection" => delete_collection(app, info, query).await,
+        other => Err(ApiError::method_not_allowed(format!("{other} is not supported here"))),
     }
 }
 
@@ -138,6 +183,7 @@ fn verb(method: &Method, info: &RequestInfo, query: &Query) -> Result<&'static s
         ("PUT", true) => "update",
         ("PATCH", true) => "patch",
         ("DELETE", true) => "delete",
+        ("DELETE", false) => "deletecollection",
         _ => {
             return Err(ApiError::method_not_allowed(format!(
                 "{method} is not allowed on this path"
@@ -408,4 +454,35 @@ async fn delete(app: &App, info: &RequestInfo) -> Result<Response> {
         .await
         .map_err(|e| storage_error(info, name(info), e))?;
     Ok(json_response(StatusCode::OK, &parse_stored(info, &deleted)?))
+}
+
+/// Deletes every object of the collection that the selectors match and
+/// returns them as a list.
+async fn delete_collection(app: &App, info: &RequestInfo, query: &Query) -> Result<Response> {
+    let (labels, fields) = selectors(query)?;
+    let (items, _) = app
+        .storage
+        .list(info.key().as_bytes(), 0)
+        .await
+        .map_err(|e| storage_error(info, "", e))?;
+    let mut deleted = Vec::new();
+    for stored in &items {
+        let object = parse_stored(info, stored)?;
+        if !(labels.matches_labels(&object) && fields.matches_fields(&object)) {
+            continue;
+        }
+        match app.storage.delete(&stored.key, None).await {
+            Ok(gone) => deleted.push(parse_stored(info, &gone)?),
+            // Deleted meanwhile by someone else: nothing left to do.
+            Err(StorageError::NotFound) => {}
+            Err(e) => return Err(storage_error(info, "", e)),
+        }
+    }
+    let list = json!({
+        "kind": format!("{}List", info.resource.kind),
+        "apiVersion": info.resource.api_version(),
+        "metadata": {},
+        "items": deleted,
+    });
+    Ok(json_response(StatusCode::OK, &list))
 }

@@ -128,9 +128,11 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         .local_addr()
         .map_err(|source| StartError::Listen { addr, source })?;
 
+    let metrics = crate::metrics::Metrics::new().map_err(|e| StartError::Store(format!("metrics: {e}")))?;
     let app = Arc::new(App {
         storage,
         max_body: config.max_request_body_bytes,
+        metrics,
     });
     let router = axum::Router::new()
         .fallback(crate::rest::handle)

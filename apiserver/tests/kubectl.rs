@@ -291,7 +291,35 @@ async fn kubectl_basics(kind: &str) {
         "{watched}"
     );
 
-    c.must(&["delete", "configmap", "settings", "late"]).await;
+    // deletecollection with a label selector removes only what matches.
+    c.must(&["label", "configmap", "late", "batch=1"]).await;
+    let doomed = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: doomed\n  labels:\n    batch: \"1\"\n";
+    let (ok, _, err) = c.kubectl(&["create", "-f", "-"], Some(doomed)).await;
+    assert!(ok, "{err}");
+    let gone = c
+        .must(&[
+            "delete",
+            "--raw",
+            "/api/v1/namespaces/default/configmaps?labelSelector=batch%3D1",
+        ])
+        .await;
+    assert!(gone.contains("\"doomed\"") && gone.contains("\"late\""), "{gone}");
+    let left = c.must(&["get", "configmaps", "-o", "name"]).await;
+    assert_eq!(left.trim(), "configmap/settings", "{left}");
+
+    // Requests are counted under kube-apiserver's metric names.
+    let metrics = c.must(&["get", "--raw", "/metrics"]).await;
+    assert!(
+        metrics.contains(r#"apiserver_request_total{code="201",component="apiserver",group="",resource="configmaps",scope="namespace",subresource="",verb="POST",version="v1"}"#),
+        "{metrics}"
+    );
+    assert!(metrics.contains("apiserver_request_duration_seconds_bucket"));
+    assert!(
+        metrics.contains(r#"apiserver_current_inflight_requests{request_kind="mutating"} 0"#),
+        "nothing is in flight between requests: {metrics}"
+    );
+
+    c.must(&["delete", "configmap", "settings"]).await;
     let (ok, _, err) = c.kubectl(&["get", "configmap", "settings"], None).await;
     assert!(!ok && err.contains("configmaps \"settings\" not found"), "{err}");
     c.stop().await;

@@ -1,0 +1,120 @@
+//! The API server's Prometheus metrics, under kube-apiserver's names so
+//! its dashboards and alerts work.
+
+use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry};
+
+#[derive(Clone)]
+pub struct Metrics {
+    pub registry: Registry,
+    requests: IntCounterVec,
+    duration: HistogramVec,
+    inflight: IntGaugeVec,
+}
+
+/// One request in flight; leaves the gauge when dropped.
+pub struct InFlight(prometheus::IntGauge);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+/// kube-apiserver's `verb` label for a Kubernetes verb.
+pub fn verb_label(verb: &str) -> &'static str {
+    match verb {
+        "get" => "GET",
+        "list" => "LIST",
+        "watch" => "WATCH",
+        "create" => "POST",
+        "update" => "PUT",
+        "patch" => "PATCH",
+        "delete" => "DELETE",
+        "deletecollection" => "DELETECOLLECTION",
+        _ => "UNKNOWN",
+    }
+}
+
+/// The labels of one request.
+pub struct Labels<'a> {
+    pub verb: &'a str,
+    pub group: &'a str,
+    pub version: &'a str,
+    pub resource: &'a str,
+    pub subresource: &'a str,
+    /// `resource` (one object), `namespace` or `cluster`.
+    pub scope: &'a str,
+}
+
+impl Metrics {
+    pub fn new() -> Result<Self, prometheus::Error> {
+        let registry = common::metrics::registry();
+        let requests = IntCounterVec::new(
+            Opts::new(
+                "apiserver_request_total",
+                "Counter of apiserver requests broken out for each verb, dry run value, group, version, resource, scope, component, and HTTP response code.",
+            ),
+            &["verb", "group", "version", "resource", "subresource", "scope", "component", "code"],
+        )?;
+        let duration = HistogramVec::new(
+            HistogramOpts::new(
+                "apiserver_request_duration_seconds",
+                "Response latency distribution in seconds for each verb, dry run value, group, version, resource, subresource, scope and component.",
+            )
+            .buckets(vec![0.005, 0.025, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 1.0, 1.25, 1.5, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 15.0, 20.0, 30.0, 45.0, 60.0]),
+            &["verb", "group", "version", "resource", "subresource", "scope", "component"],
+        )?;
+        let inflight = IntGaugeVec::new(
+            Opts::new(
+                "apiserver_current_inflight_requests",
+                "Maximal number of currently used inflight request limit of this apiserver per request kind in last second.",
+            ),
+            &["request_kind"],
+        )?;
+        registry.register(Box::new(requests.clone()))?;
+        registry.register(Box::new(duration.clone()))?;
+        registry.register(Box::new(inflight.clone()))?;
+        Ok(Metrics {
+            registry,
+            requests,
+            duration,
+            inflight,
+        })
+    }
+
+    /// Counts a request in flight until the guard is dropped.
+    pub fn in_flight(&self, mutating: bool) -> prometheus::IntGauge {
+        let gauge = self
+            .inflight
+            .with_label_values(&[if mutating { "mutating" } else { "readOnly" }]);
+        gauge.inc();
+        gauge
+    }
+
+    pub fn observe(&self, l: &Labels<'_>, code: u16, seconds: f64) {
+        let code = code.to_string();
+        self.requests
+            .with_label_values(&[
+                l.verb,
+                l.group,
+                l.version,
+                l.resource,
+                l.subresource,
+                l.scope,
+                "apiserver",
+                &code,
+            ])
+            .inc();
+        self.duration
+            .with_label_values(&[
+                l.verb,
+                l.group,
+                l.version,
+                l.resource,
+                l.subresource,
+                l.scope,
+                "apiserver",
+            ])
+            .observe(seconds);
+    }
+}
