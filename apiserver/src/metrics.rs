@@ -83,12 +83,12 @@ impl Metrics {
     }
 
     /// Counts a request in flight until the guard is dropped.
-    pub fn in_flight(&self, mutating: bool) -> prometheus::IntGauge {
+    pub fn in_flight(&self, mutating: bool) -> InFlight {
         let gauge = self
             .inflight
             .with_label_values(&[if mutating { "mutating" } else { "readOnly" }]);
         gauge.inc();
-        gauge
+        InFlight(gauge)
     }
 
     pub fn observe(&self, l: &Labels<'_>, code: u16, seconds: f64) {
