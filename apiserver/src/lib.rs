@@ -21,6 +21,7 @@
 //! - [`discovery`]: `/version`, `/api`, `/apis`, resource lists.
 //! - [`authn`]: client-certificate users; interim authorization.
 //! - [`metrics`]: kube-apiserver's metric names, served on `/metrics`.
+//! - [`verbs`]: get, list, watch, create, update, patch, delete, shared by REST and gRPC.
 //! - [`registry`]: metadata rules on create and update.
 //! - [`selector`]: label and field selectors.
 //! - [`storage`]: objects in the store via the etcd v3 API.
@@ -37,5 +38,6 @@ pub mod selector;
 mod start;
 pub mod status;
 pub mod storage;
+pub mod verbs;
 
 pub use start::{run, start, Running, StartError, BUILT_IN_NAMESPACES};

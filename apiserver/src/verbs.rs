@@ -1,0 +1,325 @@
+//! The verbs of the Kubernetes API, shared by the REST and gRPC layers:
+//! get, list, watch, create, update, patch, delete, deletecollection.
+//! Each takes the parsed request and returns objects as JSON values; the
+//! transports only frame them.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+use tokio_stream::StreamExt;
+
+use crate::registry;
+use crate::request_info::RequestInfo;
+use crate::rest::App;
+use crate::selector::Selector;
+use crate::status::ApiError;
+use crate::storage::{Change, StorageError, Stored};
+
+type Result<T> = std::result::Result<T, ApiError>;
+
+/// One watch event: its type and its object (a Status for ERROR).
+pub type WatchEvent = (&'static str, Value);
+
+pub fn storage_error(info: &RequestInfo, name: &str, e: StorageError) -> ApiError {
+    let (resource, group) = (info.resource.plural, info.resource.group);
+    match e {
+        StorageError::NotFound => ApiError::not_found(resource, group, name),
+        StorageError::AlreadyExists => ApiError::already_exists(resource, group, name),
+        StorageError::Conflict => ApiError::conflict(resource, group, name),
+        StorageError::Compacted(rev) => ApiError::gone(format!("too old resource version: {rev}")),
+        StorageError::Unavailable(m) => ApiError::unavailable(m),
+    }
+}
+
+/// The query parameters of a request.
+pub struct Query(Vec<(String, String)>);
+
+impl Query {
+    pub fn parse(uri: &http::Uri) -> Query {
+        let raw = uri.query().unwrap_or_default();
+        Query(form_urlencoded::parse(raw.as_bytes()).into_owned().collect())
+    }
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+    pub fn flag(&self, name: &str) -> bool {
+        matches!(self.get(name), Some("true" | "1"))
+    }
+}
+
+impl Query {
+    /// Parameters given one by one (the gRPC layer's fields).
+    pub fn from_pairs(pairs: &[(&str, &str)]) -> Query {
+        Query(
+            pairs
+                .iter()
+                .filter(|(_, v)| !v.is_empty())
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        )
+    }
+}
+
+fn parse_stored(info: &RequestInfo, stored: &Stored) -> Result<Value> {
+    let object: Value = serde_json::from_slice(&stored.value)
+        .map_err(|e| ApiError::internal(format!("stored {} is not JSON: {e}", info.resource.plural)))?;
+    Ok(registry::with_version(object, stored.revision))
+}
+
+fn name(info: &RequestInfo) -> &str {
+    info.name.as_deref().unwrap_or_default()
+}
+
+pub async fn get(app: &App, info: &RequestInfo) -> Result<Value> {
+    let stored = app
+        .storage
+        .get(info.key().as_bytes())
+        .await
+        .map_err(|e| storage_error(info, name(info), e))?;
+    parse_stored(info, &stored)
+}
+
+fn selectors(query: &Query) -> Result<(Selector, Selector)> {
+    Ok((
+        Selector::parse(query.get("labelSelector").unwrap_or_default())?,
+        Selector::parse(query.get("fieldSelector").unwrap_or_default())?,
+    ))
+}
+
+pub async fn list(app: &App, info: &RequestInfo, query: &Query) -> Result<Value> {
+    let (labels, fields) = selectors(query)?;
+    let revision = match query.get("resourceVersion") {
+        Some(rv) if !rv.is_empty() && rv != "0" && query.get("resourceVersionMatch") == Some("Exact") => rv
+            .parse::<i64>()
+            .map_err(|_| ApiError::bad_request(format!("invalid resourceVersion {rv:?}")))?,
+        _ => 0,
+    };
+    let (items, at) = app
+        .storage
+        .list(info.key().as_bytes(), revision)
+        .await
+        .map_err(|e| storage_error(info, "", e))?;
+    let mut objects = Vec::new();
+    for stored in &items {
+        let object = parse_stored(info, stored)?;
+        if labels.matches_labels(&object) && fields.matches_fields(&object) {
+            objects.push(object);
+        }
+    }
+    let list = json!({
+        "kind": format!("{}List", info.resource.kind),
+        "apiVersion": info.resource.api_version(),
+        "metadata": {"resourceVersion": at.to_string()},
+        "items": objects,
+    });
+    Ok(list)
+}
+
+/// A watch: events (`ADDED`, `MODIFIED`, `DELETED`, `ERROR`) until the
+/// receiver goes, the timeout ends, or the start version is too old (an
+/// ERROR event carrying a 410 Status).
+pub async fn watch(app: &App, info: &RequestInfo, query: &Query) -> Result<mpsc::Receiver<WatchEvent>> {
+    let (labels, fields) = selectors(query)?;
+    let timeout = query
+        .get("timeoutSeconds")
+        .and_then(|t| t.parse::<u64>().ok())
+        .map(Duration::from_secs)
+        .unwrap_or(Duration::from_secs(1800));
+    let prefix = info.key();
+    let mut initial = Vec::new();
+    let after = match query.get("resourceVersion") {
+        Some(rv) if !rv.is_empty() && rv != "0" => rv
+            .parse::<i64>()
+            .map_err(|_| ApiError::bad_request(format!("invalid resourceVersion {rv:?}")))?,
+        // No version: the current state first, as ADDED events.
+        _ => {
+            let (items, at) = app
+                .storage
+                .list(prefix.as_bytes(), 0)
+                .await
+                .map_err(|e| storage_error(info, "", e))?;
+            for stored in &items {
+                initial.push(("ADDED", parse_stored(info, stored)?));
+            }
+            at
+        }
+    };
+    let changes = app
+        .storage
+        .watch(prefix.as_bytes(), after)
+        .await
+        .map_err(|e| storage_error(info, "", e))?;
+    let kind = info.clone();
+    let live = tokio_stream::wrappers::ReceiverStream::new(changes).map(move |change| match change {
+        Ok(Change::Put { object, created }) => {
+            let kind_name = if created { "ADDED" } else { "MODIFIED" };
+            parse_stored(&kind, &object)
+                .map(|o| (kind_name, o))
+                .unwrap_or_else(|e| ("ERROR", e.status()))
+        }
+        Ok(Change::Delete { object }) => parse_stored(&kind, &object)
+            .map(|o| ("DELETED", o))
+            .unwrap_or_else(|e| ("ERROR", e.status())),
+        Err(StorageError::Compacted(rev)) => (
+            "ERROR",
+            ApiError::gone(format!("too old resource version: {after} ({rev})")).status(),
+        ),
+        Err(e) => ("ERROR", ApiError::unavailable(e.to_string()).status()),
+    });
+    let mut events = Box::pin(tokio_stream::iter(initial).chain(live).filter(move |(kind, object)| {
+        *kind == "ERROR" || (labels.matches_labels(object) && fields.matches_fields(object))
+    }));
+    let (tx, rx) = mpsc::channel::<WatchEvent>(64);
+    tokio::spawn(async move {
+        let deadline = tokio::time::sleep(timeout);
+        tokio::pin!(deadline);
+        loop {
+            let (kind, object) = tokio::select! {
+                _ = &mut deadline => return,
+                _ = tx.closed() => return,
+                next = events.next() => match next {
+                    Some(event) => event,
+                    None => return,
+                },
+            };
+            if tx.send((kind, object)).await.is_err() || kind == "ERROR" {
+                return;
+            }
+        }
+    });
+    Ok(rx)
+}
+
+async fn check_namespace(app: &App, info: &RequestInfo) -> Result<()> {
+    let Some(ns) = &info.namespace else { return Ok(()) };
+    let key = format!("/registry/namespaces/{ns}");
+    match app.storage.get(key.as_bytes()).await {
+        Ok(_) => Ok(()),
+        Err(StorageError::NotFound) => Err(ApiError::not_found("namespaces", "", ns)),
+        Err(e) => Err(ApiError::unavailable(e.to_string())),
+    }
+}
+
+pub async fn create(app: &App, info: &RequestInfo, body: Value) -> Result<Value> {
+    if info.subresource.is_some() {
+        return Err(ApiError::method_not_allowed(
+            "creating through this subresource is not supported yet",
+        ));
+    }
+    check_namespace(app, info).await?;
+    let (name, object) = registry::prepare_create(info, body)?;
+    let named = RequestInfo {
+        name: Some(name.clone()),
+        ..info.clone()
+    };
+    let bytes = serde_json::to_vec(&object).map_err(|e| ApiError::internal(e.to_string()))?;
+    let revision = app
+        .storage
+        .create(named.key().as_bytes(), bytes)
+        .await
+        .map_err(|e| storage_error(info, &name, e))?;
+    Ok(registry::with_version(object, revision))
+}
+
+pub async fn update(app: &App, info: &RequestInfo, body: Value) -> Result<Value> {
+    let expected = match body["metadata"]["resourceVersion"].as_str() {
+        Some(rv) if !rv.is_empty() => Some(
+            rv.parse::<i64>()
+                .map_err(|_| ApiError::bad_request(format!("invalid resourceVersion {rv:?}")))?,
+        ),
+        _ => None,
+    };
+    let current = app
+        .storage
+        .get(info.key().as_bytes())
+        .await
+        .map_err(|e| storage_error(info, name(info), e))?;
+    if expected.is_some_and(|rv| rv != current.revision) {
+        return Err(ApiError::conflict(
+            info.resource.plural,
+            info.resource.group,
+            name(info),
+        ));
+    }
+    let existing = parse_stored(info, &current)?;
+    write_update(app, info, &existing, current.revision, body).await
+}
+
+async fn write_update(app: &App, info: &RequestInfo, existing: &Value, revision: i64, body: Value) -> Result<Value> {
+    let object = registry::prepare_update(info, existing, body)?;
+    let bytes = serde_json::to_vec(&object).map_err(|e| ApiError::internal(e.to_string()))?;
+    let written = app
+        .storage
+        .update(info.key().as_bytes(), bytes, Some(revision))
+        .await
+        .map_err(|e| storage_error(info, name(info), e))?;
+    Ok(registry::with_version(object, written))
+}
+
+/// JSON patch and JSON merge patch; strategic merge and server-side apply
+/// are not served yet (415 says so).
+pub async fn patch(app: &App, info: &RequestInfo, content_type: &str, body: &[u8]) -> Result<Value> {
+    let current = app
+        .storage
+        .get(info.key().as_bytes())
+        .await
+        .map_err(|e| storage_error(info, name(info), e))?;
+    let existing = parse_stored(info, &current)?;
+    let mut patched = existing.clone();
+    match content_type.split(';').next().unwrap_or_default() {
+        "application/merge-patch+json" => {
+            let patch: Value = serde_json::from_slice(body)
+                .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
+            json_patch::merge(&mut patched, &patch);
+        }
+        "application/json-patch+json" => {
+            let patch: json_patch::Patch = serde_json::from_slice(body)
+                .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
+            json_patch::patch(&mut patched, &patch)
+                .map_err(|e| ApiError::invalid(info.resource.kind, name(info), "patch", &e.to_string()))?;
+        }
+        other => return Err(ApiError::unsupported_media_type(other)),
+    }
+    write_update(app, info, &existing, current.revision, patched).await
+}
+
+pub async fn delete(app: &App, info: &RequestInfo) -> Result<Value> {
+    let deleted = app
+        .storage
+        .delete(info.key().as_bytes(), None)
+        .await
+        .map_err(|e| storage_error(info, name(info), e))?;
+    parse_stored(info, &deleted)
+}
+
+/// Deletes every object of the collection that the selectors match and
+/// returns them as a list.
+pub async fn delete_collection(app: &App, info: &RequestInfo, query: &Query) -> Result<Value> {
+    let (labels, fields) = selectors(query)?;
+    let (items, _) = app
+        .storage
+        .list(info.key().as_bytes(), 0)
+        .await
+        .map_err(|e| storage_error(info, "", e))?;
+    let mut deleted = Vec::new();
+    for stored in &items {
+        let object = parse_stored(info, stored)?;
+        if !(labels.matches_labels(&object) && fields.matches_fields(&object)) {
+            continue;
+        }
+        match app.storage.delete(&stored.key, None).await {
+            Ok(gone) => deleted.push(parse_stored(info, &gone)?),
+            // Deleted meanwhile by someone else: nothing left to do.
+            Err(StorageError::NotFound) => {}
+            Err(e) => return Err(storage_error(info, "", e)),
+        }
+    }
+    let list = json!({
+        "kind": format!("{}List", info.resource.kind),
+        "apiVersion": info.resource.api_version(),
+        "metadata": {},
+        "items": deleted,
+    });
+    Ok(list)
+}
