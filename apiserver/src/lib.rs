@@ -7,16 +7,17 @@
 //!
 //! This is the first slice of the API server: discovery, and get, list,
 //! watch, create, update, JSON/merge patch and delete of every built-in
-//! resource as JSON or YAML, authenticated by client certificate. Not yet:
+//! resource as JSON or YAML, authenticated by client certificate, over REST
+//! and the internal gRPC API alike. Not yet:
 //! protobuf bodies, strategic merge patch and server-side apply, Table
 //! output, OpenAPI documents, admission (defaulting, validation,
-//! quotas), RBAC, ClusterIP allocation, the watch cache, and the internal
-//! gRPC API.
+//! quotas), RBAC, ClusterIP allocation and the watch cache.
 //!
 //! # Layout
 //!
 //! - [`config`]: flags, with kube-apiserver's names.
 //! - [`rest`]: the one HTTP handler: authenticate, route, serve.
+//! - [`grpc`]: the internal gRPC API over the same verbs.
 //! - [`request_info`]: what a path names (resource, namespace, name, subresource).
 //! - [`discovery`]: `/version`, `/api`, `/apis`, resource lists.
 //! - [`authn`]: client-certificate users; interim authorization.
@@ -30,6 +31,7 @@
 pub mod authn;
 pub mod config;
 pub mod discovery;
+pub mod grpc;
 pub mod metrics;
 pub mod registry;
 pub mod request_info;

@@ -134,9 +134,15 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         max_body: config.max_request_body_bytes,
         metrics,
     });
-    let router = axum::Router::new()
+    // gRPC for the components and REST for everyone else on one port:
+    // the gRPC service's paths first, every other path to the REST handler.
+    let rest = axum::Router::new()
         .fallback(crate::rest::handle)
-        .with_state(app)
+        .with_state(app.clone());
+    let grpc = api::proto::resources_server::ResourcesServer::new(crate::grpc::ResourcesService { app });
+    let router = tonic::service::Routes::new(grpc)
+        .into_axum_router()
+        .fallback_service(rest)
         .layer(common::trace_context::ServerTraceLayer);
     let stop = CancellationToken::new();
     let tasks = TaskTracker::new();

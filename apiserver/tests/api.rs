@@ -1,5 +1,6 @@
-//! The API server as kubectl sees it: the real `kubectl` against a real API
-//! server (started in-process) over our store and over a real etcd 3.4.
+//! The API server as its clients see it: the real `kubectl` against a real
+//! API server (started in-process) over our store and over a real etcd
+//! 3.4, and the internal gRPC API as the components will use it.
 
 #![allow(clippy::unwrap_used)] // a panic in a test is a failed test
 
@@ -371,5 +372,141 @@ async fn a_client_without_a_certificate_is_unauthorized() {
         String::from_utf8_lossy(&out.stdout).contains("\"major\": \"1\"")
             || String::from_utf8_lossy(&out.stdout).contains("\"major\":\"1\"")
     );
+    c.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_internal_grpc_api_serves_the_same_verbs() {
+    use api::proto::resources_client::ResourcesClient;
+    use api::proto::*;
+
+    let c = Cluster::start("kubernate").await;
+    let admin = common::kubeconfig::Kubeconfig::load_resolved(&c.kubeconfig()).unwrap();
+    let tls = admin.client_tls(&[common::grpc::ALPN_H2]).unwrap();
+    let mut client = ResourcesClient::new(common::grpc::channel(&c.server, tls).unwrap());
+    let configmaps = |name: &str| ResourceRef {
+        version: "v1".into(),
+        resource: "configmaps".into(),
+        namespace: "default".into(),
+        name: name.into(),
+        ..Default::default()
+    };
+    let json = |o: &Object| serde_json::from_slice::<serde_json::Value>(&o.json).unwrap();
+
+    // A watch started now sees the create below.
+    let mut watch = client
+        .watch(WatchRequest {
+            r#ref: Some(configmaps("")),
+            timeout_seconds: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+
+    let body =
+        br#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"via-grpc","labels":{"t":"g"}},"data":{"k":"v"}}"#;
+    let created = client
+        .create(CreateRequest {
+            r#ref: Some(configmaps("")),
+            object: body.to_vec(),
+            options: None,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(json(&created)["metadata"]["resourceVersion"].is_string());
+
+    let event = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let e = watch.message().await.unwrap().unwrap();
+            if json(&Object { json: e.object.clone() })["metadata"]["name"] == "via-grpc" {
+                return e;
+            }
+        }
+    })
+    .await
+    .expect("the watch reports the create within 10 s");
+    assert_eq!(event.r#type, "ADDED");
+
+    let got = client
+        .get(GetRequest {
+            r#ref: Some(configmaps("via-grpc")),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(json(got.get_ref())["data"]["k"], "v");
+    let listed = client
+        .list(ListRequest {
+            r#ref: Some(configmaps("")),
+            label_selector: "t=g".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(json(listed.get_ref())["items"].as_array().unwrap().len(), 1);
+
+    client
+        .delete(DeleteRequest {
+            r#ref: Some(configmaps("via-grpc")),
+            options: Vec::new(),
+        })
+        .await
+        .unwrap();
+    let err = client
+        .get(GetRequest {
+            r#ref: Some(configmaps("via-grpc")),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::NotFound);
+    let status: serde_json::Value = serde_json::from_slice(err.details()).unwrap();
+    assert_eq!(
+        (status["code"].as_u64(), status["reason"].as_str()),
+        (Some(404), Some("NotFound"))
+    );
+
+    // Bad input gets the Status a REST client would.
+    let err = client
+        .create(CreateRequest {
+            r#ref: Some(configmaps("")),
+            object: b"{not json".to_vec(),
+            options: None,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    let widgets = ResourceRef {
+        version: "v1".into(),
+        resource: "widgets".into(),
+        ..Default::default()
+    };
+    let err = client
+        .list(ListRequest {
+            r#ref: Some(widgets),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::NotFound);
+
+    // No client certificate: unauthenticated.
+    let anonymous = common::tls::client_config(
+        &common::tls::load_certs(&c.dir.path().join("pki/ca.crt")).unwrap(),
+        None,
+        &[common::grpc::ALPN_H2],
+    )
+    .unwrap();
+    let mut stranger = ResourcesClient::new(common::grpc::channel(&c.server, anonymous).unwrap());
+    let err = stranger
+        .get(GetRequest {
+            r#ref: Some(configmaps("x")),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unauthenticated);
     c.stop().await;
 }

@@ -1,0 +1,165 @@
+//! The internal gRPC API (`api::proto`): the same verbs as REST, for the
+//! components.
+//!
+//! A call names its object with a `ResourceRef` instead of a path, carries
+//! Kubernetes JSON, and passes through the same steps as a REST request:
+//! the client certificate authenticates it, the same authorization
+//! decides, and [`verbs`](crate::verbs) does the work. Errors are gRPC
+//! statuses whose details hold the `metav1.Status` JSON.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use api::proto::resources_server::Resources;
+use api::proto::*;
+use api::resources;
+use common::grpc::PeerInfo;
+use tokio_stream::{Stream, StreamExt};
+use tonic::{Code, Request, Response, Status};
+
+use crate::authn;
+use crate::request_info::RequestInfo;
+use crate::rest::App;
+use crate::status::ApiError;
+use crate::verbs::{self, Query};
+
+pub struct ResourcesService {
+    pub app: Arc<App>,
+}
+
+/// The gRPC status for an API error, with the Status JSON in its details.
+fn to_status(e: ApiError) -> Status {
+    let code = match (e.code, e.reason) {
+        (400, _) | (413, _) | (415, _) | (422, _) => Code::InvalidArgument,
+        (401, _) => Code::Unauthenticated,
+        (403, _) => Code::PermissionDenied,
+        (404, _) => Code::NotFound,
+        (405, _) => Code::Unimplemented,
+        (409, "AlreadyExists") => Code::AlreadyExists,
+        (409, _) => Code::Aborted,
+        (410, _) => Code::OutOfRange,
+        (429, _) => Code::ResourceExhausted,
+        (503, _) => Code::Unavailable,
+        _ => Code::Internal,
+    };
+    Status::with_details(code, e.message.clone(), e.status().to_string().into_bytes().into())
+}
+
+/// Authenticates the caller and resolves the object reference.
+fn prepare<T>(request: &Request<T>, reference: Option<&ResourceRef>, verb: &str) -> Result<RequestInfo, Status> {
+    let user = authn::authenticate(request.extensions().get::<PeerInfo>()).map_err(to_status)?;
+    let r = reference.ok_or_else(|| to_status(ApiError::bad_request("the request names no resource (ref)")))?;
+    let not_found = || {
+        to_status(ApiError {
+            code: 404,
+            reason: "NotFound",
+            message: format!(
+                "the server could not find the requested resource {}/{}/{}",
+                r.group, r.version, r.resource
+            ),
+            details: None,
+        })
+    };
+    let resource = resources::find(&r.group, &r.version, &r.resource).ok_or_else(not_found)?;
+    if !r.subresource.is_empty() && resource.subresource(&r.subresource).is_none() {
+        return Err(not_found());
+    }
+    let some = |s: &str| (!s.is_empty()).then(|| s.to_string());
+    let info = RequestInfo {
+        resource,
+        namespace: some(&r.namespace).filter(|_| resource.namespaced),
+        name: some(&r.name),
+        subresource: some(&r.subresource),
+    };
+    authn::authorize(&user, verb, &info).map_err(to_status)?;
+    Ok(info)
+}
+
+fn object(value: serde_json::Value) -> Response<Object> {
+    Response::new(Object {
+        json: value.to_string().into_bytes(),
+    })
+}
+
+fn parse(bytes: &[u8]) -> Result<serde_json::Value, Status> {
+    let value: serde_json::Value = serde_json::from_slice(bytes)
+        .map_err(|e| to_status(ApiError::bad_request(format!("error decoding JSON object: {e}"))))?;
+    if !value.is_object() {
+        return Err(to_status(ApiError::bad_request("the object must be a JSON object")));
+    }
+    Ok(value)
+}
+
+type WatchStream = Pin<Box<dyn Stream<Item = Result<WatchEvent, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Resources for ResourcesService {
+    type WatchStream = WatchStream;
+
+    async fn get(&self, request: Request<GetRequest>) -> Result<Response<Object>, Status> {
+        let info = prepare(&request, request.get_ref().r#ref.as_ref(), "get")?;
+        Ok(object(verbs::get(&self.app, &info).await.map_err(to_status)?))
+    }
+
+    async fn list(&self, request: Request<ListRequest>) -> Result<Response<Object>, Status> {
+        let info = prepare(&request, request.get_ref().r#ref.as_ref(), "list")?;
+        let r = request.get_ref();
+        let query = Query::from_pairs(&[
+            ("labelSelector", &r.label_selector),
+            ("fieldSelector", &r.field_selector),
+            ("resourceVersion", &r.resource_version),
+            ("resourceVersionMatch", &r.resource_version_match),
+        ]);
+        Ok(object(verbs::list(&self.app, &info, &query).await.map_err(to_status)?))
+    }
+
+    async fn watch(&self, request: Request<WatchRequest>) -> Result<Response<WatchStream>, Status> {
+        let info = prepare(&request, request.get_ref().r#ref.as_ref(), "watch")?;
+        let r = request.get_ref();
+        let timeout = if r.timeout_seconds > 0 {
+            r.timeout_seconds.to_string()
+        } else {
+            String::new()
+        };
+        let query = Query::from_pairs(&[
+            ("labelSelector", &r.label_selector),
+            ("fieldSelector", &r.field_selector),
+            ("resourceVersion", &r.resource_version),
+            ("timeoutSeconds", &timeout),
+        ]);
+        let events = verbs::watch(&self.app, &info, &query).await.map_err(to_status)?;
+        let stream = tokio_stream::wrappers::ReceiverStream::new(events).map(|(kind, object)| {
+            Ok(WatchEvent {
+                r#type: kind.to_string(),
+                object: object.to_string().into_bytes(),
+            })
+        });
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn create(&self, request: Request<CreateRequest>) -> Result<Response<Object>, Status> {
+        let info = prepare(&request, request.get_ref().r#ref.as_ref(), "create")?;
+        let body = parse(&request.get_ref().object)?;
+        Ok(object(verbs::create(&self.app, &info, body).await.map_err(to_status)?))
+    }
+
+    async fn update(&self, request: Request<UpdateRequest>) -> Result<Response<Object>, Status> {
+        let info = prepare(&request, request.get_ref().r#ref.as_ref(), "update")?;
+        let body = parse(&request.get_ref().object)?;
+        Ok(object(verbs::update(&self.app, &info, body).await.map_err(to_status)?))
+    }
+
+    async fn patch(&self, request: Request<PatchRequest>) -> Result<Response<Object>, Status> {
+        let info = prepare(&request, request.get_ref().r#ref.as_ref(), "patch")?;
+        let r = request.get_ref();
+        let patched = verbs::patch(&self.app, &info, &r.patch_type, &r.patch)
+            .await
+            .map_err(to_status)?;
+        Ok(object(patched))
+    }
+
+    async fn delete(&self, request: Request<DeleteRequest>) -> Result<Response<Object>, Status> {
+        let info = prepare(&request, request.get_ref().r#ref.as_ref(), "delete")?;
+        Ok(object(verbs::delete(&self.app, &info).await.map_err(to_status)?))
+    }
+}
