@@ -90,6 +90,25 @@ fn parse(bytes: &[u8]) -> Result<serde_json::Value, Status> {
     Ok(value)
 }
 
+/// Runs a verb, counting it in the request metrics as REST calls are.
+async fn counted<T>(
+    app: &App,
+    verb: &str,
+    info: &RequestInfo,
+    work: impl std::future::Future<Output = Result<T, ApiError>>,
+) -> Result<T, Status> {
+    let started = std::time::Instant::now();
+    let _inflight = app.metrics.in_flight(!matches!(verb, "get" | "list" | "watch"));
+    let result = work.await;
+    let code = match &result {
+        Ok(_) if verb == "create" => 201,
+        Ok(_) => 200,
+        Err(e) => e.code,
+    };
+    app.metrics.record(verb, info, code, started);
+    result.map_err(to_status)
+}
+
 type WatchStream = Pin<Box<dyn Stream<Item = Result<WatchEvent, Status>> + Send>>;
 
 #[tonic::async_trait]
@@ -98,7 +117,9 @@ impl Resources for ResourcesService {
 
     async fn get(&self, request: Request<GetRequest>) -> Result<Response<Object>, Status> {
         let info = prepare(&request, request.get_ref().r#ref.as_ref(), "get")?;
-        Ok(object(verbs::get(&self.app, &info).await.map_err(to_status)?))
+        Ok(object(
+            counted(&self.app, "get", &info, verbs::get(&self.app, &info)).await?,
+        ))
     }
 
     async fn list(&self, request: Request<ListRequest>) -> Result<Response<Object>, Status> {
@@ -110,7 +131,9 @@ impl Resources for ResourcesService {
             ("resourceVersion", &r.resource_version),
             ("resourceVersionMatch", &r.resource_version_match),
         ]);
-        Ok(object(verbs::list(&self.app, &info, &query).await.map_err(to_status)?))
+        Ok(object(
+            counted(&self.app, "list", &info, verbs::list(&self.app, &info, &query)).await?,
+        ))
     }
 
     async fn watch(&self, request: Request<WatchRequest>) -> Result<Response<WatchStream>, Status> {
@@ -127,7 +150,7 @@ impl Resources for ResourcesService {
             ("resourceVersion", &r.resource_version),
             ("timeoutSeconds", &timeout),
         ]);
-        let events = verbs::watch(&self.app, &info, &query).await.map_err(to_status)?;
+        let events = counted(&self.app, "watch", &info, verbs::watch(&self.app, &info, &query)).await?;
         let stream = tokio_stream::wrappers::ReceiverStream::new(events).map(|(kind, object)| {
             Ok(WatchEvent {
                 r#type: kind.to_string(),
@@ -140,26 +163,31 @@ impl Resources for ResourcesService {
     async fn create(&self, request: Request<CreateRequest>) -> Result<Response<Object>, Status> {
         let info = prepare(&request, request.get_ref().r#ref.as_ref(), "create")?;
         let body = parse(&request.get_ref().object)?;
-        Ok(object(verbs::create(&self.app, &info, body).await.map_err(to_status)?))
+        Ok(object(
+            counted(&self.app, "create", &info, verbs::create(&self.app, &info, body)).await?,
+        ))
     }
 
     async fn update(&self, request: Request<UpdateRequest>) -> Result<Response<Object>, Status> {
         let info = prepare(&request, request.get_ref().r#ref.as_ref(), "update")?;
         let body = parse(&request.get_ref().object)?;
-        Ok(object(verbs::update(&self.app, &info, body).await.map_err(to_status)?))
+        Ok(object(
+            counted(&self.app, "update", &info, verbs::update(&self.app, &info, body)).await?,
+        ))
     }
 
     async fn patch(&self, request: Request<PatchRequest>) -> Result<Response<Object>, Status> {
         let info = prepare(&request, request.get_ref().r#ref.as_ref(), "patch")?;
         let r = request.get_ref();
-        let patched = verbs::patch(&self.app, &info, &r.patch_type, &r.patch)
-            .await
-            .map_err(to_status)?;
+        let work = verbs::patch(&self.app, &info, &r.patch_type, &r.patch);
+        let patched = counted(&self.app, "patch", &info, work).await?;
         Ok(object(patched))
     }
 
     async fn delete(&self, request: Request<DeleteRequest>) -> Result<Response<Object>, Status> {
         let info = prepare(&request, request.get_ref().r#ref.as_ref(), "delete")?;
-        Ok(object(verbs::delete(&self.app, &info).await.map_err(to_status)?))
+        Ok(object(
+            counted(&self.app, "delete", &info, verbs::delete(&self.app, &info)).await?,
+        ))
     }
 }

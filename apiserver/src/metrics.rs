@@ -91,6 +91,24 @@ impl Metrics {
         InFlight(gauge)
     }
 
+    /// Counts one finished request to `info` (REST or gRPC alike).
+    pub fn record(&self, verb: &str, info: &crate::request_info::RequestInfo, code: u16, started: std::time::Instant) {
+        let scope = match (&info.name, &info.namespace) {
+            (Some(_), _) => "resource",
+            (None, Some(_)) => "namespace",
+            (None, None) => "cluster",
+        };
+        let labels = Labels {
+            verb: verb_label(verb),
+            group: info.resource.group,
+            version: info.resource.version,
+            resource: info.resource.plural,
+            subresource: info.subresource.as_deref().unwrap_or_default(),
+            scope,
+        };
+        self.observe(&labels, code, started.elapsed().as_secs_f64());
+    }
+
     pub fn observe(&self, l: &Labels<'_>, code: u16, seconds: f64) {
         let code = code.to_string();
         self.requests

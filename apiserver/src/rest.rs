@@ -117,20 +117,7 @@ async fn serve(
         Ok(response) => response.status().as_u16(),
         Err(e) => e.code,
     };
-    let scope = match (&info.name, &info.namespace) {
-        (Some(_), _) => "resource",
-        (None, Some(_)) => "namespace",
-        (None, None) => "cluster",
-    };
-    let labels = crate::metrics::Labels {
-        verb: crate::metrics::verb_label(verb),
-        group: info.resource.group,
-        version: info.resource.version,
-        resource: info.resource.plural,
-        subresource: info.subresource.as_deref().unwrap_or_default(),
-        scope,
-    };
-    app.metrics.observe(&labels, code, started.elapsed().as_secs_f64());
+    app.metrics.record(verb, &info, code, started);
     result
 }
 

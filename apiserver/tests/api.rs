@@ -492,6 +492,13 @@ async fn the_internal_grpc_api_serves_the_same_verbs() {
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::NotFound);
 
+    // gRPC calls are counted like REST calls.
+    let metrics = c.must(&["get", "--raw", "/metrics"]).await;
+    assert!(
+        metrics.contains(r#"apiserver_request_total{code="404",component="apiserver",group="",resource="configmaps",scope="resource",subresource="",verb="GET",version="v1"}"#),
+        "{metrics}"
+    );
+
     // No client certificate: unauthenticated.
     let anonymous = common::tls::client_config(
         &common::tls::load_certs(&c.dir.path().join("pki/ca.crt")).unwrap(),
