@@ -125,11 +125,18 @@ impl Resources for ResourcesService {
     async fn list(&self, request: Request<ListRequest>) -> Result<Response<Object>, Status> {
         let info = prepare(&request, request.get_ref().r#ref.as_ref(), "list")?;
         let r = request.get_ref();
+        let limit = if r.limit > 0 {
+            r.limit.to_string()
+        } else {
+            String::new()
+        };
         let query = Query::from_pairs(&[
             ("labelSelector", &r.label_selector),
             ("fieldSelector", &r.field_selector),
             ("resourceVersion", &r.resource_version),
             ("resourceVersionMatch", &r.resource_version_match),
+            ("limit", &limit),
+            ("continue", &r.continue_token),
         ]);
         Ok(object(
             counted(&self.app, "list", &info, verbs::list(&self.app, &info, &query)).await?,

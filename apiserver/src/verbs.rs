@@ -87,33 +87,85 @@ fn selectors(query: &Query) -> Result<(Selector, Selector)> {
     ))
 }
 
+/// Where a paged list resumes: the revision the first page was read at
+/// (every page reads the same snapshot) and the last key already sent.
+fn continue_token(revision: i64, key: &[u8]) -> String {
+    use base64::Engine;
+    let token = json!({"rv": revision, "start": String::from_utf8_lossy(key)});
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(token.to_string())
+}
+
+fn parse_continue(token: &str) -> Result<(i64, Vec<u8>)> {
+    use base64::Engine;
+    let bad = || ApiError::bad_request(format!("invalid continue token {token:?}"));
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token)
+        .map_err(|_| bad())?;
+    let value: Value = serde_json::from_slice(&bytes).map_err(|_| bad())?;
+    let rv = value["rv"].as_i64().filter(|rv| *rv > 0).ok_or_else(bad)?;
+    let start = value["start"].as_str().ok_or_else(bad)?;
+    Ok((rv, start.as_bytes().to_vec()))
+}
+
+/// A list, optionally paged with `limit` and `continue`.
 pub async fn list(app: &App, info: &RequestInfo, query: &Query) -> Result<Value> {
     let (labels, fields) = selectors(query)?;
-    let revision = match query.get("resourceVersion") {
-        Some(rv) if !rv.is_empty() && rv != "0" && query.get("resourceVersionMatch") == Some("Exact") => rv
+    let resume = query
+        .get("continue")
+        .filter(|c| !c.is_empty())
+        .map(parse_continue)
+        .transpose()?;
+    let revision = match (&resume, query.get("resourceVersion")) {
+        (Some((rv, _)), _) => *rv,
+        (None, Some(rv)) if !rv.is_empty() && rv != "0" && query.get("resourceVersionMatch") == Some("Exact") => rv
             .parse::<i64>()
             .map_err(|_| ApiError::bad_request(format!("invalid resourceVersion {rv:?}")))?,
         _ => 0,
     };
-    let (items, at) = app
-        .storage
-        .list(info.key().as_bytes(), revision)
-        .await
-        .map_err(|e| storage_error(info, "", e))?;
+    let limit = match query.get("limit") {
+        Some(l) if !l.is_empty() => l
+            .parse::<usize>()
+            .map_err(|_| ApiError::bad_request(format!("invalid limit {l:?}")))?,
+        _ => 0,
+    };
+    let (items, at) = match app.storage.list(info.key().as_bytes(), revision).await {
+        Err(StorageError::Compacted(_)) if resume.is_some() => {
+            return Err(ApiError::gone(
+                "The provided continue parameter is too old to display a consistent list result. \
+                 You can start a new list without the continue parameter.",
+            ))
+        }
+        other => other.map_err(|e| storage_error(info, "", e))?,
+    };
+    let after = resume.map(|(_, key)| key);
     let mut objects = Vec::new();
-    for stored in &items {
+    let mut next = None;
+    let mut remaining = 0;
+    for stored in items.iter().filter(|s| after.as_ref().is_none_or(|a| s.key > *a)) {
         let object = parse_stored(info, stored)?;
-        if labels.matches_labels(&object) && fields.matches_fields(&object) {
-            objects.push(object);
+        if !(labels.matches_labels(&object) && fields.matches_fields(&object)) {
+            continue;
+        }
+        if limit > 0 && objects.len() == limit {
+            remaining += 1;
+            continue;
+        }
+        next = Some(&stored.key);
+        objects.push(object);
+    }
+    let mut metadata = json!({"resourceVersion": at.to_string()});
+    if remaining > 0 {
+        if let Some(key) = next {
+            metadata["continue"] = json!(continue_token(at, key));
+            metadata["remainingItemCount"] = json!(remaining);
         }
     }
-    let list = json!({
+    Ok(json!({
         "kind": format!("{}List", info.resource.kind),
         "apiVersion": info.resource.api_version(),
-        "metadata": {"resourceVersion": at.to_string()},
+        "metadata": metadata,
         "items": objects,
-    });
-    Ok(list)
+    }))
 }
 
 /// A watch: events (`ADDED`, `MODIFIED`, `DELETED`, `ERROR`) until the

@@ -297,6 +297,23 @@ async fn kubectl_basics(kind: &str) {
     let doomed = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: doomed\n  labels:\n    batch: \"1\"\n";
     let (ok, _, err) = c.kubectl(&["create", "-f", "-"], Some(doomed)).await;
     assert!(ok, "{err}");
+    // Paged lists (limit and continue) return everything, one page at a time.
+    let chunked = c.must(&["get", "configmaps", "--chunk-size=1", "-o", "name"]).await;
+    let mut pages: Vec<&str> = chunked.lines().collect();
+    pages.sort();
+    assert_eq!(
+        pages,
+        ["configmap/doomed", "configmap/late", "configmap/settings"],
+        "{chunked}"
+    );
+    let first = c
+        .must(&["get", "--raw", "/api/v1/namespaces/default/configmaps?limit=1"])
+        .await;
+    let first: serde_json::Value = serde_json::from_str(&first).unwrap();
+    assert_eq!(first["items"].as_array().unwrap().len(), 1);
+    assert_eq!(first["metadata"]["remainingItemCount"], 2);
+    assert!(first["metadata"]["continue"].is_string());
+
     let gone = c
         .must(&[
             "delete",
