@@ -105,6 +105,16 @@ enum Attempt {
 }
 
 async fn apply_once(node: &Node, change: &Change) -> Result<(), Attempt> {
+    // A follower relays straight away rather than asking its own Raft,
+    // which would refuse (and log the refusal as an error).
+    if let (Some(leader_id), Some(leader)) = node.leader() {
+        if leader_id != node.id {
+            return relay(node, &leader, change).await.map_err(|e| match e {
+                Error::Timeout => Attempt::Busy,
+                other => Attempt::Failed(other),
+            });
+        }
+    }
     let result = match change {
         Change::Add { id, member, learner } => {
             let added = node.raft.add_learner(*id, member.clone(), false).await;
