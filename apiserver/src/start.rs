@@ -51,6 +51,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Star
     Ok(())
 }
 
+/// How long start-up waits for the store.
+pub const STORE_WAIT: Duration = Duration::from_secs(30);
+
 /// The namespaces every cluster has.
 pub const BUILT_IN_NAMESPACES: [&str; 4] = ["default", "kube-system", "kube-public", "kube-node-lease"];
 
@@ -108,9 +111,24 @@ async fn ensure_namespaces(storage: &Storage) -> Result<(), StartError> {
 }
 
 pub async fn start(config: Config) -> Result<Running, StartError> {
-    let client = connect(&config).await?;
-    let storage = Storage::new(client);
-    ensure_namespaces(&storage).await?;
+    // The store may still be starting (or electing a leader): keep trying
+    // for a while, as kube-apiserver waits for etcd.
+    let deadline = tokio::time::Instant::now() + STORE_WAIT;
+    let storage = loop {
+        let attempt = async {
+            let storage = Storage::new(connect(&config).await?);
+            ensure_namespaces(&storage).await?;
+            Ok::<_, StartError>(storage)
+        };
+        match attempt.await {
+            Ok(storage) => break storage,
+            Err(e) if tokio::time::Instant::now() < deadline => {
+                tracing::warn!(error = %e, "store not ready yet; retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    };
 
     let identity = tls::Identity::from_files(&config.tls_cert_file, &config.tls_private_key_file)?;
     let client_cas = tls::load_certs(&config.client_ca_file)?;

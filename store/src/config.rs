@@ -26,8 +26,9 @@ pub struct Config {
     /// Peer URLs this member announces to the cluster.
     #[arg(long, value_delimiter = ',', default_value = "http://localhost:2380")]
     pub initial_advertise_peer_urls: Vec<String>,
-    /// The initial members: NAME=PEER_URL,...
-    #[arg(long, default_value = "default=http://localhost:2380")]
+    /// The initial members: NAME=PEER_URL,... (default: this member alone,
+    /// at its --initial-advertise-peer-urls).
+    #[arg(long, default_value = "")]
     pub initial_cluster: String,
     /// `new` to bootstrap a cluster, `existing` to join one (after `member add`).
     #[arg(long, default_value = "new", value_parser = ["new", "existing"])]
@@ -140,8 +141,18 @@ impl Config {
 
     /// `--initial-cluster`, grouped by name (a name may repeat for several URLs).
     pub fn initial_members(&self) -> Result<Vec<InitialMember>, ConfigError> {
+        let alone = format!(
+            "{}={}",
+            self.name,
+            self.initial_advertise_peer_urls.join(&format!(",{}=", self.name))
+        );
+        let cluster = if self.initial_cluster.trim().is_empty() {
+            &alone
+        } else {
+            &self.initial_cluster
+        };
         let mut members: Vec<InitialMember> = Vec::new();
-        for part in self.initial_cluster.split(',').filter(|p| !p.trim().is_empty()) {
+        for part in cluster.split(',').filter(|p| !p.trim().is_empty()) {
             let (name, url) = part
                 .split_once('=')
                 .ok_or_else(|| ConfigError(format!("--initial-cluster entry {part:?} is not NAME=URL")))?;
@@ -162,7 +173,7 @@ impl Config {
         if !members.iter().any(|m| m.name == self.name) {
             return Err(ConfigError(format!(
                 "member {:?} is not in --initial-cluster {:?}",
-                self.name, self.initial_cluster
+                self.name, cluster
             )));
         }
         Ok(members)
@@ -251,6 +262,19 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("\"z\" is not in --initial-cluster"));
+    }
+
+    #[test]
+    fn without_initial_cluster_a_member_starts_alone() {
+        let c = config(&["--name", "s1", "--initial-advertise-peer-urls", "http://10.0.0.1:2380"]);
+        let m = c.initial_members().unwrap();
+        assert_eq!(
+            m,
+            vec![InitialMember {
+                name: "s1".into(),
+                peer_urls: vec!["http://10.0.0.1:2380".into()]
+            }]
+        );
     }
 
     #[test]
