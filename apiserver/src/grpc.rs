@@ -109,6 +109,15 @@ async fn counted<T>(
     result.map_err(to_status)
 }
 
+/// A count as a query value; zero (the proto default) means "not given".
+fn positive(n: i64) -> String {
+    if n > 0 {
+        n.to_string()
+    } else {
+        String::new()
+    }
+}
+
 type WatchStream = Pin<Box<dyn Stream<Item = Result<WatchEvent, Status>> + Send>>;
 
 #[tonic::async_trait]
@@ -125,11 +134,7 @@ impl Resources for ResourcesService {
     async fn list(&self, request: Request<ListRequest>) -> Result<Response<Object>, Status> {
         let info = prepare(&request, request.get_ref().r#ref.as_ref(), "list")?;
         let r = request.get_ref();
-        let limit = if r.limit > 0 {
-            r.limit.to_string()
-        } else {
-            String::new()
-        };
+        let limit = positive(r.limit);
         let query = Query::from_pairs(&[
             ("labelSelector", &r.label_selector),
             ("fieldSelector", &r.field_selector),
@@ -146,11 +151,7 @@ impl Resources for ResourcesService {
     async fn watch(&self, request: Request<WatchRequest>) -> Result<Response<WatchStream>, Status> {
         let info = prepare(&request, request.get_ref().r#ref.as_ref(), "watch")?;
         let r = request.get_ref();
-        let timeout = if r.timeout_seconds > 0 {
-            r.timeout_seconds.to_string()
-        } else {
-            String::new()
-        };
+        let timeout = positive(r.timeout_seconds);
         let query = Query::from_pairs(&[
             ("labelSelector", &r.label_selector),
             ("fieldSelector", &r.field_selector),

@@ -14,24 +14,12 @@ use crate::mvcc;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 pub enum Error {
-    #[error("etcdserver: mvcc: required revision has been compacted")]
-    Compacted,
-    #[error("etcdserver: mvcc: required revision is a future revision")]
-    FutureRevision,
-    #[error("etcdserver: key is not provided")]
-    EmptyKey,
-    #[error("etcdserver: key not found")]
-    KeyNotFound,
-    #[error("etcdserver: value is provided")]
-    ValueProvided,
-    #[error("etcdserver: lease is provided")]
-    LeaseProvided,
+    /// A request the keyspace refused (bad key, lease, revision …), with
+    /// the keyspace's own etcd message.
+    #[error(transparent)]
+    Keyspace(#[from] mvcc::Error),
     #[error("etcdserver: too many operations in txn request")]
     TooManyOps,
-    #[error("etcdserver: duplicate key given in txn request")]
-    DuplicateKey,
-    #[error("etcdserver: requested lease not found")]
-    LeaseNotFound,
     #[error("etcdserver: lease already exists")]
     LeaseExists,
     #[error("etcdserver: too large lease TTL")]
@@ -75,10 +63,9 @@ impl Error {
     pub fn code(&self) -> Code {
         use Error::*;
         match self {
-            Compacted | FutureRevision | LeaseTtlTooLarge => Code::OutOfRange,
-            EmptyKey | KeyNotFound | ValueProvided | LeaseProvided | TooManyOps | DuplicateKey | RequestTooLarge
-            | InvalidArgument(_) => Code::InvalidArgument,
-            LeaseNotFound | MemberNotFound => Code::NotFound,
+            Keyspace(mvcc::Error::Compacted | mvcc::Error::FutureRevision) | LeaseTtlTooLarge => Code::OutOfRange,
+            Keyspace(mvcc::Error::LeaseNotFound) | MemberNotFound => Code::NotFound,
+            Keyspace(_) | TooManyOps | RequestTooLarge | InvalidArgument(_) => Code::InvalidArgument,
             LeaseExists | PeerUrlExists | MemberNotLearner | ElectionNotLeader | ElectionNoLeader => {
                 Code::FailedPrecondition
             }
@@ -97,33 +84,16 @@ impl From<Error> for tonic::Status {
     }
 }
 
-impl From<mvcc::Error> for Error {
-    fn from(e: mvcc::Error) -> Self {
-        match e {
-            mvcc::Error::Compacted => Error::Compacted,
-            mvcc::Error::FutureRevision => Error::FutureRevision,
-            mvcc::Error::EmptyKey => Error::EmptyKey,
-            mvcc::Error::KeyNotFound => Error::KeyNotFound,
-            mvcc::Error::ValueProvided => Error::ValueProvided,
-            mvcc::Error::LeaseProvided => Error::LeaseProvided,
-            mvcc::Error::LeaseNotFound => Error::LeaseNotFound,
-            mvcc::Error::DuplicateKey => Error::DuplicateKey,
-            #[allow(unreachable_patterns)]
-            other => Error::InvalidArgument(other.to_string().trim_start_matches("etcdserver: ").to_string()),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn statuses_carry_etcds_code_and_text() {
-        let s: tonic::Status = Error::Compacted.into();
+        let s: tonic::Status = Error::from(mvcc::Error::Compacted).into();
         assert_eq!(s.code(), Code::OutOfRange);
         assert_eq!(s.message(), "etcdserver: mvcc: required revision has been compacted");
-        let s: tonic::Status = Error::LeaseNotFound.into();
+        let s: tonic::Status = Error::from(mvcc::Error::LeaseNotFound).into();
         assert_eq!(
             (s.code(), s.message()),
             (Code::NotFound, "etcdserver: requested lease not found")

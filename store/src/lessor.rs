@@ -121,7 +121,7 @@ pub async fn run_expiry(node: Arc<Node>, shutdown: CancellationToken) {
         for id in expired {
             tracing::info!(lease = format!("{id:016x}"), "lease expired; revoking");
             match node.propose(Command::LeaseRevoke { id }).await {
-                Ok(_) | Err(Error::LeaseNotFound) => {}
+                Ok(_) | Err(Error::Keyspace(crate::mvcc::Error::LeaseNotFound)) => {}
                 Err(e) => tracing::warn!(lease = id, error = %e, "revoking an expired lease failed"),
             }
         }

@@ -54,7 +54,8 @@ use etcd_client::proto::PbKeyValue;
 pub use snapshot::{Snapshot, SnapshotEntry};
 
 /// Errors, with etcd's exact messages (the gRPC layer maps them to codes).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// Serialisable because they travel back with a command's result.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum Error {
     /// The revision asked for is below the compact revision; the client must relist (OutOfRange).
     #[error("etcdserver: mvcc: required revision has been compacted")]

@@ -263,7 +263,7 @@ fn execute(state: &mut State, command: &Command) -> Result<(Vec<u8>, Vec<PbEvent
         }
         Command::LeaseRevoke { id } => {
             if state.leases.remove(id).is_none() {
-                return Err(Error::LeaseNotFound);
+                return Err(mvcc::Error::LeaseNotFound.into());
             }
             state.lease_deadlines.remove(id);
             let keys = state.kv.keys_with_lease(*id);

@@ -55,7 +55,7 @@ impl Election for ElectionService {
     async fn campaign(&self, request: Request<CampaignRequest>) -> Result<Response<CampaignResponse>, Status> {
         let req = request.into_inner();
         if req.name.is_empty() {
-            return Err(Error::EmptyKey.into());
+            return Err(Error::from(crate::mvcc::Error::EmptyKey).into());
         }
         let key = contender_key(&req.name, req.lease);
         let rev = create_key(&self.node, &key, req.lease, &req.value).await?;

@@ -62,7 +62,7 @@ type RangeStream = std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<PbRa
 impl KvService {
     async fn read(&self, req: PbRangeRequest) -> Result<PbRangeResponse, Error> {
         if req.key.is_empty() {
-            return Err(Error::EmptyKey);
+            return Err(crate::mvcc::Error::EmptyKey.into());
         }
         if !req.serializable {
             self.node.read_barrier().await?;
@@ -95,7 +95,7 @@ impl PbKvService for KvService {
         let req = request.into_inner();
         check_size(&self.node, &req)?;
         if req.key.is_empty() {
-            return Err(Error::EmptyKey.into());
+            return Err(Error::from(crate::mvcc::Error::EmptyKey).into());
         }
         self.check_quota(req.key.len() + req.value.len()).await?;
         let resp = propose_decoded(
@@ -111,7 +111,7 @@ impl PbKvService for KvService {
         let req = request.into_inner();
         check_size(&self.node, &req)?;
         if req.key.is_empty() {
-            return Err(Error::EmptyKey.into());
+            return Err(Error::from(crate::mvcc::Error::EmptyKey).into());
         }
         let resp = propose_decoded(
             &self.node,

@@ -21,7 +21,7 @@ impl Lock for LockService {
     async fn lock(&self, request: Request<LockRequest>) -> Result<Response<LockResponse>, Status> {
         let req = request.into_inner();
         if req.name.is_empty() {
-            return Err(Error::EmptyKey.into());
+            return Err(Error::from(crate::mvcc::Error::EmptyKey).into());
         }
         let key = contender_key(&req.name, req.lease);
         let revision = create_key(&self.node, &key, req.lease, b"").await?;
