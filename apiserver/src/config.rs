@@ -34,6 +34,10 @@ pub struct Config {
     /// Largest request body accepted, in bytes.
     #[arg(long, default_value_t = 3 * 1024 * 1024)]
     pub max_request_body_bytes: usize,
+    /// How often a watch that allows bookmarks receives one, in seconds
+    /// (kube-apiserver sends them about once a minute).
+    #[arg(long, default_value_t = 60)]
+    pub watch_bookmark_interval: u64,
     #[command(flatten)]
     pub telemetry: common::telemetry::TelemetryArgs,
 }

@@ -152,7 +152,9 @@ impl Resources for ResourcesService {
         let info = prepare(&request, request.get_ref().r#ref.as_ref(), "watch")?;
         let r = request.get_ref();
         let timeout = positive(r.timeout_seconds);
+        let bookmarks = if r.allow_watch_bookmarks { "true" } else { "" };
         let query = Query::from_pairs(&[
+            ("allowWatchBookmarks", bookmarks),
             ("labelSelector", &r.label_selector),
             ("fieldSelector", &r.field_selector),
             ("resourceVersion", &r.resource_version),
@@ -194,8 +196,9 @@ impl Resources for ResourcesService {
 
     async fn delete(&self, request: Request<DeleteRequest>) -> Result<Response<Object>, Status> {
         let info = prepare(&request, request.get_ref().r#ref.as_ref(), "delete")?;
-        Ok(object(
-            counted(&self.app, "delete", &info, verbs::delete(&self.app, &info)).await?,
-        ))
+        let raw = &request.get_ref().options;
+        let options = if raw.is_empty() { None } else { Some(parse(raw)?) };
+        let work = verbs::delete(&self.app, &info, options.as_ref());
+        Ok(object(counted(&self.app, "delete", &info, work).await?))
     }
 }

@@ -24,13 +24,16 @@
 //! - [`metrics`]: kube-apiserver's metric names, served on `/metrics`.
 //! - [`verbs`]: get, list, watch, create, update, patch, delete, shared by REST and gRPC.
 //! - [`registry`]: metadata rules on create and update.
+//! - [`binding`], [`eviction`]: the pods/binding and pods/eviction subresources.
 //! - [`selector`]: label and field selectors.
 //! - [`storage`]: objects in the store via the etcd v3 API.
 //! - [`status`]: `metav1.Status` errors.
 
 pub mod authn;
+pub mod binding;
 pub mod config;
 pub mod discovery;
+pub mod eviction;
 pub mod grpc;
 pub mod metrics;
 pub mod registry;

@@ -30,6 +30,8 @@ pub struct App {
     /// The largest request body accepted (413 beyond).
     pub max_body: usize,
     pub metrics: crate::metrics::Metrics,
+    /// How often a watch that allows bookmarks gets one.
+    pub bookmark_interval: std::time::Duration,
 }
 
 type Result<T> = std::result::Result<T, ApiError>;
@@ -150,7 +152,14 @@ async fn serve_resource(
                 .unwrap_or_default();
             ok(verbs::patch(app, info, content_type, &body).await?)
         }
-        "delete" => ok(verbs::delete(app, info).await?),
+        "delete" => {
+            let options = if body.iter().all(u8::is_ascii_whitespace) {
+                None
+            } else {
+                Some(decode(headers, &body)?)
+            };
+            ok(verbs::delete(app, info, options.as_ref()).await?)
+        }
         "deletecollection" => ok(verbs::delete_collection(app, info, query).await?),
         other => Err(ApiError::method_not_allowed(format!("{other} is not supported here"))),
     }
@@ -164,6 +173,8 @@ fn verb(method: &Method, info: &RequestInfo, query: &Query) -> Result<&'static s
         ("GET", false) if query.flag("watch") => "watch",
         ("GET", false) => "list",
         ("POST", false) => "create",
+        // pods/binding and pods/eviction are created on a named object.
+        ("POST", true) if info.subresource.is_some() => "create",
         ("PUT", true) => "update",
         ("PATCH", true) => "patch",
         ("DELETE", true) => "delete",

@@ -70,6 +70,41 @@ impl Selector {
         Ok(Selector(requirements))
     }
 
+    /// A `metav1.LabelSelector` object (`matchLabels`, `matchExpressions`),
+    /// as PodDisruptionBudgets and workloads carry it.
+    pub fn from_label_selector(selector: &Value) -> Result<Selector, ApiError> {
+        let mut requirements = Vec::new();
+        if let Some(labels) = selector["matchLabels"].as_object() {
+            for (k, v) in labels {
+                let v = v.as_str().unwrap_or_default();
+                requirements.push(Requirement::Equals(k.clone(), v.to_string()));
+            }
+        }
+        for e in selector["matchExpressions"].as_array().into_iter().flatten() {
+            let key = e["key"].as_str().unwrap_or_default().to_string();
+            let values = || {
+                e["values"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect::<Vec<_>>()
+            };
+            requirements.push(match e["operator"].as_str().unwrap_or_default() {
+                "In" => Requirement::In(key, values()),
+                "NotIn" => Requirement::NotIn(key, values()),
+                "Exists" => Requirement::Exists(key),
+                "DoesNotExist" => Requirement::NotExists(key),
+                other => {
+                    return Err(ApiError::bad_request(format!(
+                        "{other:?} is not a valid label selector operator"
+                    )))
+                }
+            });
+        }
+        Ok(Selector(requirements))
+    }
+
     /// Whether the labels (or fields) `get` looks up satisfy the selector.
     pub fn matches(&self, get: impl Fn(&str) -> Option<String>) -> bool {
         self.0.iter().all(|r| match r {
@@ -134,5 +169,13 @@ mod tests {
             .unwrap()
             .matches_fields(&json!({"spec": {}})));
         assert_eq!(Selector::parse("a in b").unwrap_err().code, 400);
+        let structured = json!({"matchLabels": {"app": "web"},
+            "matchExpressions": [{"key": "env", "operator": "In", "values": ["prod"]},
+                                 {"key": "legacy", "operator": "DoesNotExist"}]});
+        assert!(Selector::from_label_selector(&structured).unwrap().matches_labels(&pod));
+        let other = json!({"matchExpressions": [{"key": "env", "operator": "NotIn", "values": ["prod"]}]});
+        assert!(!Selector::from_label_selector(&other).unwrap().matches_labels(&pod));
+        let bad = json!({"matchExpressions": [{"key": "env", "operator": "Near"}]});
+        assert_eq!(Selector::from_label_selector(&bad).unwrap_err().code, 400);
     }
 }

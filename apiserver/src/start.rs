@@ -151,6 +151,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         storage,
         max_body: config.max_request_body_bytes,
         metrics,
+        bookmark_interval: Duration::from_secs(config.watch_bookmark_interval.max(1)),
     });
     // gRPC for the components and REST for everyone else on one port:
     // the gRPC service's paths first, every other path to the REST handler.

@@ -67,6 +67,21 @@ impl ApiError {
         }
     }
 
+    /// A 409 Conflict with its own explanation (a precondition, a pod
+    /// already bound).
+    pub fn conflict_because(resource: &str, group: &str, name: &str, why: &str) -> Self {
+        let qualified = qualified(resource, group);
+        ApiError {
+            details: details(resource, group, name),
+            ..Self::new(409, "Conflict", format!("Operation cannot be fulfilled on {qualified} \"{name}\": {why}"))
+        }
+    }
+
+    /// 429: come back later (a disruption budget, the in-flight limit).
+    pub fn too_many_requests(message: impl Into<String>) -> Self {
+        Self::new(429, "TooManyRequests", message)
+    }
+
     /// A resourceVersion older than the store still holds.
     pub fn gone(message: impl Into<String>) -> Self {
         Self::new(410, "Expired", message)

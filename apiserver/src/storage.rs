@@ -47,6 +47,9 @@ pub enum Change {
     Put { object: Stored, created: bool },
     /// Deleted: the last value, at the deletion's revision.
     Delete { object: Stored },
+    /// Every change up to this revision has been delivered (the answer to
+    /// a progress request): what a watch bookmark reports.
+    Progress { revision: i64 },
 }
 
 #[derive(Clone)]
@@ -165,11 +168,15 @@ impl Storage {
         })
     }
 
-    /// Changes under `prefix` after `after` (a revision), in order.
+    /// Changes under `prefix` after `after` (a revision), in order. With
+    /// `progress_every`, the store is asked that often (while the watch is
+    /// quiet or not) how far it has delivered, and the answers arrive as
+    /// [`Change::Progress`].
     pub async fn watch(
         &self,
         prefix: &[u8],
         after: i64,
+        progress_every: Option<Duration>,
     ) -> Result<tokio::sync::mpsc::Receiver<Result<Change, StorageError>>, StorageError> {
         let options = WatchOptions::new()
             .with_prefix()
@@ -178,8 +185,20 @@ impl Storage {
         let mut stream = bounded(self.client.clone().watch(prefix, Some(options))).await?;
         let (tx, rx) = tokio::sync::mpsc::channel(256);
         tokio::spawn(async move {
+            let period = progress_every.unwrap_or(Duration::from_secs(3600));
+            let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
             loop {
-                let message = match stream.message().await {
+                let next = tokio::select! {
+                    next = stream.message() => next,
+                    _ = ticks.tick(), if progress_every.is_some() => {
+                        if let Err(e) = stream.request_progress().await {
+                            let _ = tx.send(Err(StorageError::Unavailable(e.to_string()))).await;
+                            return;
+                        }
+                        continue;
+                    }
+                };
+                let message = match next {
                     Ok(Some(m)) => m,
                     Ok(None) => return,
                     Err(e) => {
@@ -190,6 +209,14 @@ impl Storage {
                 if message.compact_revision() > 0 {
                     let _ = tx.send(Err(StorageError::Compacted(message.compact_revision()))).await;
                     return;
+                }
+                let progress = message.events().is_empty() && !message.created() && !message.canceled();
+                if progress {
+                    let revision = message.header().map(|h| h.revision()).unwrap_or(0);
+                    if tx.send(Ok(Change::Progress { revision })).await.is_err() {
+                        return;
+                    }
+                    continue;
                 }
                 for event in message.events() {
                     let Some(kv) = event.kv() else { continue };

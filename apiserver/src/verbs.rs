@@ -71,6 +71,26 @@ fn name(info: &RequestInfo) -> &str {
     info.name.as_deref().unwrap_or_default()
 }
 
+/// An object and the revision it was read at, for a read-modify-write.
+pub async fn read(app: &App, info: &RequestInfo) -> Result<(Value, i64)> {
+    let stored = app
+        .storage
+        .get(info.key().as_bytes())
+        .await
+        .map_err(|e| storage_error(info, name(info), e))?;
+    Ok((parse_stored(info, &stored)?, stored.revision))
+}
+
+/// Writes `object` over the one read at `revision` (compare-and-swap);
+/// returns the new revision. No registry rules: the caller applied them.
+pub async fn write(app: &App, info: &RequestInfo, mut object: Value, revision: i64) -> std::result::Result<i64, StorageError> {
+    if let Some(meta) = object["metadata"].as_object_mut() {
+        meta.remove("resourceVersion");
+    }
+    let bytes = serde_json::to_vec(&object).map_err(|e| StorageError::Unavailable(e.to_string()))?;
+    app.storage.update(info.key().as_bytes(), bytes, Some(revision)).await
+}
+
 pub async fn get(app: &App, info: &RequestInfo) -> Result<Value> {
     let stored = app
         .storage
@@ -197,13 +217,23 @@ pub async fn watch(app: &App, info: &RequestInfo, query: &Query) -> Result<mpsc:
             at
         }
     };
+    let bookmarks = query.flag("allowWatchBookmarks");
     let changes = app
         .storage
-        .watch(prefix.as_bytes(), after)
+        .watch(prefix.as_bytes(), after, bookmarks.then_some(app.bookmark_interval))
         .await
         .map_err(|e| storage_error(info, "", e))?;
     let kind = info.clone();
     let live = tokio_stream::wrappers::ReceiverStream::new(changes).map(move |change| match change {
+        // A bookmark: only the kind and the version the watch has reached.
+        Ok(Change::Progress { revision }) => (
+            "BOOKMARK",
+            json!({
+                "kind": kind.resource.kind,
+                "apiVersion": kind.resource.api_version(),
+                "metadata": {"resourceVersion": revision.to_string()},
+            }),
+        ),
         Ok(Change::Put { object, created }) => {
             let kind_name = if created { "ADDED" } else { "MODIFIED" };
             parse_stored(&kind, &object)
@@ -220,7 +250,7 @@ pub async fn watch(app: &App, info: &RequestInfo, query: &Query) -> Result<mpsc:
         Err(e) => ("ERROR", ApiError::unavailable(e.to_string()).status()),
     });
     let mut events = Box::pin(tokio_stream::iter(initial).chain(live).filter(move |(kind, object)| {
-        *kind == "ERROR" || (labels.matches_labels(object) && fields.matches_fields(object))
+        matches!(*kind, "ERROR" | "BOOKMARK") || (labels.matches_labels(object) && fields.matches_fields(object))
     }));
     let (tx, rx) = mpsc::channel::<WatchEvent>(64);
     tokio::spawn(async move {
@@ -254,10 +284,15 @@ async fn check_namespace(app: &App, info: &RequestInfo) -> Result<()> {
 }
 
 pub async fn create(app: &App, info: &RequestInfo, body: Value) -> Result<Value> {
-    if info.subresource.is_some() {
-        return Err(ApiError::method_not_allowed(
-            "creating through this subresource is not supported yet",
-        ));
+    match (info.resource.plural, info.subresource.as_deref()) {
+        (_, None) => {}
+        ("pods", Some("binding")) => return crate::binding::bind(app, info, body).await,
+        ("pods", Some("eviction")) => return crate::eviction::evict(app, info, body).await,
+        (_, Some(sub)) => {
+            return Err(ApiError::method_not_allowed(format!(
+                "creating through the {sub} subresource is not supported"
+            )))
+        }
     }
     check_namespace(app, info).await?;
     let (name, object) = registry::prepare_create(info, body)?;
@@ -336,10 +371,43 @@ pub async fn patch(app: &App, info: &RequestInfo, content_type: &str, body: &[u8
     write_update(app, info, &existing, current.revision, patched).await
 }
 
-pub async fn delete(app: &App, info: &RequestInfo) -> Result<Value> {
+/// Deletes one object. `options` is a `metav1.DeleteOptions`; its
+/// preconditions (uid, resourceVersion) must hold or the answer is 409.
+pub async fn delete(app: &App, info: &RequestInfo, options: Option<&Value>) -> Result<Value> {
+    let preconditions = options.map(|o| &o["preconditions"]).filter(|p| p.is_object());
+    let expected = match preconditions {
+        Some(p) => {
+            let (current, revision) = read(app, info).await?;
+            if let Some(uid) = p["uid"].as_str() {
+                if current["metadata"]["uid"].as_str() != Some(uid) {
+                    return Err(ApiError::conflict_because(
+                        info.resource.plural,
+                        info.resource.group,
+                        name(info),
+                        &format!(
+                            "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                            current["metadata"]["uid"].as_str().unwrap_or_default()
+                        ),
+                    ));
+                }
+            }
+            if let Some(rv) = p["resourceVersion"].as_str() {
+                if rv != revision.to_string() {
+                    return Err(ApiError::conflict_because(
+                        info.resource.plural,
+                        info.resource.group,
+                        name(info),
+                        &format!("Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {revision}"),
+                    ));
+                }
+            }
+            Some(revision)
+        }
+        None => None,
+    };
     let deleted = app
         .storage
-        .delete(info.key().as_bytes(), None)
+        .delete(info.key().as_bytes(), expected)
         .await
         .map_err(|e| storage_error(info, name(info), e))?;
     parse_stored(info, &deleted)

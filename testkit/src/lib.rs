@@ -1,0 +1,232 @@
+//! The harness the integration tests share: a real cluster control plane
+//! on loopback ports, in a temporary directory.
+//!
+//! [`Cluster::start`] writes a fresh PKI (`kubernate pki init`), starts a
+//! store (Kubernate's own, in-process, or a real etcd 3.4 process) and the
+//! `kubernate-apiserver` binary as a child process, and waits until the
+//! API server accepts connections. The API server is a real process so
+//! tests can kill it (`kill -9` semantics) and start it again on the same
+//! port, as an operator would. Every wait is bounded.
+//!
+//! The binaries come from the cargo target directory the test runs from
+//! (`cargo nextest run --workspace` builds them all).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a panic in a harness is a failed test
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Which store the API server runs on.
+pub enum Backend {
+    Kubernate(store::Running),
+    /// A real etcd 3.4 (Debian's etcd-server), killed on drop.
+    Etcd(ChildGuard),
+}
+
+/// A child process killed (SIGKILL) and reaped when dropped.
+pub struct ChildGuard(pub Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A free loopback TCP port.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The path of a workspace binary next to the running test executable
+/// (`target/<profile>/deps/test-…` → `target/<profile>/<name>`).
+pub fn binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let profile_dir = exe.parent().and_then(Path::parent).unwrap();
+    let path = profile_dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build the workspace first (cargo build --workspace, or run the tests with --workspace)",
+        path.display()
+    );
+    path
+}
+
+async fn start_backend(kind: &str, dir: &Path) -> (Backend, String) {
+    match kind {
+        "kubernate" => {
+            let config = store::config::Config::single("s", &dir.join("store"), &[]);
+            let running = store::start(config).await.unwrap();
+            let endpoint = format!("http://{}", running.client_addrs[0]);
+            (Backend::Kubernate(running), endpoint)
+        }
+        "etcd" => {
+            let (client, peer) = (free_port(), free_port());
+            let child = Command::new("etcd")
+                .args(["--name", "e", "--data-dir", dir.join("etcd").to_str().unwrap()])
+                .args(["--listen-client-urls", &format!("http://127.0.0.1:{client}")])
+                .args(["--advertise-client-urls", &format!("http://127.0.0.1:{client}")])
+                .args(["--listen-peer-urls", &format!("http://127.0.0.1:{peer}")])
+                .args(["--initial-advertise-peer-urls", &format!("http://127.0.0.1:{peer}")])
+                .args(["--initial-cluster", &format!("e=http://127.0.0.1:{peer}")])
+                .args(["--log-level", "error"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("etcd 3.4 (Debian package etcd-server)");
+            (Backend::Etcd(ChildGuard(child)), format!("http://127.0.0.1:{client}"))
+        }
+        other => panic!("unknown backend {other:?}: kubernate or etcd"),
+    }
+}
+
+/// A store and an API server in a temporary directory.
+pub struct Cluster {
+    backend: Option<Backend>,
+    apiserver: Option<ChildGuard>,
+    pub dir: tempfile::TempDir,
+    /// `https://127.0.0.1:<port>`.
+    pub server: String,
+    port: u16,
+    store_endpoint: String,
+    extra_args: Vec<String>,
+}
+
+/// How long the API server gets to come up.
+const START_TIMEOUT: Duration = Duration::from_secs(40);
+
+impl Cluster {
+    /// A cluster on `kind` ("kubernate" or "etcd").
+    pub async fn start(kind: &str) -> Cluster {
+        Self::start_with(kind, &[]).await
+    }
+
+    /// A cluster whose API server gets `extra_args` too.
+    pub async fn start_with(kind: &str, extra_args: &[&str]) -> Cluster {
+        let dir = tempfile::tempdir().unwrap();
+        kubernate::pki::init(&kubernate::pki::InitOptions::new(dir.path().join("pki"))).unwrap();
+        let (backend, store_endpoint) = start_backend(kind, dir.path()).await;
+        let port = free_port();
+        let mut cluster = Cluster {
+            backend: Some(backend),
+            apiserver: None,
+            dir,
+            server: format!("https://127.0.0.1:{port}"),
+            port,
+            store_endpoint,
+            extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+        };
+        cluster.start_apiserver().await;
+        cluster
+    }
+
+    pub fn pki(&self) -> PathBuf {
+        self.dir.path().join("pki")
+    }
+
+    /// The cluster-admin kubeconfig (system:masters).
+    pub fn kubeconfig(&self) -> PathBuf {
+        self.pki().join("admin.kubeconfig")
+    }
+
+    /// The kubeconfig of another identity written by `pki init`
+    /// (`scheduler`, `controller-manager`, …).
+    pub fn kubeconfig_of(&self, identity: &str) -> PathBuf {
+        self.pki().join(format!("{identity}.kubeconfig"))
+    }
+
+    /// Starts the API server (again) on the cluster's port and waits until
+    /// it accepts connections.
+    pub async fn start_apiserver(&mut self) {
+        let p = |f: &str| self.pki().join(f).to_str().unwrap().to_string();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("apiserver.log"))
+            .unwrap();
+        let child = Command::new(binary("kubernate-apiserver"))
+            .args(["--etcd-servers", &self.store_endpoint])
+            .args(["--secure-port", &self.port.to_string()])
+            .args(["--tls-cert-file", &p("apiserver.crt")])
+            .args(["--tls-private-key-file", &p("apiserver.key")])
+            .args(["--client-ca-file", &p("ca.crt")])
+            .args(&self.extra_args)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.apiserver = Some(ChildGuard(child));
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            if tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await.is_ok() {
+                return;
+            }
+            if let Some(status) = self.apiserver.as_mut().and_then(|c| c.0.try_wait().unwrap()) {
+                panic!("the API server exited ({status}); log:\n{}", self.apiserver_log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the API server did not listen within {START_TIMEOUT:?}; log:\n{}",
+                self.apiserver_log()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Kills the API server at once (SIGKILL): no drain, streams cut.
+    pub fn kill_apiserver(&mut self) {
+        self.apiserver.take();
+    }
+
+    /// What the API server has logged so far.
+    pub fn apiserver_log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("apiserver.log")).unwrap_or_default()
+    }
+
+    /// Runs kubectl (bounded by 30 s) as admin; returns (success, stdout, stderr).
+    pub async fn kubectl(&self, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
+        let mut cmd = tokio::process::Command::new("timeout");
+        cmd.args(["-k", "5", "30", "kubectl", "--kubeconfig"])
+            .arg(self.kubeconfig())
+            .args(["--server", &self.server])
+            .args(args);
+        // No OpenAPI documents yet: client-side validation cannot run.
+        if matches!(args.first(), Some(&"create") | Some(&"apply")) {
+            cmd.arg("--validate=false");
+        }
+        cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().unwrap();
+        if let Some(input) = stdin {
+            use tokio::io::AsyncWriteExt;
+            let mut pipe = child.stdin.take().unwrap();
+            pipe.write_all(input.as_bytes()).await.unwrap();
+            drop(pipe);
+        }
+        let out = child.wait_with_output().await.unwrap();
+        let text = |b: &[u8]| String::from_utf8_lossy(b).to_string();
+        (out.status.success(), text(&out.stdout), text(&out.stderr))
+    }
+
+    /// kubectl that must succeed; its stdout.
+    pub async fn must(&self, args: &[&str]) -> String {
+        let (ok, out, err) = self.kubectl(args, None).await;
+        assert!(ok, "kubectl {args:?} failed:\n{out}\n{err}");
+        out
+    }
+
+    /// Stops everything.
+    pub async fn stop(mut self) {
+        self.apiserver.take();
+        // An in-process store has to be stopped; etcd is killed on drop.
+        if let Some(Backend::Kubernate(store)) = self.backend.take() {
+            store.stop().await;
+        }
+    }
+}
