@@ -43,8 +43,9 @@ pub struct Stored {
 /// A change seen by a watch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
-    /// Created (`created == true`) or modified, with the new value.
-    Put { object: Stored, created: bool },
+    /// Created (no `previous`) or modified, with the new value and, for
+    /// a modification, the one before.
+    Put { object: Stored, previous: Option<Stored> },
     /// Deleted: the last value, at the deletion's revision.
     Delete { object: Stored },
     /// Every change up to this revision has been delivered (the answer to
@@ -227,7 +228,13 @@ impl Storage {
                                 value: kv.value().to_vec(),
                                 revision: kv.mod_revision(),
                             },
-                            created: kv.create_revision() == kv.mod_revision(),
+                            previous: event.prev_kv().filter(|_| kv.create_revision() != kv.mod_revision()).map(
+                                |p| Stored {
+                                    key: p.key().to_vec(),
+                                    value: p.value().to_vec(),
+                                    revision: p.mod_revision(),
+                                },
+                            ),
                         },
                         EventType::Delete => Change::Delete {
                             object: Stored {

@@ -212,7 +212,10 @@ pub async fn watch(app: &App, info: &RequestInfo, query: &Query) -> Result<mpsc:
                 .await
                 .map_err(|e| storage_error(info, "", e))?;
             for stored in &items {
-                initial.push(("ADDED", parse_stored(info, stored)?));
+                let object = parse_stored(info, stored)?;
+                if labels.matches_labels(&object) && fields.matches_fields(&object) {
+                    initial.push(("ADDED", object));
+                }
             }
             at
         }
@@ -224,34 +227,48 @@ pub async fn watch(app: &App, info: &RequestInfo, query: &Query) -> Result<mpsc:
         .await
         .map_err(|e| storage_error(info, "", e))?;
     let kind = info.clone();
-    let live = tokio_stream::wrappers::ReceiverStream::new(changes).map(move |change| match change {
+    let selected = move |object: &Value| labels.matches_labels(object) && fields.matches_fields(object);
+    let live = tokio_stream::wrappers::ReceiverStream::new(changes).filter_map(move |change| match change {
         // A bookmark: only the kind and the version the watch has reached.
-        Ok(Change::Progress { revision }) => (
+        Ok(Change::Progress { revision }) => Some((
             "BOOKMARK",
             json!({
                 "kind": kind.resource.kind,
                 "apiVersion": kind.resource.api_version(),
                 "metadata": {"resourceVersion": revision.to_string()},
             }),
-        ),
-        Ok(Change::Put { object, created }) => {
-            let kind_name = if created { "ADDED" } else { "MODIFIED" };
-            parse_stored(&kind, &object)
-                .map(|o| (kind_name, o))
-                .unwrap_or_else(|e| ("ERROR", e.status()))
+        )),
+        // With selectors, an object that starts matching is ADDED and
+        // one that stops matching is DELETED, as kube-apiserver does it,
+        // so a filtered cache never keeps an object it should not hold.
+        Ok(Change::Put { object, previous }) => {
+            let new = match parse_stored(&kind, &object) {
+                Ok(o) => o,
+                Err(e) => return Some(("ERROR", e.status())),
+            };
+            let was = match &previous {
+                Some(p) => parse_stored(&kind, p).map(|o| selected(&o)).unwrap_or(false),
+                None => false,
+            };
+            match (was, selected(&new)) {
+                (false, true) => Some(("ADDED", new)),
+                (true, true) => Some(("MODIFIED", new)),
+                (true, false) => Some(("DELETED", new)),
+                (false, false) => None,
+            }
         }
-        Ok(Change::Delete { object }) => parse_stored(&kind, &object)
-            .map(|o| ("DELETED", o))
-            .unwrap_or_else(|e| ("ERROR", e.status())),
-        Err(StorageError::Compacted(rev)) => (
+        Ok(Change::Delete { object }) => match parse_stored(&kind, &object) {
+            Ok(o) if selected(&o) => Some(("DELETED", o)),
+            Ok(_) => None,
+            Err(e) => Some(("ERROR", e.status())),
+        },
+        Err(StorageError::Compacted(rev)) => Some((
             "ERROR",
             ApiError::gone(format!("too old resource version: {after} ({rev})")).status(),
-        ),
-        Err(e) => ("ERROR", ApiError::unavailable(e.to_string()).status()),
+        )),
+        Err(e) => Some(("ERROR", ApiError::unavailable(e.to_string()).status())),
     });
-    let mut events = Box::pin(tokio_stream::iter(initial).chain(live).filter(move |(kind, object)| {
-        matches!(*kind, "ERROR" | "BOOKMARK") || (labels.matches_labels(object) && fields.matches_fields(object))
-    }));
+    let mut events = Box::pin(tokio_stream::iter(initial).chain(live));
     let (tx, rx) = mpsc::channel::<WatchEvent>(64);
     tokio::spawn(async move {
         let deadline = tokio::time::sleep(timeout);

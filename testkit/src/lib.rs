@@ -125,6 +125,12 @@ impl Cluster {
         cluster
     }
 
+    /// The store's client URL (`http://127.0.0.1:<port>`), for tests that
+    /// change the store behind the API server's back.
+    pub fn store_endpoint(&self) -> &str {
+        &self.store_endpoint
+    }
+
     pub fn pki(&self) -> PathBuf {
         self.dir.path().join("pki")
     }
