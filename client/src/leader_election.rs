@@ -144,10 +144,15 @@ impl LeaderElector {
         tracing::info!(lease = %c.name, identity = %c.identity, "became leader");
         self.set_status(true);
         let leading = stop.child_token();
+        // Should this future be dropped (its task aborted), the work is
+        // told to stop as well.
+        let _stop_work_on_drop = leading.clone().drop_guard();
         let mut task = tokio::spawn(work(leading.clone()));
         let mut renewed = Instant::now();
         let outcome = loop {
             tokio::select! {
+                // Stop first: cancelling it also ends the work.
+                biased;
                 _ = stop.cancelled() => break Outcome::Stopped,
                 _ = &mut task => break Outcome::WorkDone,
                 _ = tokio::time::sleep(c.retry_period) => {}
