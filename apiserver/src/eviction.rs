@@ -37,7 +37,10 @@ pub async fn evict(app: &App, info: &RequestInfo, eviction: Value) -> Result<Val
         ..info.clone()
     };
     let (pod, _) = verbs::read(app, &pod_info).await?;
-    let running = !matches!(pod["status"]["phase"].as_str(), Some("Pending" | "Succeeded" | "Failed"));
+    let running = !matches!(
+        pod["status"]["phase"].as_str(),
+        Some("Pending" | "Succeeded" | "Failed")
+    );
     if running {
         spend_budget(app, info, &pod).await?;
     }

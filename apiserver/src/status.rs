@@ -73,7 +73,11 @@ impl ApiError {
         let qualified = qualified(resource, group);
         ApiError {
             details: details(resource, group, name),
-            ..Self::new(409, "Conflict", format!("Operation cannot be fulfilled on {qualified} \"{name}\": {why}"))
+            ..Self::new(
+                409,
+                "Conflict",
+                format!("Operation cannot be fulfilled on {qualified} \"{name}\": {why}"),
+            )
         }
     }
 

@@ -228,13 +228,14 @@ impl Storage {
                                 value: kv.value().to_vec(),
                                 revision: kv.mod_revision(),
                             },
-                            previous: event.prev_kv().filter(|_| kv.create_revision() != kv.mod_revision()).map(
-                                |p| Stored {
+                            previous: event
+                                .prev_kv()
+                                .filter(|_| kv.create_revision() != kv.mod_revision())
+                                .map(|p| Stored {
                                     key: p.key().to_vec(),
                                     value: p.value().to_vec(),
                                     revision: p.mod_revision(),
-                                },
-                            ),
+                                }),
                         },
                         EventType::Delete => Change::Delete {
                             object: Stored {

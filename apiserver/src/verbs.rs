@@ -83,7 +83,12 @@ pub async fn read(app: &App, info: &RequestInfo) -> Result<(Value, i64)> {
 
 /// Writes `object` over the one read at `revision` (compare-and-swap);
 /// returns the new revision. No registry rules: the caller applied them.
-pub async fn write(app: &App, info: &RequestInfo, mut object: Value, revision: i64) -> std::result::Result<i64, StorageError> {
+pub async fn write(
+    app: &App,
+    info: &RequestInfo,
+    mut object: Value,
+    revision: i64,
+) -> std::result::Result<i64, StorageError> {
     if let Some(meta) = object["metadata"].as_object_mut() {
         meta.remove("resourceVersion");
     }

@@ -246,7 +246,10 @@ impl<K: Object> Api<K> {
                 ..Default::default()
             })
             .await?;
-        let resource_version = list["metadata"]["resourceVersion"].as_str().unwrap_or_default().to_string();
+        let resource_version = list["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
         let continue_token = list["metadata"]["continue"]
             .as_str()
             .filter(|c| !c.is_empty())
@@ -312,7 +315,10 @@ impl<K: Object> Api<K> {
                 "MODIFIED" => Ok(WatchEvent::Modified(decode(object)?)),
                 "DELETED" => Ok(WatchEvent::Deleted(decode(object)?)),
                 "BOOKMARK" => Ok(WatchEvent::Bookmark(
-                    object["metadata"]["resourceVersion"].as_str().unwrap_or_default().to_string(),
+                    object["metadata"]["resourceVersion"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string(),
                 )),
                 "ERROR" => Err(Error::from_status_json(&object)),
                 other => Err(Error::decode("a watch event", format!("unknown event type {other:?}"))),

@@ -47,7 +47,10 @@ mod tests {
         let steps: Vec<_> = (0..4).map(|_| b.next_delay()).collect();
         let bounds = [(80, 120), (160, 240), (280, 420), (280, 420)];
         for (d, (lo, hi)) in steps.iter().zip(bounds) {
-            assert!(*d >= Duration::from_millis(lo) && *d <= Duration::from_millis(hi), "{steps:?}");
+            assert!(
+                *d >= Duration::from_millis(lo) && *d <= Duration::from_millis(hi),
+                "{steps:?}"
+            );
         }
         b.reset();
         assert!(b.next_delay() <= Duration::from_millis(120));

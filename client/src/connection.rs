@@ -155,7 +155,10 @@ impl Client {
     }
 
     pub async fn delete(&self, r: ResourceRef, options: Vec<u8>) -> Result<serde_json::Value> {
-        let req = self.request(DeleteRequest { r#ref: Some(r), options });
+        let req = self.request(DeleteRequest {
+            r#ref: Some(r),
+            options,
+        });
         self.call(|mut g| async move { g.delete(req).await }).await
     }
 }

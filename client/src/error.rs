@@ -75,7 +75,10 @@ impl Error {
     /// The Status JSON (a WatchEvent of type ERROR carries one).
     pub fn from_status_json(value: &serde_json::Value) -> Error {
         Error::Api(Status {
-            code: value["code"].as_u64().and_then(|c| u16::try_from(c).ok()).unwrap_or(500),
+            code: value["code"]
+                .as_u64()
+                .and_then(|c| u16::try_from(c).ok())
+                .unwrap_or(500),
             reason: value["reason"].as_str().unwrap_or_default().to_string(),
             message: value["message"].as_str().unwrap_or_default().to_string(),
         })

@@ -23,7 +23,10 @@ use crate::api::Object;
 pub enum Event<K> {
     Added(Arc<K>),
     /// `old` is the previous state; on a resync `old` and `new` are the same.
-    Updated { old: Arc<K>, new: Arc<K> },
+    Updated {
+        old: Arc<K>,
+        new: Arc<K>,
+    },
     /// The last state known: the deleted object, or, when the delete
     /// itself was missed and a relist found the object gone, the last
     /// state the cache had.
@@ -87,7 +90,9 @@ impl<K: Object> Inner<K> {
 
     fn unfile(&mut self, key: &str, object: &K) {
         for (name, f) in &self.functions {
-            let Some(index) = self.indices.get_mut(name) else { continue };
+            let Some(index) = self.indices.get_mut(name) else {
+                continue;
+            };
             for value in f(object) {
                 if let Some(keys) = index.get_mut(&value) {
                     keys.remove(key);
@@ -199,8 +204,7 @@ impl<K: Object> Indexer<K> {
         let mut inner = self.write();
         let old = inner.items.get(&key).cloned();
         if let Some(old) = &old {
-            if resource_version(old.as_ref()).is_some() && resource_version(old.as_ref()) == resource_version(&object)
-            {
+            if resource_version(old.as_ref()).is_some() && resource_version(old.as_ref()) == resource_version(&object) {
                 return None;
             }
             inner.unfile(&key, old);
@@ -278,16 +282,28 @@ mod tests {
     fn indices_follow_changes_and_replays_are_ignored() {
         let cache = Indexer::<Pod>::new();
         cache.add_index("node", by_node_name());
-        assert!(matches!(cache.upsert(pod("a", "n1", "1", Some("rs1"))), Some(Event::Added(_))));
+        assert!(matches!(
+            cache.upsert(pod("a", "n1", "1", Some("rs1"))),
+            Some(Event::Added(_))
+        ));
         cache.add_index("owner", by_owner_uid());
-        assert!(cache.upsert(pod("a", "n1", "1", Some("rs1"))).is_none(), "same version twice");
-        assert!(matches!(cache.upsert(pod("a", "n2", "2", Some("rs1"))), Some(Event::Updated { .. })));
+        assert!(
+            cache.upsert(pod("a", "n1", "1", Some("rs1"))).is_none(),
+            "same version twice"
+        );
+        assert!(matches!(
+            cache.upsert(pod("a", "n2", "2", Some("rs1"))),
+            Some(Event::Updated { .. })
+        ));
         assert!(cache.by_index("node", "n1").is_empty());
         assert_eq!(cache.by_index("node", "n2").len(), 1);
         assert_eq!(cache.by_index("owner", "rs1").len(), 1);
         assert_eq!(cache.list_namespace("ns").len(), 1);
         assert!(cache.get_named(Some("ns"), "a").is_some());
-        assert!(matches!(cache.remove(pod("a", "n2", "3", None)), Some(Event::Deleted(_))));
+        assert!(matches!(
+            cache.remove(pod("a", "n2", "3", None)),
+            Some(Event::Deleted(_))
+        ));
         assert!(cache.remove(pod("a", "n2", "3", None)).is_none());
         assert!(cache.by_index("node", "n2").is_empty() && cache.is_empty());
     }

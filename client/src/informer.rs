@@ -162,12 +162,16 @@ impl<K: Object> Startable for Typed<K> {
 
 type InformerKey = (TypeId, Option<String>, ListParams);
 
+/// An informer kept twice: as `Any` to hand back typed, and as
+/// `Startable` to start and await without knowing its type.
+type Entry = (Arc<dyn Any + Send + Sync>, Arc<dyn Startable>);
+
 /// One informer per kind, namespace and selector, shared by every
 /// controller in the process.
 pub struct SharedInformerFactory {
     client: Client,
     resync: Option<Duration>,
-    informers: Mutex<HashMap<InformerKey, (Arc<dyn Any + Send + Sync>, Arc<dyn Startable>)>>,
+    informers: Mutex<HashMap<InformerKey, Entry>>,
 }
 
 impl SharedInformerFactory {

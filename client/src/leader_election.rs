@@ -118,7 +118,8 @@ impl LeaderElector {
 
     fn set_status(&self, leading: bool) {
         if let Some(g) = &self.status {
-            g.with_label_values(&[&self.config.name]).set(if leading { 1.0 } else { 0.0 });
+            g.with_label_values(&[&self.config.name])
+                .set(if leading { 1.0 } else { 0.0 });
         }
     }
 
@@ -262,7 +263,9 @@ impl LeaderElector {
     /// Gives the Lease up (holder cleared, 1 s duration) if still ours.
     async fn release(&self) {
         let c = &self.config;
-        let Ok(Some(mut lease)) = self.api.get_opt(&c.name).await else { return };
+        let Ok(Some(mut lease)) = self.api.get_opt(&c.name).await else {
+            return;
+        };
         let mut spec = lease.spec.clone().unwrap_or_default();
         if spec.holder_identity.as_deref() != Some(&c.identity) {
             return;

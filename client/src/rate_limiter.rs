@@ -84,7 +84,10 @@ impl<T: Eq + Hash + Clone> RateLimiter<T> {
             *n = n.saturating_add(1);
             exponent
         };
-        let backoff = self.base.saturating_mul(2u32.saturating_pow(exponent.min(31))).min(self.max);
+        let backoff = self
+            .base
+            .saturating_mul(2u32.saturating_pow(exponent.min(31)))
+            .min(self.max);
         backoff.max(self.bucket.reserve())
     }
 
@@ -108,7 +111,11 @@ mod tests {
         let limiter = RateLimiter::new(Duration::from_millis(5), Duration::from_millis(30), 1000.0, 1000);
         let waits: Vec<_> = (0..5).map(|_| limiter.when(&"a").as_millis()).collect();
         assert_eq!(waits, [5, 10, 20, 30, 30]);
-        assert_eq!(limiter.when(&"b"), Duration::from_millis(5), "items back off independently");
+        assert_eq!(
+            limiter.when(&"b"),
+            Duration::from_millis(5),
+            "items back off independently"
+        );
         assert_eq!(limiter.num_requeues(&"a"), 5);
         limiter.forget(&"a");
         assert_eq!(limiter.num_requeues(&"a"), 0);
@@ -121,7 +128,13 @@ mod tests {
         let waits: Vec<_> = (0..5).map(|_| bucket.reserve()).collect();
         assert!(waits[..3].iter().all(|w| w.is_zero()), "{waits:?}");
         // The fourth and fifth wait for tokens 100 ms and 200 ms away.
-        assert!(waits[3] > Duration::from_millis(80) && waits[3] <= Duration::from_millis(100), "{waits:?}");
-        assert!(waits[4] > Duration::from_millis(180) && waits[4] <= Duration::from_millis(200), "{waits:?}");
+        assert!(
+            waits[3] > Duration::from_millis(80) && waits[3] <= Duration::from_millis(100),
+            "{waits:?}"
+        );
+        assert!(
+            waits[4] > Duration::from_millis(180) && waits[4] <= Duration::from_millis(200),
+            "{waits:?}"
+        );
     }
 }

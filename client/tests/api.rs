@@ -44,11 +44,22 @@ async fn every_verb_works_typed() {
     tokio::pin!(events);
     let created = cms.create(&configmap("typed", "1")).await.unwrap();
     let uid = created.metadata.uid.clone().unwrap();
-    let first = tokio::time::timeout(WAIT, events.next()).await.unwrap().unwrap().unwrap();
+    let first = tokio::time::timeout(WAIT, events.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     assert!(matches!(first, WatchEvent::Added(c) if c.metadata.name.as_deref() == Some("typed")));
 
-    assert!(cms.create(&configmap("typed", "1")).await.unwrap_err().is_already_exists());
-    assert_eq!(cms.get("typed").await.unwrap().metadata.uid.as_deref(), Some(uid.as_str()));
+    assert!(cms
+        .create(&configmap("typed", "1"))
+        .await
+        .unwrap_err()
+        .is_already_exists());
+    assert_eq!(
+        cms.get("typed").await.unwrap().metadata.uid.as_deref(),
+        Some(uid.as_str())
+    );
     assert!(cms.get_opt("absent").await.unwrap().is_none());
     assert!(cms.get("absent").await.unwrap_err().is_not_found());
 
@@ -78,10 +89,19 @@ async fn every_verb_works_typed() {
     for i in 0..5 {
         cms.create(&configmap(&format!("page-{i}"), "p")).await.unwrap();
     }
-    let page = cms.list(&ListParams { limit: 2, ..Default::default() }).await.unwrap();
+    let page = cms
+        .list(&ListParams {
+            limit: 2,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     assert_eq!(page.items.len(), 2);
     assert!(page.continue_token.is_some());
-    let all = cms.list_all(&ListParams::default().labels("test=churn"), 2).await.unwrap();
+    let all = cms
+        .list_all(&ListParams::default().labels("test=churn"), 2)
+        .await
+        .unwrap();
     assert_eq!(all.items.len(), 6);
 
     // Delete preconditions.
@@ -146,9 +166,14 @@ async fn binding_assigns_a_node_exactly_once() {
     let bound = pods.get("p").await.unwrap();
     assert_eq!(bound.spec.unwrap().node_name.as_deref(), Some("node-1"));
     let scheduled = bound.status.unwrap().conditions.unwrap();
-    assert!(scheduled.iter().any(|c| c.type_ == "PodScheduled" && c.status == "True"));
+    assert!(scheduled
+        .iter()
+        .any(|c| c.type_ == "PodScheduled" && c.status == "True"));
     let again = pods.bind("p", "node-2").await.unwrap_err();
-    assert!(again.is_conflict() && again.to_string().contains("already assigned"), "{again}");
+    assert!(
+        again.is_conflict() && again.to_string().contains("already assigned"),
+        "{again}"
+    );
     assert!(pods.bind("absent", "node-1").await.unwrap_err().is_not_found());
     cluster.stop().await;
 }
@@ -234,10 +259,16 @@ async fn components_connect_with_their_own_identity_and_errors_are_typed() {
     let started = std::time::Instant::now();
     let e = pods.list(&ListParams::default()).await.unwrap_err();
     assert!(e.is_transient() && e.code().is_none(), "{e:?}");
-    assert!(started.elapsed() < std::time::Duration::from_secs(6), "bounded by the call deadline");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(6),
+        "bounded by the call deadline"
+    );
     // Back again: the same client reconnects by itself.
     cluster.start_apiserver().await;
-    eventually("the client reconnects", || async { pods.list(&ListParams::default()).await.is_ok() }).await;
+    eventually("the client reconnects", || async {
+        pods.list(&ListParams::default()).await.is_ok()
+    })
+    .await;
 
     // A kubeconfig that does not exist is a configuration error.
     let missing = client::Client::from_kubeconfig(std::path::Path::new("/nonexistent/kubeconfig"));

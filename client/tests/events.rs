@@ -24,10 +24,7 @@ async fn repeated_events_are_counted_not_duplicated() {
             .await
             .unwrap();
     }
-    recorder
-        .record(&subject, "Normal", "Synced", "synced")
-        .await
-        .unwrap();
+    recorder.record(&subject, "Normal", "Synced", "synced").await.unwrap();
 
     let events: Api<Event> = Api::namespaced(client, "default");
     let mut list = events.list(&ListParams::default()).await.unwrap().items;
@@ -39,7 +36,10 @@ async fn repeated_events_are_counted_not_duplicated() {
     assert!(failed.last_timestamp >= failed.first_timestamp);
     assert_eq!(failed.involved_object.name.as_deref(), Some("subject"));
     assert_eq!(failed.involved_object.uid, subject.metadata.uid);
-    assert_eq!(failed.source.as_ref().unwrap().component.as_deref(), Some("demo-controller"));
+    assert_eq!(
+        failed.source.as_ref().unwrap().component.as_deref(),
+        Some("demo-controller")
+    );
     assert_eq!(list[1].count, Some(1));
 
     // kubectl shows it as a person would read it.

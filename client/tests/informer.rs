@@ -36,7 +36,12 @@ fn cache_state(informer: &Informer<ConfigMap>) -> std::collections::BTreeMap<Str
         .indexer()
         .list()
         .iter()
-        .map(|c| (key_of(c.as_ref()), c.metadata.resource_version.clone().unwrap_or_default()))
+        .map(|c| {
+            (
+                key_of(c.as_ref()),
+                c.metadata.resource_version.clone().unwrap_or_default(),
+            )
+        })
         .collect()
 }
 
@@ -87,8 +92,16 @@ async fn after_churn_the_cache_equals_a_fresh_list_and_every_change_was_seen_onc
         written.extend(w.await.unwrap());
     }
     caught_up(&informer, &api).await;
-    assert_eq!(log.replay(), fresh_state(&api, "test=churn").await, "the events add up to the list");
-    let seen: BTreeSet<_> = log.entries().into_iter().filter(|(_, k, _)| k != "default/before").collect();
+    assert_eq!(
+        log.replay(),
+        fresh_state(&api, "test=churn").await,
+        "the events add up to the list"
+    );
+    let seen: BTreeSet<_> = log
+        .entries()
+        .into_iter()
+        .filter(|(_, k, _)| k != "default/before")
+        .collect();
     assert_eq!(seen, written, "exactly the writes, each once");
     stop.cancel();
     cluster.stop().await;
@@ -109,7 +122,9 @@ async fn put_in_store(store: &mut etcd_client::Client, name: &str, value: &str) 
 }
 
 async fn store_client(cluster: &Cluster) -> etcd_client::Client {
-    etcd_client::Client::connect([cluster.store_endpoint()], None).await.unwrap()
+    etcd_client::Client::connect([cluster.store_endpoint()], None)
+        .await
+        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -207,10 +222,16 @@ async fn shared_informers_are_shared_filtered_and_indexed() {
 
     let factory = SharedInformerFactory::new(client);
     let all = factory.informer::<Pod>();
-    assert!(std::sync::Arc::ptr_eq(&all, &factory.informer::<Pod>()), "one informer per kind");
+    assert!(
+        std::sync::Arc::ptr_eq(&all, &factory.informer::<Pod>()),
+        "one informer per kind"
+    );
     let n1_params = ListParams::default().fields("spec.nodeName=n1");
     let n1 = factory.informer_for::<Pod>(None, n1_params.clone());
-    assert!(std::sync::Arc::ptr_eq(&n1, &factory.informer_for::<Pod>(None, n1_params)));
+    assert!(std::sync::Arc::ptr_eq(
+        &n1,
+        &factory.informer_for::<Pod>(None, n1_params)
+    ));
     assert!(!std::sync::Arc::ptr_eq(&all, &n1), "another selector, another informer");
     all.add_index("node", by_node_name());
     let stop = CancellationToken::new();
@@ -218,7 +239,11 @@ async fn shared_informers_are_shared_filtered_and_indexed() {
     assert!(factory.wait_for_sync(WAIT).await);
 
     let names = |i: &Informer<Pod>| -> Vec<String> { i.indexer().keys() };
-    assert_eq!(names(&n1), ["default/on-n1"], "the filtered informer holds only its node's pods");
+    assert_eq!(
+        names(&n1),
+        ["default/on-n1"],
+        "the filtered informer holds only its node's pods"
+    );
     assert_eq!(all.indexer().by_index("node", "n2").len(), 1);
 
     // A pod bound to n1 enters the filtered cache; one deleted leaves it.
@@ -264,10 +289,7 @@ async fn watches_receive_bookmarks_and_resync_revisits_everything() {
         .unwrap()
         .parse()
         .unwrap();
-    let events = api
-        .watch(&ListParams::default(), &rv.to_string(), 30)
-        .await
-        .unwrap();
+    let events = api.watch(&ListParams::default(), &rv.to_string(), 30).await.unwrap();
     tokio::pin!(events);
     let bookmark = tokio::time::timeout(WAIT, async {
         use tokio_stream::StreamExt;
@@ -280,7 +302,10 @@ async fn watches_receive_bookmarks_and_resync_revisits_everything() {
     })
     .await
     .expect("a bookmark within 30 s");
-    assert!(bookmark >= secret_rv, "the bookmark {bookmark} covers the later write {secret_rv}");
+    assert!(
+        bookmark >= secret_rv,
+        "the bookmark {bookmark} covers the later write {secret_rv}"
+    );
 
     let informer = Informer::with_resync(api.clone(), churn_params(), Duration::from_millis(500));
     let log = EventLog::default();

@@ -110,7 +110,10 @@ async fn a_killed_leader_is_replaced_in_time_and_leaders_never_overlap() {
     for _ in 0..2 {
         let first = leaders.who.lock().unwrap().last().unwrap().0.clone();
         let lease = leases.get("demo-controller").await.unwrap();
-        assert_eq!(lease.spec.as_ref().unwrap().holder_identity.as_deref(), Some(first.as_str()));
+        assert_eq!(
+            lease.spec.as_ref().unwrap().holder_identity.as_deref(),
+            Some(first.as_str())
+        );
         candidates.remove(first.as_str()).unwrap().abort();
         let killed_at = Instant::now();
         killed.push(first.clone());
@@ -135,7 +138,9 @@ async fn a_killed_leader_is_replaced_in_time_and_leaders_never_overlap() {
         let expected = if *id == leader { 1 } else { 0 };
         let metric = common::metrics::encode(registry);
         assert!(
-            metric.contains(&format!("leader_election_master_status{{name=\"demo-controller\"}} {expected}")),
+            metric.contains(&format!(
+                "leader_election_master_status{{name=\"demo-controller\"}} {expected}"
+            )),
             "{id}: {metric}"
         );
     }
@@ -162,7 +167,12 @@ async fn a_killed_leader_is_replaced_in_time_and_leaders_never_overlap() {
         }
         last = Some((holder, micros(&spec.renew_time)));
     }
-    assert_eq!(transitions, 2, "two takeovers recorded in {} lease versions", history.len());
+    assert_eq!(
+        transitions,
+        2,
+        "two takeovers recorded in {} lease versions",
+        history.len()
+    );
     for (_, task) in candidates {
         task.abort();
     }
@@ -214,9 +224,16 @@ async fn a_clean_stop_releases_the_lease_for_a_quick_handover() {
 
     stop_a.cancel();
     let stopped_at = Instant::now();
-    assert_eq!(tokio::time::timeout(WAIT, run_a).await.unwrap().unwrap(), Outcome::Stopped);
+    assert_eq!(
+        tokio::time::timeout(WAIT, run_a).await.unwrap().unwrap(),
+        Outcome::Stopped
+    );
     eventually("b takes over", || async { leaders.who.lock().unwrap().len() == 2 }).await;
-    assert!(stopped_at.elapsed() < LEASE, "handover after {:?}", stopped_at.elapsed());
+    assert!(
+        stopped_at.elapsed() < LEASE,
+        "handover after {:?}",
+        stopped_at.elapsed()
+    );
     run_b.abort();
     cluster.stop().await;
 }

@@ -38,7 +38,10 @@ async fn an_item_is_never_processed_by_two_workers_and_readds_run_after() {
         let (q, busy, runs, started) = (q.clone(), busy.clone(), runs.clone(), started.clone());
         workers.push(tokio::spawn(async move {
             while let Some(item) = q.get().await {
-                assert!(busy.lock().unwrap().insert(item), "item {item} handed out twice at once");
+                assert!(
+                    busy.lock().unwrap().insert(item),
+                    "item {item} handed out twice at once"
+                );
                 started.lock().unwrap().insert(item, Instant::now());
                 runs.fetch_add(1, Ordering::SeqCst);
                 tokio::time::sleep(Duration::from_millis(2)).await;
@@ -184,5 +187,8 @@ async fn metrics_have_client_gos_names_and_the_queue_name() {
     assert!(gauge("workqueue_longest_running_processor_seconds") > 0.1);
     assert!(gauge("workqueue_unfinished_work_seconds") > 0.1);
     let after = common::metrics::encode(&registry);
-    assert!(after.contains(r#"workqueue_work_duration_seconds_count{name="deployment"} 1"#), "{after}");
+    assert!(
+        after.contains(r#"workqueue_work_duration_seconds_count{name="deployment"} 1"#),
+        "{after}"
+    );
 }

@@ -78,7 +78,10 @@ impl EventLog {
         for (kind, key, rv) in self.entries() {
             match kind {
                 '+' => assert!(state.insert(key.clone(), rv.clone()).is_none(), "added twice: {key}"),
-                '~' => assert!(state.insert(key.clone(), rv.clone()).is_some(), "update of unknown {key}"),
+                '~' => assert!(
+                    state.insert(key.clone(), rv.clone()).is_some(),
+                    "update of unknown {key}"
+                ),
                 _ => assert!(state.remove(&key).is_some(), "delete of unknown {key}"),
             }
             if kind != '-' {
@@ -91,10 +94,7 @@ impl EventLog {
 
 /// What a fresh list says: key → resourceVersion.
 pub async fn fresh_state(api: &Api<ConfigMap>, selector: &str) -> BTreeMap<String, String> {
-    let list = api
-        .list(&client::ListParams::default().labels(selector))
-        .await
-        .unwrap();
+    let list = api.list(&client::ListParams::default().labels(selector)).await.unwrap();
     list.items.iter().map(|c| (key_of(c), rv(c))).collect()
 }
 
