@@ -27,17 +27,7 @@ pub async fn bind(app: &App, info: &RequestInfo, binding: Value) -> Result<Value
     if node.is_empty() {
         return Err(ApiError::invalid("Binding", &pod_name, "target.name", "Required value"));
     }
-    if let Some(name) = binding["metadata"]["name"].as_str() {
-        if name != pod_name {
-            return Err(ApiError::bad_request(format!(
-                "the binding names pod {name:?}, but the URL names pod {pod_name:?}"
-            )));
-        }
-    }
-    let pod_info = RequestInfo {
-        subresource: None,
-        ..info.clone()
-    };
+    let pod_info = pod_of(info, &binding, "binding")?;
     for _ in 0..ATTEMPTS {
         let (mut pod, revision) = verbs::read(app, &pod_info).await?;
         if let Some(current) = pod["spec"]["nodeName"].as_str().filter(|n| !n.is_empty()) {
@@ -65,6 +55,23 @@ pub async fn bind(app: &App, info: &RequestInfo, binding: Value) -> Result<Value
         }
     }
     Err(ApiError::conflict("pods", "", &pod_name))
+}
+
+/// The pod a pods/binding or pods/eviction request is about; the body, if
+/// it names a pod, must name the one in the URL.
+pub fn pod_of(info: &RequestInfo, body: &Value, what: &str) -> Result<RequestInfo, ApiError> {
+    let pod_name = info.name.as_deref().unwrap_or_default();
+    if let Some(name) = body["metadata"]["name"].as_str() {
+        if name != pod_name {
+            return Err(ApiError::bad_request(format!(
+                "the {what} names pod {name:?}, but the URL names pod {pod_name:?}"
+            )));
+        }
+    }
+    Ok(RequestInfo {
+        subresource: None,
+        ..info.clone()
+    })
 }
 
 /// Adds (or replaces) the `PodScheduled=True` condition.

@@ -24,18 +24,7 @@ use crate::verbs::{self, storage_error};
 const ATTEMPTS: usize = 5;
 
 pub async fn evict(app: &App, info: &RequestInfo, eviction: Value) -> Result<Value, ApiError> {
-    let pod_name = info.name.clone().unwrap_or_default();
-    if let Some(name) = eviction["metadata"]["name"].as_str() {
-        if name != pod_name {
-            return Err(ApiError::bad_request(format!(
-                "the eviction names pod {name:?}, but the URL names pod {pod_name:?}"
-            )));
-        }
-    }
-    let pod_info = RequestInfo {
-        subresource: None,
-        ..info.clone()
-    };
+    let pod_info = crate::binding::pod_of(info, &eviction, "eviction")?;
     let (pod, _) = verbs::read(app, &pod_info).await?;
     let running = !matches!(
         pod["status"]["phase"].as_str(),

@@ -386,3 +386,55 @@ async fn the_internal_grpc_api_serves_the_same_verbs() {
     assert_eq!(err.code(), tonic::Code::Unauthenticated);
     c.stop().await;
 }
+
+/// pods/binding, pods/eviction and watch bookmarks over REST, on `kind`.
+async fn pod_subresources_and_bookmarks(kind: &str) {
+    let c = Cluster::start_with(kind, &["--watch-bookmark-interval", "1"]).await;
+    let pod = r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"p","namespace":"default"},
+                  "spec":{"containers":[{"name":"c","image":"busybox"}]}}"#;
+    let (ok, out, err) = c.kubectl(&["create", "-f", "-"], Some(pod)).await;
+    assert!(ok, "{out}{err}");
+    let binding =
+        r#"{"apiVersion":"v1","kind":"Binding","metadata":{"name":"p"},"target":{"kind":"Node","name":"n1"}}"#;
+    let path = "/api/v1/namespaces/default/pods/p/binding";
+    let (ok, out, err) = c.kubectl(&["create", "--raw", path, "-f", "-"], Some(binding)).await;
+    assert!(ok && out.contains("Success"), "{out}{err}");
+    let node = c.must(&["get", "pod", "p", "-o", "jsonpath={.spec.nodeName}"]).await;
+    assert_eq!(node, "n1");
+    let (ok, _, err) = c.kubectl(&["create", "--raw", path, "-f", "-"], Some(binding)).await;
+    assert!(!ok && err.contains("already assigned"), "{err}");
+    let no_target = r#"{"apiVersion":"v1","kind":"Binding","metadata":{"name":"p"},"target":{}}"#;
+    let (ok, _, err) = c.kubectl(&["create", "--raw", path, "-f", "-"], Some(no_target)).await;
+    assert!(!ok && err.contains("target.name"), "{err}");
+
+    let eviction = r#"{"apiVersion":"policy/v1","kind":"Eviction","metadata":{"name":"p","namespace":"default"}}"#;
+    let evict = "/api/v1/namespaces/default/pods/p/eviction";
+    let (ok, out, err) = c.kubectl(&["create", "--raw", evict, "-f", "-"], Some(eviction)).await;
+    assert!(ok, "{out}{err}");
+    let (ok, _, err) = c.kubectl(&["get", "pod", "p"], None).await;
+    assert!(!ok && err.contains("not found"), "{err}");
+
+    let rv = c
+        .must(&[
+            "get",
+            "namespace",
+            "default",
+            "-o",
+            "jsonpath={.metadata.resourceVersion}",
+        ])
+        .await;
+    let watch = format!("/api/v1/namespaces/default/configmaps?watch=true&allowWatchBookmarks=true&timeoutSeconds=3&resourceVersion={rv}");
+    let events = c.must(&["get", "--raw", &watch]).await;
+    assert!(events.contains(r#""type":"BOOKMARK""#), "{events}");
+    c.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pod_subresources_and_bookmarks_on_our_store() {
+    pod_subresources_and_bookmarks("kubernate").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pod_subresources_and_bookmarks_on_etcd() {
+    pod_subresources_and_bookmarks("etcd").await;
+}

@@ -7,32 +7,13 @@
 mod support;
 
 use client::{Api, DeleteParams, ListParams, Patch, WatchEvent};
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, PodSpec, PodStatus};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, PodStatus};
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec, PodDisruptionBudgetStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use support::*;
 use testkit::Cluster;
 use tokio_stream::StreamExt;
-
-fn pod(name: &str, app: &str) -> Pod {
-    Pod {
-        metadata: ObjectMeta {
-            name: Some(name.into()),
-            labels: Some([("app".to_string(), app.to_string())].into()),
-            ..Default::default()
-        },
-        spec: Some(PodSpec {
-            containers: vec![k8s_openapi::api::core::v1::Container {
-                name: "c".into(),
-                image: Some("busybox".into()),
-                ..Default::default()
-            }],
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_verb_works_typed() {
@@ -140,7 +121,7 @@ async fn every_verb_works_typed() {
 
     // Status is written only through update_status.
     let pods: Api<Pod> = Api::namespaced(client, "default");
-    let mut p = pods.create(&pod("status", "s")).await.unwrap();
+    let mut p = pods.create(&pod("status", "s", None)).await.unwrap();
     p.status = Some(PodStatus {
         phase: Some("Running".into()),
         ..Default::default()
@@ -161,7 +142,7 @@ async fn every_verb_works_typed() {
 async fn binding_assigns_a_node_exactly_once() {
     let cluster = Cluster::start("kubernate").await;
     let pods: Api<Pod> = Api::namespaced(connect(&cluster), "default");
-    pods.create(&pod("p", "web")).await.unwrap();
+    pods.create(&pod("p", "web", None)).await.unwrap();
     pods.bind("p", "node-1").await.unwrap();
     let bound = pods.get("p").await.unwrap();
     assert_eq!(bound.spec.unwrap().node_name.as_deref(), Some("node-1"));
@@ -192,10 +173,10 @@ async fn eviction_respects_disruption_budgets() {
     let client = connect(&cluster);
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
     for name in ["a", "b"] {
-        let created = pods.create(&pod(name, "guarded")).await.unwrap();
+        let created = pods.create(&pod(name, "guarded", None)).await.unwrap();
         pods.update_status(&running(created)).await.unwrap();
     }
-    pods.create(&pod("free", "other")).await.unwrap();
+    pods.create(&pod("free", "other", None)).await.unwrap();
 
     // A pod no budget covers is simply evicted.
     pods.evict("free", &DeleteParams::default()).await.unwrap();

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use client::indexer::{by_node_name, key_of};
 use client::{Api, DeleteParams, Informer, ListParams, SharedInformerFactory};
-use k8s_openapi::api::core::v1::{ConfigMap, Pod, PodSpec};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use support::*;
 use testkit::Cluster;
@@ -192,33 +192,13 @@ async fn a_forced_410_relists_and_reports_the_differences() {
     cluster.stop().await;
 }
 
-fn pod(name: &str, node: Option<&str>) -> Pod {
-    Pod {
-        metadata: ObjectMeta {
-            name: Some(name.into()),
-            namespace: Some("default".into()),
-            ..Default::default()
-        },
-        spec: Some(PodSpec {
-            node_name: node.map(str::to_string),
-            containers: vec![k8s_openapi::api::core::v1::Container {
-                name: "c".into(),
-                image: Some("busybox".into()),
-                ..Default::default()
-            }],
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shared_informers_are_shared_filtered_and_indexed() {
     let cluster = Cluster::start("kubernate").await;
     let client = connect(&cluster);
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
-    pods.create(&pod("on-n1", Some("n1"))).await.unwrap();
-    pods.create(&pod("on-n2", Some("n2"))).await.unwrap();
+    pods.create(&pod("on-n1", "x", Some("n1"))).await.unwrap();
+    pods.create(&pod("on-n2", "x", Some("n2"))).await.unwrap();
 
     let factory = SharedInformerFactory::new(client);
     let all = factory.informer::<Pod>();
@@ -247,7 +227,7 @@ async fn shared_informers_are_shared_filtered_and_indexed() {
     assert_eq!(all.indexer().by_index("node", "n2").len(), 1);
 
     // A pod bound to n1 enters the filtered cache; one deleted leaves it.
-    pods.create(&pod("later", None)).await.unwrap();
+    pods.create(&pod("later", "x", None)).await.unwrap();
     pods.bind("later", "n1").await.unwrap();
     eventually("the bound pod reaches the n1 informer", || async {
         names(&n1) == ["default/later", "default/on-n1"]

@@ -43,6 +43,29 @@ pub fn configmap(name: &str, value: &str) -> ConfigMap {
     }
 }
 
+/// A one-container pod in "default" with label app=`app`, bound to `node` if given.
+pub fn pod(name: &str, app: &str, node: Option<&str>) -> k8s_openapi::api::core::v1::Pod {
+    use k8s_openapi::api::core::v1::{Container, Pod, PodSpec};
+    Pod {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            namespace: Some("default".into()),
+            labels: Some([("app".to_string(), app.to_string())].into()),
+            ..Default::default()
+        },
+        spec: Some(PodSpec {
+            node_name: node.map(str::to_string),
+            containers: vec![Container {
+                name: "c".into(),
+                image: Some("busybox".into()),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
 /// (event kind, key, resourceVersion) for every event a handler received.
 #[derive(Clone, Default)]
 pub struct EventLog(pub Arc<Mutex<Vec<(char, String, String)>>>);
