@@ -4,7 +4,7 @@
 //! plural, scope), so `Api::<Pod>::namespaced(client, "web").get("p")`
 //! becomes a gRPC Get for `/api/v1/namespaces/web/pods/p`, and the JSON
 //! that comes back is decoded into the type. The verbs are the API's own:
-//! get, list, watch, create, update (`replace`), update_status, patch,
+//! get, list, watch, create, update (a PUT), update_status, patch,
 //! delete, plus the pod subresources bind and evict.
 
 use std::marker::PhantomData;
@@ -336,7 +336,7 @@ impl<K: Object> Api<K> {
 
     /// Replaces the object (its resourceVersion, when set, must still be
     /// current, or the answer is a conflict).
-    pub async fn replace(&self, object: &K) -> Result<K> {
+    pub async fn update(&self, object: &K) -> Result<K> {
         let r = self.reference_of(object, "")?;
         decode(self.client.update(r, self.body(object)?).await?)
     }

@@ -235,7 +235,7 @@ impl LeaderElector {
             next.lease_transitions = Some(spec.lease_transitions.unwrap_or(0) + 1);
         }
         lease.spec = Some(next);
-        match self.api.replace(&lease).await {
+        match self.api.update(&lease).await {
             Ok(written) => {
                 self.observe(written.spec.unwrap_or_default());
                 Attempt::Held
@@ -274,7 +274,7 @@ impl LeaderElector {
         spec.lease_duration_seconds = Some(1);
         spec.renew_time = Some(now());
         lease.spec = Some(spec);
-        if let Err(e) = self.api.replace(&lease).await {
+        if let Err(e) = self.api.update(&lease).await {
             tracing::warn!(lease = %c.name, error = %e, "could not release the lease");
         }
     }

@@ -7,7 +7,7 @@
 //! - [`connection`]: a kubeconfig becomes a mutual-TLS gRPC [`Client`]
 //!   with reconnects and a deadline on every call.
 //! - [`api`]: typed verbs for k8s-openapi types ([`Api<Pod>`](api::Api)):
-//!   get, list, watch, create, replace, update_status, patch, delete,
+//!   get, list, watch, create, update, update_status, patch, delete,
 //!   bind, evict.
 //! - [`reflector`]: list, then watch from the list's version; resume after
 //!   a broken watch, relist after 410 Gone.

@@ -48,9 +48,9 @@ async fn every_verb_works_typed() {
     let mut stale = created.clone();
     let mut current = created.clone();
     current.data = Some([("v".to_string(), "2".to_string())].into());
-    let current = cms.replace(&current).await.unwrap();
+    let current = cms.update(&current).await.unwrap();
     stale.data = Some([("v".to_string(), "3".to_string())].into());
-    assert!(cms.replace(&stale).await.unwrap_err().is_conflict());
+    assert!(cms.update(&stale).await.unwrap_err().is_conflict());
 
     let merged = cms
         .patch("typed", &Patch::Merge(serde_json::json!({"data": {"w": "x"}})))
@@ -126,7 +126,7 @@ async fn every_verb_works_typed() {
         phase: Some("Running".into()),
         ..Default::default()
     });
-    let ignored = pods.replace(&p).await.unwrap();
+    let ignored = pods.update(&p).await.unwrap();
     assert_ne!(ignored.status.and_then(|s| s.phase).as_deref(), Some("Running"));
     let mut p = pods.get("status").await.unwrap();
     p.status = Some(PodStatus {

@@ -73,7 +73,7 @@ async fn after_churn_the_cache_equals_a_fresh_list_and_every_change_was_seen_onc
                     1 => match api.get(&name).await {
                         Ok(mut c) => {
                             c.data = Some([("v".to_string(), format!("{w}-{i}"))].into());
-                            api.replace(&c).await.map(|c| ('~', c))
+                            api.update(&c).await.map(|c| ('~', c))
                         }
                         Err(e) => Err(e),
                     },

@@ -196,7 +196,7 @@ async fn a_leader_that_loses_the_lease_stops_its_work_at_once() {
     spec.renew_time = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime(
         client::api::timestamp_now(),
     ));
-    leases.replace(&lease).await.unwrap();
+    leases.update(&lease).await.unwrap();
     let taken_at = Instant::now();
     let outcome = tokio::time::timeout(WAIT, run).await.unwrap().unwrap();
     assert_eq!(outcome, Outcome::Lost);
