@@ -9,8 +9,8 @@
 //! watch, create, update, JSON/merge patch and delete of every built-in
 //! resource as JSON or YAML, authenticated by client certificate, over REST
 //! and the internal gRPC API alike. Not yet:
-//! protobuf bodies, strategic merge patch and server-side apply, Table
-//! output, OpenAPI documents, admission (defaulting, validation,
+//! protobuf bodies, strategic merge patch and server-side apply,
+//! OpenAPI documents, admission (defaulting, validation,
 //! quotas), RBAC, ClusterIP allocation and the watch cache.
 //!
 //! # Layout
@@ -28,6 +28,7 @@
 //! - [`selector`]: label and field selectors.
 //! - [`storage`]: objects in the store via the etcd v3 API.
 //! - [`status`]: `metav1.Status` errors.
+//! - [`table`]: Table output, the columns `kubectl get` prints.
 
 pub mod authn;
 pub mod binding;
@@ -43,6 +44,7 @@ pub mod selector;
 mod start;
 pub mod status;
 pub mod storage;
+pub mod table;
 pub mod verbs;
 
 pub use start::{run, start, Running, StartError, BUILT_IN_NAMESPACES};

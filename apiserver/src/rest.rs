@@ -22,6 +22,7 @@ use crate::discovery;
 use crate::request_info::{self, RequestInfo};
 use crate::status::ApiError;
 use crate::storage::Storage;
+use crate::table;
 use crate::verbs::{self, Query};
 
 /// What every request handler shares.
@@ -40,9 +41,19 @@ fn ok(value: Value) -> Result<Response> {
     Ok(json_response(StatusCode::OK, &value))
 }
 
-/// A watch as the REST API streams it: one JSON event per line.
-fn watch_response(events: tokio::sync::mpsc::Receiver<verbs::WatchEvent>) -> Response {
-    let lines = tokio_stream::wrappers::ReceiverStream::new(events).map(|(kind, object)| {
+/// A watch as the REST API streams it: one JSON event per line, each
+/// object a one-row Table when the client asked for Tables.
+fn watch_response(
+    events: tokio::sync::mpsc::Receiver<verbs::WatchEvent>,
+    tables: Option<(&'static api::resources::ResourceInfo, String)>,
+) -> Response {
+    let lines = tokio_stream::wrappers::ReceiverStream::new(events).map(move |(kind, object)| {
+        let object = match (&tables, kind) {
+            (Some((resource, include)), "ADDED" | "MODIFIED" | "DELETED") => {
+                table::from_response(resource, &object, include)
+            }
+            _ => object,
+        };
         Ok::<_, std::convert::Infallible>(Bytes::from(format!("{}\n", json!({"type": kind, "object": object}))))
     });
     (
@@ -136,10 +147,22 @@ async fn serve_resource(
     if body.len() > app.max_body {
         return Err(ApiError::too_large(app.max_body));
     }
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let tables = table::wanted(accept).then(|| {
+        let include = query.get("includeObject").unwrap_or("Metadata").to_string();
+        (info.resource, include)
+    });
+    let readable = |value: Value| match &tables {
+        Some((resource, include)) => table::from_response(resource, &value, include),
+        None => value,
+    };
     match verb {
-        "get" => ok(verbs::get(app, info).await?),
-        "list" => ok(verbs::list(app, info, query).await?),
-        "watch" => Ok(watch_response(verbs::watch(app, info, query).await?)),
+        "get" => ok(readable(verbs::get(app, info).await?)),
+        "list" => ok(readable(verbs::list(app, info, query).await?)),
+        "watch" => Ok(watch_response(verbs::watch(app, info, query).await?, tables)),
         "create" => Ok(json_response(
             StatusCode::CREATED,
             &verbs::create(app, info, decode(headers, &body)?).await?,

@@ -403,6 +403,23 @@ async fn pod_subresources_and_bookmarks(kind: &str) {
     assert_eq!(node, "n1");
     let (ok, _, err) = c.kubectl(&["create", "--raw", path, "-f", "-"], Some(binding)).await;
     assert!(!ok && err.contains("already assigned"), "{err}");
+    // Tables: the server computes the columns kubectl prints.
+    let shown = c.must(&["get", "pods"]).await;
+    let header: Vec<&str> = shown.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(header, ["NAME", "READY", "STATUS", "RESTARTS", "AGE"], "{shown}");
+    assert!(shown.contains("0/1") && shown.contains("Pending"), "{shown}");
+    let wide = c.must(&["get", "pods", "-o", "wide"]).await;
+    assert!(wide.contains("NODE") && wide.contains("n1"), "{wide}");
+    let namespaces = c.must(&["get", "namespaces", "--show-labels"]).await;
+    assert!(
+        namespaces.contains("Active") && namespaces.contains("kubernetes.io/metadata.name=default"),
+        "{namespaces}"
+    );
+    let (_, watched, err) = c.kubectl(&["get", "pods", "-w", "--request-timeout", "2s"], None).await;
+    assert!(
+        watched.contains("STATUS") && watched.contains("Pending"),
+        "{watched}{err}"
+    );
     let no_target = r#"{"apiVersion":"v1","kind":"Binding","metadata":{"name":"p"},"target":{}}"#;
     let (ok, _, err) = c.kubectl(&["create", "--raw", path, "-f", "-"], Some(no_target)).await;
     assert!(!ok && err.contains("target.name"), "{err}");
