@@ -6,10 +6,10 @@
 //! → storage ([`storage`]).
 //!
 //! This is the first slice of the API server: discovery, and get, list,
-//! watch, create, update, JSON/merge patch and delete of every built-in
+//! watch, create, update, JSON/merge/strategic patch and delete of every built-in
 //! resource as JSON or YAML, authenticated by client certificate, over REST
 //! and the internal gRPC API alike. Not yet:
-//! protobuf bodies, strategic merge patch and server-side apply,
+//! protobuf bodies, server-side apply,
 //! OpenAPI documents, admission (defaulting, validation,
 //! quotas), RBAC, ClusterIP allocation and the watch cache.
 //!
@@ -29,6 +29,7 @@
 //! - [`storage`]: objects in the store via the etcd v3 API.
 //! - [`status`]: `metav1.Status` errors.
 //! - [`table`]: Table output, the columns `kubectl get` prints.
+//! - [`strategic_merge`]: strategic merge patch (kubectl apply, patch, edit).
 
 pub mod authn;
 pub mod binding;
@@ -44,6 +45,7 @@ pub mod selector;
 mod start;
 pub mod status;
 pub mod storage;
+pub mod strategic_merge;
 pub mod table;
 pub mod verbs;
 

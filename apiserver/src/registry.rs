@@ -141,6 +141,7 @@ pub fn prepare_create(info: &RequestInfo, mut object: Value) -> Result<(String, 
     ] {
         meta.remove(field);
     }
+    fold_string_data(info, &mut object);
     if info.resource.plural == "namespaces" && info.resource.group.is_empty() {
         object["status"] = json!({"phase": "Active"});
         let spec = object
@@ -152,6 +153,27 @@ pub fn prepare_create(info: &RequestInfo, mut object: Value) -> Result<(String, 
         }
     }
     Ok((name, object))
+}
+
+/// A Secret's `stringData` is a write-only convenience: its entries are
+/// stored base64-encoded in `data` (overriding keys of the same name) and
+/// the field itself is dropped, as Kubernetes does.
+fn fold_string_data(info: &RequestInfo, object: &mut Value) {
+    use base64::Engine;
+    if info.resource.plural != "secrets" || !info.resource.group.is_empty() {
+        return;
+    }
+    let Some(plain) = object.as_object_mut().and_then(|o| o.remove("stringData")) else {
+        return;
+    };
+    let Some(entries) = plain.as_object() else { return };
+    if !object["data"].is_object() {
+        object["data"] = json!({});
+    }
+    for (key, value) in entries {
+        let text = value.as_str().unwrap_or_default();
+        object["data"][key] = json!(base64::engine::general_purpose::STANDARD.encode(text));
+    }
 }
 
 /// Prepares a replacement of `existing` by `object` (a PUT of the object
@@ -167,6 +189,7 @@ pub fn prepare_update(info: &RequestInfo, existing: &Value, mut object: Value) -
         merged["status"] = object.get("status").cloned().unwrap_or(Value::Null);
         return Ok(merged);
     }
+    fold_string_data(info, &mut object);
     let meta = metadata(&mut object)?;
     match meta.get("name").and_then(Value::as_str) {
         Some(n) if n != name => {

@@ -366,8 +366,8 @@ async fn write_update(app: &App, info: &RequestInfo, existing: &Value, revision:
     Ok(registry::with_version(object, written))
 }
 
-/// JSON patch and JSON merge patch; strategic merge and server-side apply
-/// are not served yet (415 says so).
+/// JSON patch, JSON merge patch and strategic merge patch; server-side
+/// apply is not served yet (415 says so).
 pub async fn patch(app: &App, info: &RequestInfo, content_type: &str, body: &[u8]) -> Result<Value> {
     let current = app
         .storage
@@ -381,6 +381,12 @@ pub async fn patch(app: &App, info: &RequestInfo, content_type: &str, body: &[u8
             let patch: Value = serde_json::from_slice(body)
                 .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
             json_patch::merge(&mut patched, &patch);
+        }
+        "application/strategic-merge-patch+json" => {
+            let patch: Value = serde_json::from_slice(body)
+                .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
+            patched = crate::strategic_merge::apply(info.resource.kind, &existing, &patch)
+                .map_err(|e| ApiError::invalid(info.resource.kind, name(info), "patch", &e.to_string()))?;
         }
         "application/json-patch+json" => {
             let patch: json_patch::Patch = serde_json::from_slice(body)

@@ -455,3 +455,200 @@ async fn pod_subresources_and_bookmarks_on_our_store() {
 async fn pod_subresources_and_bookmarks_on_etcd() {
     pod_subresources_and_bookmarks("etcd").await;
 }
+
+const SHOP: &str = r#"
+apiVersion: v1
+kind: Namespace
+metadata:
+  name: shop
+---
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: settings
+  namespace: shop
+data:
+  color: blue
+---
+apiVersion: v1
+kind: Secret
+metadata:
+  name: token
+  namespace: shop
+stringData:
+  token: s3cret
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  namespace: shop
+  labels:
+    app: web
+    tier: front
+spec:
+  replicas: 2
+  selector:
+    matchLabels:
+      app: web
+  template:
+    metadata:
+      labels:
+        app: web
+    spec:
+      containers:
+      - name: app
+        image: busybox:1
+        env:
+        - name: MODE
+          value: fast
+      - name: sidecar
+        image: busybox:1
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: web
+  namespace: shop
+spec:
+  selector:
+    app: web
+  ports:
+  - port: 80
+    targetPort: 8080
+"#;
+
+/// Client-side `kubectl apply` (three-way strategic merge patches) and
+/// `kubectl patch` of every type, on `kind`.
+async fn kubectl_apply(kind: &str) {
+    let c = Cluster::start(kind).await;
+    let (ok, out, err) = c.kubectl(&["apply", "-f", "-"], Some(SHOP)).await;
+    assert!(ok, "{out}{err}");
+    assert_eq!(out.matches(" created").count(), 5, "{out}");
+    let (ok, out, err) = c.kubectl(&["apply", "-f", "-"], Some(SHOP)).await;
+    assert!(ok, "{out}{err}");
+    // Nothing modified the second time; the Secret is "configured" again
+    // because its stringData is folded into data on every write (so the
+    // live object never has the stringData kubectl compares), exactly as
+    // with Kubernetes.
+    assert_eq!(
+        out.matches(" unchanged").count(),
+        4,
+        "nothing modified the second time:\n{out}"
+    );
+    assert!(out.contains("secret/token configured"), "{out}");
+
+    // One field changed, one label dropped, one env var changed.
+    let changed = SHOP
+        .replace("replicas: 2", "replicas: 3")
+        .replace("    tier: front\n", "")
+        .replace("value: fast", "value: safe")
+        .replace("color: blue", "color: green");
+    let (ok, out, err) = c.kubectl(&["apply", "-f", "-"], Some(&changed)).await;
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("deployment.apps/web configured"), "{out}");
+    assert!(out.contains("configmap/settings configured"), "{out}");
+    assert!(out.contains("service/web unchanged"), "{out}");
+    let get = |args: &'static [&'static str]| {
+        let c = &c;
+        async move {
+            let text = c.must(args).await;
+            serde_json::from_str::<serde_json::Value>(&text).unwrap()
+        }
+    };
+    let web = get(&["get", "deployment", "web", "-n", "shop", "-o", "json"]).await;
+    assert_eq!(web["spec"]["replicas"], 3);
+    assert_eq!(web["metadata"]["labels"], serde_json::json!({"app": "web"}));
+    let containers = web["spec"]["template"]["spec"]["containers"].as_array().unwrap();
+    assert_eq!(containers.len(), 2, "{containers:?}");
+    assert_eq!(containers[0]["env"][0]["value"], "safe");
+    assert_eq!(web["metadata"]["generation"], 2, "one spec change, one generation");
+
+    // kubectl patch: strategic (the default) merges containers by name.
+    c.must(&[
+        "patch",
+        "deployment",
+        "web",
+        "-n",
+        "shop",
+        "-p",
+        r#"{"spec":{"template":{"spec":{"containers":[{"name":"sidecar","image":"busybox:2"}]}}}}"#,
+    ])
+    .await;
+    let web = get(&["get", "deployment", "web", "-n", "shop", "-o", "json"]).await;
+    let images: Vec<&str> = web["spec"]["template"]["spec"]["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["image"].as_str().unwrap())
+        .collect();
+    assert_eq!(images, ["busybox:1", "busybox:2"]);
+    // --type merge replaces the list; --type json edits by position.
+    c.must(&[
+        "patch",
+        "deployment",
+        "web",
+        "-n",
+        "shop",
+        "--type",
+        "json",
+        "-p",
+        r#"[{"op":"replace","path":"/spec/template/spec/containers/0/image","value":"busybox:3"}]"#,
+    ])
+    .await;
+    c.must(&[
+        "patch",
+        "deployment",
+        "web",
+        "-n",
+        "shop",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"spec":{"template":{"spec":{"containers":[{"name":"app","image":"busybox:4"}]}}}}"#,
+    ])
+    .await;
+    let web = get(&["get", "deployment", "web", "-n", "shop", "-o", "json"]).await;
+    assert_eq!(
+        web["spec"]["template"]["spec"]["containers"],
+        serde_json::json!([{"name": "app", "image": "busybox:4"}])
+    );
+    // A strategic patch that names no merge key is refused and changes nothing.
+    let (ok, _, err) = c
+        .kubectl(
+            &[
+                "patch",
+                "deployment",
+                "web",
+                "-n",
+                "shop",
+                "-p",
+                r#"{"spec":{"template":{"spec":{"containers":[{"image":"x"}]}}}}"#,
+            ],
+            None,
+        )
+        .await;
+    assert!(!ok && err.contains("merge key"), "{err}");
+
+    c.must(&["label", "service", "web", "-n", "shop", "team=blue"]).await;
+    c.must(&["annotate", "configmap", "settings", "-n", "shop", "note=hi"])
+        .await;
+    let svc = get(&["get", "service", "web", "-n", "shop", "-o", "json"]).await;
+    assert_eq!(svc["metadata"]["labels"]["team"], "blue");
+    let secret = get(&["get", "secret", "token", "-n", "shop", "-o", "json"]).await;
+    assert!(
+        secret["data"]["token"].is_string() || secret["stringData"]["token"].is_string(),
+        "{secret}"
+    );
+    c.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_apply_on_our_store() {
+    kubectl_apply("kubernate").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_apply_on_etcd() {
+    kubectl_apply("etcd").await;
+}

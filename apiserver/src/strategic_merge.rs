@@ -1,0 +1,332 @@
+//! Strategic merge patch: how `kubectl apply`, `kubectl patch` (its
+//! default) and `kubectl edit` change built-in objects.
+//!
+//! A JSON merge patch replaces lists whole, which is wrong for a pod's
+//! containers: patching one container's image would drop the others. A
+//! strategic merge patch knows, per field, how a list merges: containers
+//! are matched by `name`, container ports by `containerPort`, volume mounts
+//! by `mountPath`, conditions by `type`, finalizers are a set … (the patch
+//! merge keys Kubernetes declares on its types, in [`strategy`]). Lists
+//! without a strategy are replaced, maps merge key by key, and `null`
+//! deletes a key.
+//!
+//! The directives kubectl sends are honoured: `$patch: replace | delete |
+//! merge` (on a map, or as a list element), `$retainKeys`,
+//! `$setElementOrder/<list>` and `$deleteFromPrimitiveList/<list>`.
+
+use serde_json::{Map, Value};
+
+/// How a list field merges.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Strategy {
+    /// The patch's list replaces the object's.
+    Replace,
+    /// Elements are maps matched by this key; matches merge, others add.
+    MergeBy(&'static str),
+    /// A list of scalars treated as a set: the patch's values are added.
+    Union,
+}
+
+const CONTAINER_LISTS: [&str; 3] = ["containers", "initContainers", "ephemeralContainers"];
+
+/// The strategy of the list at `path` (field names from the object's root,
+/// list positions left out) in an object of `kind`.
+pub fn strategy(kind: &str, path: &[&str]) -> Strategy {
+    let n = path.len();
+    let last = path.last().copied().unwrap_or_default();
+    let parent = if n >= 2 { path[n - 2] } else { "" };
+    let in_container = CONTAINER_LISTS.contains(&parent);
+    match last {
+        _ if CONTAINER_LISTS.contains(&last) => Strategy::MergeBy("name"),
+        "ports" if in_container => Strategy::MergeBy("containerPort"),
+        "ports" if kind == "Service" && path == ["spec", "ports"] => Strategy::MergeBy("port"),
+        "env" if in_container => Strategy::MergeBy("name"),
+        "volumeMounts" if in_container => Strategy::MergeBy("mountPath"),
+        "volumeDevices" if in_container => Strategy::MergeBy("devicePath"),
+        "volumes" | "imagePullSecrets" | "schedulingGates" | "resourceClaims" if parent == "spec" => {
+            Strategy::MergeBy("name")
+        }
+        "hostAliases" if parent == "spec" => Strategy::MergeBy("ip"),
+        "topologySpreadConstraints" if parent == "spec" => Strategy::MergeBy("topologyKey"),
+        "conditions" if parent == "status" => Strategy::MergeBy("type"),
+        "addresses" if kind == "Node" && parent == "status" => Strategy::MergeBy("type"),
+        "podIPs" | "hostIPs" if parent == "status" => Strategy::MergeBy("ip"),
+        "ownerReferences" if path == ["metadata", "ownerReferences"] => Strategy::MergeBy("uid"),
+        "finalizers" if path == ["metadata", "finalizers"] => Strategy::Union,
+        _ => Strategy::Replace,
+    }
+}
+
+/// Why a patch could not be applied (a 422 or 400 for the caller).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct PatchError(pub String);
+
+/// Applies `patch` to `original`, an object of `kind`.
+pub fn apply(kind: &str, original: &Value, patch: &Value) -> Result<Value, PatchError> {
+    let Value::Object(patch) = patch else {
+        return Err(PatchError("a strategic merge patch must be a JSON object".into()));
+    };
+    let mut result = original.clone();
+    if !result.is_object() {
+        result = Value::Object(Map::new());
+    }
+    let mut path = Vec::new();
+    merge_map(kind, &mut result, patch, &mut path)?;
+    Ok(result)
+}
+
+fn merge_map(
+    kind: &str,
+    target: &mut Value,
+    patch: &Map<String, Value>,
+    path: &mut Vec<String>,
+) -> Result<(), PatchError> {
+    match patch.get("$patch").and_then(Value::as_str) {
+        Some("replace") => {
+            let mut replaced = patch.clone();
+            replaced.remove("$patch");
+            *target = Value::Object(replaced);
+            return Ok(());
+        }
+        Some("delete") => {
+            *target = Value::Null;
+            return Ok(());
+        }
+        Some("merge") | None => {}
+        Some(other) => return Err(PatchError(format!("unknown patch directive $patch: {other:?}"))),
+    }
+    if !target.is_object() {
+        *target = Value::Object(Map::new());
+    }
+    for (key, value) in patch {
+        if key == "$patch" || key == "$retainKeys" || key.starts_with("$setElementOrder/") {
+            continue;
+        }
+        if let Some(field) = key.strip_prefix("$deleteFromPrimitiveList/") {
+            let doomed = value.as_array().cloned().unwrap_or_default();
+            if let Some(Value::Array(list)) = target.get_mut(field) {
+                list.retain(|v| !doomed.contains(v));
+            }
+            continue;
+        }
+        let Some(map) = target.as_object_mut() else { continue };
+        match value {
+            Value::Null => {
+                map.remove(key);
+            }
+            Value::Object(sub) => {
+                path.push(key.clone());
+                let slot = map.entry(key.clone()).or_insert(Value::Null);
+                merge_map(kind, slot, sub, path)?;
+                if slot.is_null() {
+                    map.remove(key);
+                }
+                path.pop();
+            }
+            Value::Array(items) => {
+                path.push(key.clone());
+                let names: Vec<&str> = path.iter().map(String::as_str).collect();
+                let strategy = strategy(kind, &names);
+                let slot = map.entry(key.clone()).or_insert(Value::Array(Vec::new()));
+                merge_list(kind, slot, items, strategy, path)?;
+                path.pop();
+            }
+            scalar => {
+                map.insert(key.clone(), scalar.clone());
+            }
+        }
+    }
+    if let Some(order) = patch
+        .iter()
+        .filter_map(|(k, v)| Some((k.strip_prefix("$setElementOrder/")?, v)))
+        .next()
+    {
+        reorder(target, order.0, order.1, kind, path);
+    }
+    if let Some(Value::Array(keep)) = patch.get("$retainKeys") {
+        let keep: Vec<&str> = keep.iter().filter_map(Value::as_str).collect();
+        if let Some(map) = target.as_object_mut() {
+            map.retain(|k, _| keep.contains(&k.as_str()));
+        }
+    }
+    Ok(())
+}
+
+fn merge_list(
+    kind: &str,
+    target: &mut Value,
+    items: &[Value],
+    strategy: Strategy,
+    path: &mut Vec<String>,
+) -> Result<(), PatchError> {
+    let replace_whole = items
+        .iter()
+        .any(|i| i.get("$patch").and_then(Value::as_str) == Some("replace"));
+    if !target.is_array() || strategy == Strategy::Replace || replace_whole {
+        let kept: Vec<Value> = items.iter().filter(|i| i.get("$patch").is_none()).cloned().collect();
+        *target = Value::Array(kept);
+        return Ok(());
+    }
+    let Some(list) = target.as_array_mut() else {
+        return Ok(());
+    };
+    match strategy {
+        Strategy::Union => {
+            for item in items {
+                if !list.contains(item) {
+                    list.push(item.clone());
+                }
+            }
+        }
+        Strategy::MergeBy(key) => {
+            for item in items {
+                let Some(patch) = item.as_object() else {
+                    return Err(PatchError(format!(
+                        "the list {} merges by {key:?}, so its elements must be objects",
+                        path.join(".")
+                    )));
+                };
+                let Some(id) = patch.get(key) else {
+                    return Err(PatchError(format!(
+                        "an element of {} has no merge key {key:?}",
+                        path.join(".")
+                    )));
+                };
+                let found = list.iter().position(|existing| existing.get(key) == Some(id));
+                match (found, patch.get("$patch").and_then(Value::as_str)) {
+                    (Some(i), Some("delete")) => {
+                        list.remove(i);
+                    }
+                    (None, Some("delete")) => {}
+                    (Some(i), _) => merge_map(kind, &mut list[i], patch, path)?,
+                    (None, _) => {
+                        let mut fresh = Value::Object(Map::new());
+                        merge_map(kind, &mut fresh, patch, path)?;
+                        list.push(fresh);
+                    }
+                }
+            }
+        }
+        Strategy::Replace => {}
+    }
+    Ok(())
+}
+
+/// `$setElementOrder/<field>`: the listed elements first, in that order.
+fn reorder(target: &mut Value, field: &str, order: &Value, kind: &str, path: &[String]) {
+    let Some(order) = order.as_array() else { return };
+    let mut names: Vec<&str> = path.iter().map(String::as_str).collect();
+    names.push(field);
+    let key = match strategy(kind, &names) {
+        Strategy::MergeBy(key) => Some(key),
+        _ => None,
+    };
+    let Some(Value::Array(list)) = target.get_mut(field) else {
+        return;
+    };
+    let rank = |v: &Value| {
+        order
+            .iter()
+            .position(|o| match key {
+                Some(k) => o.get(k).is_some() && o.get(k) == v.get(k),
+                None => o == v,
+            })
+            .unwrap_or(usize::MAX)
+    };
+    list.sort_by_key(rank);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn deployment() -> Value {
+        json!({
+            "metadata": {"name": "web", "labels": {"app": "web", "tier": "front"}, "finalizers": ["a"]},
+            "spec": {"replicas": 2, "template": {"spec": {
+                "containers": [
+                    {"name": "app", "image": "app:1", "env": [{"name": "A", "value": "1"}, {"name": "B", "value": "2"}],
+                     "ports": [{"containerPort": 80, "name": "http"}]},
+                    {"name": "sidecar", "image": "proxy:1"}],
+                "tolerations": [{"key": "x"}]}}},
+        })
+    }
+
+    #[test]
+    fn containers_merge_by_name_and_other_lists_replace() {
+        let patch = json!({"spec": {"replicas": 3, "template": {"spec": {
+            "containers": [{"name": "app", "image": "app:2", "env": [{"name": "B", "value": "20"}, {"name": "C", "value": "3"}]}],
+            "tolerations": [{"key": "y"}]}}}});
+        let out = apply("Deployment", &deployment(), &patch).unwrap();
+        let containers = &out["spec"]["template"]["spec"]["containers"];
+        assert_eq!(containers.as_array().unwrap().len(), 2, "the sidecar stays");
+        assert_eq!(containers[0]["image"], "app:2");
+        assert_eq!(containers[0]["ports"][0]["containerPort"], 80, "untouched fields stay");
+        let env: Vec<(String, String)> = containers[0]["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| (e["name"].as_str().unwrap().into(), e["value"].as_str().unwrap().into()))
+            .collect();
+        assert_eq!(
+            env,
+            [
+                ("A".into(), "1".into()),
+                ("B".into(), "20".into()),
+                ("C".into(), "3".into())
+            ]
+        );
+        assert_eq!(out["spec"]["template"]["spec"]["tolerations"], json!([{"key": "y"}]));
+        assert_eq!(out["spec"]["replicas"], 3);
+    }
+
+    #[test]
+    fn nulls_delete_and_directives_are_honoured() {
+        let patch = json!({
+            "metadata": {"labels": {"tier": null}, "finalizers": ["b"], "$deleteFromPrimitiveList/finalizers": ["a"]},
+            "spec": {"template": {"spec": {
+                "$setElementOrder/containers": [{"name": "sidecar"}, {"name": "app"}],
+                "containers": [{"name": "app", "$patch": "delete"}, {"name": "new", "image": "n:1"}]}}},
+        });
+        let out = apply("Deployment", &deployment(), &patch).unwrap();
+        assert_eq!(out["metadata"]["labels"], json!({"app": "web"}));
+        assert_eq!(out["metadata"]["finalizers"], json!(["b"]));
+        let names: Vec<&str> = out["spec"]["template"]["spec"]["containers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["sidecar", "new"]);
+
+        let replace =
+            json!({"spec": {"template": {"spec": {"containers": [{"$patch": "replace"}, {"name": "only"}]}}}});
+        let out = apply("Deployment", &deployment(), &replace).unwrap();
+        assert_eq!(out["spec"]["template"]["spec"]["containers"], json!([{"name": "only"}]));
+
+        let retain = json!({"spec": {"$retainKeys": ["replicas"], "replicas": 1}});
+        let out = apply("Deployment", &deployment(), &retain).unwrap();
+        assert_eq!(out["spec"], json!({"replicas": 1}));
+    }
+
+    #[test]
+    fn service_ports_merge_by_port_and_bad_patches_are_refused() {
+        let svc = json!({"spec": {"ports": [{"port": 80, "name": "http"}, {"port": 443, "name": "https"}]}});
+        let out = apply(
+            "Service",
+            &svc,
+            &json!({"spec": {"ports": [{"port": 443, "targetPort": 8443}]}}),
+        )
+        .unwrap();
+        assert_eq!(
+            out["spec"]["ports"][1],
+            json!({"port": 443, "name": "https", "targetPort": 8443})
+        );
+        assert_eq!(out["spec"]["ports"].as_array().unwrap().len(), 2);
+        let no_key = json!({"spec": {"ports": [{"targetPort": 1}]}});
+        assert!(apply("Service", &svc, &no_key).unwrap_err().0.contains("merge key"));
+        assert!(apply("Service", &svc, &json!([1])).is_err());
+    }
+}
