@@ -34,6 +34,12 @@ pub struct Config {
     /// Largest request body accepted, in bytes.
     #[arg(long, default_value_t = 3 * 1024 * 1024)]
     pub max_request_body_bytes: usize,
+    /// Most read-only requests (get, list) served at once; more get 429. 0: no limit.
+    #[arg(long, default_value_t = 400)]
+    pub max_requests_inflight: usize,
+    /// Most mutating requests served at once; more get 429. 0: no limit.
+    #[arg(long, default_value_t = 200)]
+    pub max_mutating_requests_inflight: usize,
     /// How often a watch that allows bookmarks receives one, in seconds
     /// (kube-apiserver sends them about once a minute).
     #[arg(long, default_value_t = 60)]

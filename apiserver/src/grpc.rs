@@ -98,8 +98,13 @@ async fn counted<T>(
     work: impl std::future::Future<Output = Result<T, ApiError>>,
 ) -> Result<T, Status> {
     let started = std::time::Instant::now();
-    let _inflight = app.metrics.in_flight(!matches!(verb, "get" | "list" | "watch"));
-    let result = work.await;
+    let result = match app.max_in_flight.admit(verb) {
+        Ok(_slot) => {
+            let _inflight = app.metrics.in_flight(!matches!(verb, "get" | "list" | "watch"));
+            work.await
+        }
+        Err(e) => Err(e),
+    };
     let code = match &result {
         Ok(_) if verb == "create" => 201,
         Ok(_) => 200,

@@ -21,6 +21,7 @@
 //! - [`request_info`]: what a path names (resource, namespace, name, subresource).
 //! - [`discovery`]: `/version`, `/api`, `/apis`, resource lists.
 //! - [`authn`]: client-certificate users; interim authorization.
+//! - [`max_in_flight`]: the in-flight limits (429 beyond them).
 //! - [`metrics`]: kube-apiserver's metric names, served on `/metrics`.
 //! - [`verbs`]: get, list, watch, create, update, patch, delete, shared by REST and gRPC.
 //! - [`registry`]: metadata rules on create and update.
@@ -37,6 +38,7 @@ pub mod config;
 pub mod discovery;
 pub mod eviction;
 pub mod grpc;
+pub mod max_in_flight;
 pub mod metrics;
 pub mod registry;
 pub mod request_info;

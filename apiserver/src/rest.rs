@@ -33,6 +33,7 @@ pub struct App {
     pub metrics: crate::metrics::Metrics,
     /// How often a watch that allows bookmarks gets one.
     pub bookmark_interval: std::time::Duration,
+    pub max_in_flight: crate::max_in_flight::MaxInFlight,
 }
 
 type Result<T> = std::result::Result<T, ApiError>;
@@ -124,8 +125,13 @@ async fn serve(
     let query = Query::parse(uri);
     let verb = verb(method, &info, &query)?;
     let started = std::time::Instant::now();
-    let _inflight = app.metrics.in_flight(!matches!(verb, "get" | "list" | "watch"));
-    let result = serve_resource(app, &user, verb, &info, &query, headers, body).await;
+    let result = match app.max_in_flight.admit(verb) {
+        Ok(_slot) => {
+            let _inflight = app.metrics.in_flight(!matches!(verb, "get" | "list" | "watch"));
+            serve_resource(app, &user, verb, &info, &query, headers, body).await
+        }
+        Err(e) => Err(e),
+    };
     let code = match &result {
         Ok(response) => response.status().as_u16(),
         Err(e) => e.code,

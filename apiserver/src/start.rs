@@ -152,6 +152,10 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         max_body: config.max_request_body_bytes,
         metrics,
         bookmark_interval: Duration::from_secs(config.watch_bookmark_interval.max(1)),
+        max_in_flight: crate::max_in_flight::MaxInFlight::new(
+            config.max_requests_inflight,
+            config.max_mutating_requests_inflight,
+        ),
     });
     // gRPC for the components and REST for everyone else on one port:
     // the gRPC service's paths first, every other path to the REST handler.

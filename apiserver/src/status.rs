@@ -185,12 +185,19 @@ fn qualified(resource: &str, group: &str) -> String {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let code = StatusCode::from_u16(self.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        (
+        let mut response = (
             code,
             [(header::CONTENT_TYPE, "application/json")],
             self.status().to_string(),
         )
-            .into_response()
+            .into_response();
+        if self.code == 429 {
+            // Clients (client-go, kubectl) wait this long before retrying.
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+        }
+        response
     }
 }
 

@@ -652,3 +652,66 @@ async fn kubectl_apply_on_our_store() {
 async fn kubectl_apply_on_etcd() {
     kubectl_apply("etcd").await;
 }
+
+/// One HTTPS request as admin with curl (no retries, unlike kubectl on a
+/// 429); returns the response head and body.
+async fn curl(c: &Cluster, method: &str, path: &str, body: Option<&str>) -> String {
+    let pki = c.pki();
+    let mut cmd = tokio::process::Command::new("curl");
+    cmd.args(["-s", "-i", "--max-time", "25", "-X", method])
+        .arg("--cacert")
+        .arg(pki.join("ca.crt"))
+        .arg("--cert")
+        .arg(pki.join("admin.crt"))
+        .arg("--key")
+        .arg(pki.join("admin.key"))
+        .args(["-H", "Content-Type: application/json"]);
+    if let Some(body) = body {
+        cmd.args(["--data", body]);
+    }
+    let out = cmd.arg(format!("{}{path}", c.server)).output().await.unwrap();
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_beyond_the_in_flight_limits_get_429() {
+    let c = Cluster::start_with(
+        "etcd",
+        &["--max-requests-inflight", "1", "--max-mutating-requests-inflight", "1"],
+    )
+    .await;
+    // With the store frozen, one read and one write hold the only slots.
+    c.signal_store("-STOP");
+    let c = std::sync::Arc::new(c);
+    let (c1, c2) = (c.clone(), c.clone());
+    let read = tokio::spawn(async move { curl(&c1, "GET", "/api/v1/namespaces/default/configmaps", None).await });
+    let cm = r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"late"}}"#;
+    let write = tokio::spawn(async move { curl(&c2, "POST", "/api/v1/namespaces/default/configmaps", Some(cm)).await });
+    tokio::time::sleep(Duration::from_millis(700)).await;
+
+    let refused = curl(&c, "GET", "/api/v1/namespaces", None).await;
+    assert!(refused.starts_with("HTTP/2 429"), "{refused}");
+    assert!(refused.to_lowercase().contains("retry-after: 1"), "{refused}");
+    assert!(refused.contains(r#""reason":"TooManyRequests""#), "{refused}");
+    let refused = curl(&c, "DELETE", "/api/v1/namespaces/default/configmaps/x", None).await;
+    assert!(
+        refused.starts_with("HTTP/2 429"),
+        "the mutating limit is its own: {refused}"
+    );
+
+    c.signal_store("-CONT");
+    let read = tokio::time::timeout(Duration::from_secs(30), read)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(read.starts_with("HTTP/2 200"), "{read}");
+    let write = tokio::time::timeout(Duration::from_secs(30), write)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(write.starts_with("HTTP/2 201"), "{write}");
+    // Slots come back.
+    assert!(curl(&c, "GET", "/api/v1/namespaces", None)
+        .await
+        .starts_with("HTTP/2 200"));
+}

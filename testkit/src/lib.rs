@@ -184,6 +184,19 @@ impl Cluster {
         }
     }
 
+    /// Freezes (SIGSTOP) or thaws (SIGCONT) an etcd backend, so that store
+    /// calls hang as they do when the store is overloaded or partitioned.
+    pub fn signal_store(&self, signal: &str) {
+        let Some(Backend::Etcd(etcd)) = &self.backend else {
+            panic!("only an etcd backend runs as a process that can be signalled");
+        };
+        let status = Command::new("kill")
+            .args([signal, &etcd.0.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill {signal} etcd");
+    }
+
     /// Kills the API server at once (SIGKILL): no drain, streams cut.
     pub fn kill_apiserver(&mut self) {
         self.apiserver.take();
