@@ -34,6 +34,17 @@ pub struct Config {
     /// Largest request body accepted, in bytes.
     #[arg(long, default_value_t = 3 * 1024 * 1024)]
     pub max_request_body_bytes: usize,
+    /// The range Service ClusterIPs come from; its first address is the
+    /// `kubernetes` Service's.
+    #[arg(long, default_value = "10.96.0.0/12")]
+    pub service_cluster_ip_range: String,
+    /// The range NodePort Services' node ports come from.
+    #[arg(long, default_value = "30000-32767")]
+    pub service_node_port_range: String,
+    /// The address the `kubernetes` Service's endpoints name (default: the
+    /// bind address, or 127.0.0.1 when binding every address).
+    #[arg(long)]
+    pub advertise_address: Option<String>,
     /// Most read-only requests (get, list) served at once; more get 429. 0: no limit.
     #[arg(long, default_value_t = 400)]
     pub max_requests_inflight: usize,

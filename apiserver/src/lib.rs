@@ -11,7 +11,7 @@
 //! and the internal gRPC API alike. Not yet:
 //! protobuf bodies, server-side apply,
 //! OpenAPI documents, admission (defaulting, validation,
-//! quotas), RBAC, ClusterIP allocation and the watch cache.
+//! quotas) beyond Services and Secrets, RBAC and the watch cache.
 //!
 //! # Layout
 //!
@@ -25,6 +25,7 @@
 //! - [`metrics`]: kube-apiserver's metric names, served on `/metrics`.
 //! - [`verbs`]: get, list, watch, create, update, patch, delete, shared by REST and gRPC.
 //! - [`registry`]: metadata rules on create and update.
+//! - [`services`], [`allocator`]: Service defaults, ClusterIP and NodePort allocation.
 //! - [`binding`], [`eviction`]: the pods/binding and pods/eviction subresources.
 //! - [`selector`]: label and field selectors.
 //! - [`storage`]: objects in the store via the etcd v3 API.
@@ -32,6 +33,7 @@
 //! - [`table`]: Table output, the columns `kubectl get` prints.
 //! - [`strategic_merge`]: strategic merge patch (kubectl apply, patch, edit).
 
+pub mod allocator;
 pub mod authn;
 pub mod binding;
 pub mod config;
@@ -44,6 +46,7 @@ pub mod registry;
 pub mod request_info;
 pub mod rest;
 pub mod selector;
+pub mod services;
 mod start;
 pub mod status;
 pub mod storage;

@@ -34,6 +34,8 @@ pub struct App {
     /// How often a watch that allows bookmarks gets one.
     pub bookmark_interval: std::time::Duration,
     pub max_in_flight: crate::max_in_flight::MaxInFlight,
+    /// Service ClusterIPs and NodePorts.
+    pub allocator: crate::allocator::Allocator,
 }
 
 type Result<T> = std::result::Result<T, ApiError>;

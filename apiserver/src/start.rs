@@ -21,6 +21,8 @@ pub enum StartError {
     Tls(#[from] tls::Error),
     #[error("store: {0}")]
     Store(String),
+    #[error("configuration: {0}")]
+    Config(String),
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: String,
@@ -110,7 +112,68 @@ async fn ensure_namespaces(storage: &Storage) -> Result<(), StartError> {
     Ok(())
 }
 
+/// The `kubernetes` Service in `default` (the first ClusterIP, port 443)
+/// and its Endpoints naming this API server, so that pods find the API.
+async fn ensure_kubernetes_service(app: &App, advertise: &str, port: u16) -> Result<(), crate::status::ApiError> {
+    use crate::request_info::RequestInfo;
+    let info = |plural: &str, name: Option<&str>| {
+        api::resources::find("", "v1", plural).map(|resource| RequestInfo {
+            resource,
+            namespace: Some("default".into()),
+            name: name.map(str::to_string),
+            subresource: None,
+        })
+    };
+    let missing = || crate::status::ApiError::internal("services or endpoints missing from the resource table");
+    let service = info("services", Some("kubernetes")).ok_or_else(missing)?;
+    match crate::verbs::get(app, &service).await {
+        Ok(_) => {}
+        Err(e) if e.code == 404 => {
+            let body = json!({
+                "apiVersion": "v1", "kind": "Service",
+                "metadata": {"name": "kubernetes", "namespace": "default",
+                             "labels": {"component": "apiserver", "provider": "kubernetes"}},
+                "spec": {"clusterIP": app.allocator.cidr.first_ip().to_string(),
+                         "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": port}]},
+            });
+            let collection = info("services", None).ok_or_else(missing)?;
+            match crate::verbs::create(app, &collection, body).await {
+                Ok(_) => {}
+                Err(e) if e.code == 409 => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Err(e) => return Err(e),
+    }
+    let subsets = json!([{"addresses": [{"ip": advertise}],
+                          "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}]);
+    let endpoints = info("endpoints", Some("kubernetes")).ok_or_else(missing)?;
+    match crate::verbs::get(app, &endpoints).await {
+        Ok(current) if current["subsets"] == subsets => Ok(()),
+        Ok(mut current) => {
+            current["subsets"] = subsets;
+            crate::verbs::update(app, &endpoints, current).await.map(|_| ())
+        }
+        Err(e) if e.code == 404 => {
+            let body = json!({
+                "apiVersion": "v1", "kind": "Endpoints",
+                "metadata": {"name": "kubernetes", "namespace": "default"},
+                "subsets": subsets,
+            });
+            let collection = info("endpoints", None).ok_or_else(missing)?;
+            crate::verbs::create(app, &collection, body).await.map(|_| ())
+        }
+        Err(e) => Err(e),
+    }
+}
+
 pub async fn start(config: Config) -> Result<Running, StartError> {
+    let allocator = crate::allocator::Allocator {
+        cidr: crate::allocator::Cidr::parse(&config.service_cluster_ip_range)
+            .map_err(|e| StartError::Config(format!("--service-cluster-ip-range: {e}")))?,
+        ports: crate::allocator::parse_port_range(&config.service_node_port_range)
+            .map_err(|e| StartError::Config(format!("--service-node-port-range: {e}")))?,
+    };
     // The store may still be starting (or electing a leader): keep trying
     // for a while, as kube-apiserver waits for etcd.
     let deadline = tokio::time::Instant::now() + STORE_WAIT;
@@ -156,7 +219,16 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             config.max_requests_inflight,
             config.max_mutating_requests_inflight,
         ),
+        allocator,
     });
+    let advertise = match &config.advertise_address {
+        Some(a) => a.clone(),
+        None if local.ip().is_unspecified() => "127.0.0.1".to_string(),
+        None => local.ip().to_string(),
+    };
+    ensure_kubernetes_service(&app, &advertise, local.port())
+        .await
+        .map_err(|e| StartError::Store(format!("the kubernetes Service: {e}")))?;
     // gRPC for the components and REST for everyone else on one port:
     // the gRPC service's paths first, every other path to the REST handler.
     let rest = axum::Router::new()

@@ -13,6 +13,7 @@ use crate::registry;
 use crate::request_info::RequestInfo;
 use crate::rest::App;
 use crate::selector::Selector;
+use crate::services;
 use crate::status::ApiError;
 use crate::storage::{Change, StorageError, Stored};
 
@@ -317,18 +318,36 @@ pub async fn create(app: &App, info: &RequestInfo, body: Value) -> Result<Value>
         }
     }
     check_namespace(app, info).await?;
-    let (name, object) = registry::prepare_create(info, body)?;
+    let (name, mut object) = registry::prepare_create(info, body)?;
     let named = RequestInfo {
         name: Some(name.clone()),
         ..info.clone()
     };
+    let held = if is_service(info) {
+        services::default_and_validate(&mut object)?;
+        services::allocate(&app.allocator, &app.storage, &mut object).await?
+    } else {
+        services::Held::default()
+    };
     let bytes = serde_json::to_vec(&object).map_err(|e| ApiError::internal(e.to_string()))?;
-    let revision = app
-        .storage
-        .create(named.key().as_bytes(), bytes)
-        .await
-        .map_err(|e| storage_error(info, &name, e))?;
-    Ok(registry::with_version(object, revision))
+    match app.storage.create(named.key().as_bytes(), bytes).await {
+        Ok(revision) => Ok(registry::with_version(object, revision)),
+        Err(e) => {
+            held.release(&app.allocator, &app.storage).await;
+            Err(storage_error(info, &name, e))
+        }
+    }
+}
+
+fn is_service(info: &RequestInfo) -> bool {
+    info.resource.group.is_empty() && info.resource.plural == "services" && info.subresource.is_none()
+}
+
+/// After a delete: a Service's address and node ports are free again.
+async fn released(app: &App, info: &RequestInfo, deleted: &Value) {
+    if is_service(info) {
+        services::held_by(deleted).release(&app.allocator, &app.storage).await;
+    }
 }
 
 pub async fn update(app: &App, info: &RequestInfo, body: Value) -> Result<Value> {
@@ -356,14 +375,24 @@ pub async fn update(app: &App, info: &RequestInfo, body: Value) -> Result<Value>
 }
 
 async fn write_update(app: &App, info: &RequestInfo, existing: &Value, revision: i64, body: Value) -> Result<Value> {
-    let object = registry::prepare_update(info, existing, body)?;
+    let mut object = registry::prepare_update(info, existing, body)?;
+    let (fresh, stale) = if is_service(info) {
+        services::default_and_validate(&mut object)?;
+        services::reallocate(&app.allocator, &app.storage, existing, &mut object).await?
+    } else {
+        Default::default()
+    };
     let bytes = serde_json::to_vec(&object).map_err(|e| ApiError::internal(e.to_string()))?;
-    let written = app
-        .storage
-        .update(info.key().as_bytes(), bytes, Some(revision))
-        .await
-        .map_err(|e| storage_error(info, name(info), e))?;
-    Ok(registry::with_version(object, written))
+    match app.storage.update(info.key().as_bytes(), bytes, Some(revision)).await {
+        Ok(written) => {
+            stale.release(&app.allocator, &app.storage).await;
+            Ok(registry::with_version(object, written))
+        }
+        Err(e) => {
+            fresh.release(&app.allocator, &app.storage).await;
+            Err(storage_error(info, name(info), e))
+        }
+    }
 }
 
 /// JSON patch, JSON merge patch and strategic merge patch; server-side
@@ -438,7 +467,9 @@ pub async fn delete(app: &App, info: &RequestInfo, options: Option<&Value>) -> R
         .delete(info.key().as_bytes(), expected)
         .await
         .map_err(|e| storage_error(info, name(info), e))?;
-    parse_stored(info, &deleted)
+    let deleted = parse_stored(info, &deleted)?;
+    released(app, info, &deleted).await;
+    Ok(deleted)
 }
 
 /// Deletes every object of the collection that the selectors match and
@@ -457,7 +488,11 @@ pub async fn delete_collection(app: &App, info: &RequestInfo, query: &Query) -> 
             continue;
         }
         match app.storage.delete(&stored.key, None).await {
-            Ok(gone) => deleted.push(parse_stored(info, &gone)?),
+            Ok(gone) => {
+                let gone = parse_stored(info, &gone)?;
+                released(app, info, &gone).await;
+                deleted.push(gone);
+            }
             // Deleted meanwhile by someone else: nothing left to do.
             Err(StorageError::NotFound) => {}
             Err(e) => return Err(storage_error(info, "", e)),

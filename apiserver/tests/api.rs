@@ -715,3 +715,203 @@ async fn requests_beyond_the_in_flight_limits_get_429() {
         .await
         .starts_with("HTTP/2 200"));
 }
+
+fn service(name: &str, extra_spec: &str) -> String {
+    format!(
+        r#"{{"apiVersion":"v1","kind":"Service","metadata":{{"name":"{name}","namespace":"default"}},
+            "spec":{{"selector":{{"app":"{name}"}},"ports":[{{"port":80}}]{extra_spec}}}}}"#
+    )
+}
+
+async fn svc(c: &Cluster, name: &str) -> serde_json::Value {
+    let text = c.must(&["get", "service", name, "-o", "json"]).await;
+    serde_json::from_str(&text).unwrap()
+}
+
+/// Service defaults, ClusterIP and NodePort allocation and release, with
+/// a range small enough to fill, across an API server restart.
+async fn services_get_addresses_and_node_ports(kind: &str) {
+    let mut c = Cluster::start_with(
+        kind,
+        &[
+            "--service-cluster-ip-range",
+            "10.0.0.0/29",
+            "--service-node-port-range",
+            "30000-30002",
+        ],
+    )
+    .await;
+    let kubernetes = svc(&c, "kubernetes").await;
+    assert_eq!(kubernetes["spec"]["clusterIP"], "10.0.0.1", "the first address");
+    let endpoints = c
+        .must(&[
+            "get",
+            "endpoints",
+            "kubernetes",
+            "-o",
+            "jsonpath={.subsets[0].ports[0].port}",
+        ])
+        .await;
+    assert_eq!(endpoints, c.server.rsplit(':').next().unwrap());
+
+    let (ok, out, err) = c.kubectl(&["create", "-f", "-"], Some(&service("a", ""))).await;
+    assert!(ok, "{out}{err}");
+    let a = svc(&c, "a").await;
+    assert_eq!(a["spec"]["type"], "ClusterIP");
+    assert_eq!(a["spec"]["sessionAffinity"], "None");
+    assert_eq!(a["spec"]["ports"][0]["protocol"], "TCP");
+    assert_eq!(a["spec"]["ports"][0]["targetPort"], 80);
+    let ip = a["spec"]["clusterIP"].as_str().unwrap().to_string();
+    assert!(ip.starts_with("10.0.0.") && ip != "10.0.0.1", "{ip}");
+    assert_eq!(a["spec"]["clusterIPs"], serde_json::json!([ip]));
+
+    // Asked-for addresses: taken, out of range, headless.
+    let (ok, _, err) = c
+        .kubectl(
+            &["create", "-f", "-"],
+            Some(&service("b", &format!(r#","clusterIP":"{ip}""#))),
+        )
+        .await;
+    assert!(!ok && err.contains("already allocated"), "{err}");
+    let (ok, _, err) = c
+        .kubectl(
+            &["create", "-f", "-"],
+            Some(&service("b", r#","clusterIP":"10.9.9.9""#)),
+        )
+        .await;
+    assert!(!ok && err.contains("not in the valid range"), "{err}");
+    let (ok, _, err) = c.kubectl(&["get", "service", "b"], None).await;
+    assert!(!ok && err.contains("not found"), "nothing stored: {err}");
+    let (ok, out, err) = c
+        .kubectl(
+            &["create", "-f", "-"],
+            Some(&service("headless", r#","clusterIP":"None""#)),
+        )
+        .await;
+    assert!(ok, "{out}{err}");
+    assert_eq!(svc(&c, "headless").await["spec"]["clusterIP"], "None");
+
+    // Node ports.
+    let (ok, out, err) = c
+        .kubectl(&["create", "-f", "-"], Some(&service("np", r#","type":"NodePort""#)))
+        .await;
+    assert!(ok, "{out}{err}");
+    let np = svc(&c, "np").await;
+    let port = np["spec"]["ports"][0]["nodePort"].as_u64().unwrap();
+    assert!((30000..=30002).contains(&port), "{port}");
+    let (ok, _, err) = c
+        .kubectl(
+            &["create", "-f", "-"],
+            Some(&service(
+                "np2",
+                &format!(r#","type":"NodePort","ports":[{{"port":81,"nodePort":{port}}}]"#),
+            )),
+        )
+        .await;
+    assert!(!ok && err.contains("already allocated"), "{err}");
+    // The address cannot change; leaving it out keeps it.
+    let (ok, _, err) = c
+        .kubectl(
+            &["patch", "service", "a", "-p", r#"{"spec":{"clusterIP":"10.0.0.6"}}"#],
+            None,
+        )
+        .await;
+    assert!(!ok && err.contains("may not change once set"), "{err}");
+    c.must(&[
+        "patch",
+        "service",
+        "np",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"spec":{"type":"ClusterIP"}}"#,
+    ])
+    .await;
+    let np = svc(&c, "np").await;
+    assert!(np["spec"]["ports"][0]["nodePort"].is_null(), "{np}");
+    // … and the released node port can be asked for again.
+    let (ok, out, err) = c
+        .kubectl(
+            &["create", "-f", "-"],
+            Some(&service(
+                "np2",
+                &format!(r#","type":"NodePort","ports":[{{"port":81,"nodePort":{port}}}]"#),
+            )),
+        )
+        .await;
+    assert!(ok, "{out}{err}");
+
+    // Fill the range (.1 kubernetes, a, np, np2; two left), restart, still full.
+    for name in ["f1", "f2"] {
+        let (ok, out, err) = c.kubectl(&["create", "-f", "-"], Some(&service(name, ""))).await;
+        assert!(ok, "{out}{err}");
+    }
+    let (ok, _, err) = c.kubectl(&["create", "-f", "-"], Some(&service("f3", ""))).await;
+    assert!(!ok && err.contains("range is full"), "{err}");
+    c.kill_apiserver();
+    c.start_apiserver().await;
+    let (ok, _, err) = c.kubectl(&["create", "-f", "-"], Some(&service("f3", ""))).await;
+    assert!(
+        !ok && err.contains("range is full"),
+        "still full after a restart: {err}"
+    );
+    c.must(&["delete", "service", "a"]).await;
+    let (ok, out, err) = c
+        .kubectl(
+            &["create", "-f", "-"],
+            Some(&service("f3", &format!(r#","clusterIP":"{ip}""#))),
+        )
+        .await;
+    assert!(ok, "a deleted Service's address is free again: {out}{err}");
+    let shown = c.must(&["get", "services"]).await;
+    assert!(
+        shown.contains("CLUSTER-IP") && shown.contains(&format!("81:{port}/TCP")),
+        "{shown}"
+    );
+    c.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn services_on_our_store() {
+    services_get_addresses_and_node_ports("kubernate").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn services_on_etcd() {
+    services_get_addresses_and_node_ports("etcd").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_service_creates_get_distinct_addresses() {
+    // Small ranges, so that concurrent picks collide and must retry.
+    let args = [
+        "--service-cluster-ip-range",
+        "10.0.0.0/27",
+        "--service-node-port-range",
+        "30000-30020",
+    ];
+    let c = std::sync::Arc::new(Cluster::start_with("kubernate", &args).await);
+    let mut creates = Vec::new();
+    for i in 0..12 {
+        let c = c.clone();
+        creates.push(tokio::spawn(async move {
+            let body = service(&format!("s{i}"), r#","type":"NodePort""#);
+            let (ok, out, err) = c.kubectl(&["create", "-f", "-"], Some(&body)).await;
+            assert!(ok, "{out}{err}");
+        }));
+    }
+    for create in creates {
+        create.await.unwrap();
+    }
+    let text = c.must(&["get", "services", "-o", "json"]).await;
+    let list: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let items = list["items"].as_array().unwrap();
+    let ips: std::collections::HashSet<_> = items.iter().map(|s| s["spec"]["clusterIP"].to_string()).collect();
+    let ports: std::collections::HashSet<_> = items
+        .iter()
+        .filter_map(|s| s["spec"]["ports"][0]["nodePort"].as_u64())
+        .collect();
+    assert_eq!(items.len(), 13, "12 and the kubernetes Service");
+    assert_eq!(ips.len(), 13, "every address distinct");
+    assert_eq!(ports.len(), 12, "every node port distinct");
+}
