@@ -810,9 +810,16 @@ async fn services_get_addresses_and_node_ports(kind: &str) {
         .await;
     assert!(!ok && err.contains("already allocated"), "{err}");
     // The address cannot change; leaving it out keeps it.
+    let other = if ip == "10.0.0.6" { "10.0.0.5" } else { "10.0.0.6" };
     let (ok, _, err) = c
         .kubectl(
-            &["patch", "service", "a", "-p", r#"{"spec":{"clusterIP":"10.0.0.6"}}"#],
+            &[
+                "patch",
+                "service",
+                "a",
+                "-p",
+                &format!(r#"{{"spec":{{"clusterIP":"{other}"}}}}"#),
+            ],
             None,
         )
         .await;
