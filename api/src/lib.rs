@@ -27,3 +27,58 @@ pub mod proto {
     #![allow(clippy::all, missing_docs, rust_2018_idioms)]
     tonic::include_proto!("kubernate.resource.v1");
 }
+
+/// Calls the macro `$callback!` with the k8s-openapi type of every kind in
+/// [`resources::RESOURCES`], comma-separated, so that code needing one
+/// generic call per served type (OpenAPI schemas, typed round trips, the
+/// table's own test) lists them in one place.
+#[macro_export]
+macro_rules! with_every_type {
+    ($callback:ident) => {
+        $callback! {
+            $crate::k8s::api::core::v1::Binding,
+            $crate::k8s::api::core::v1::ComponentStatus,
+            $crate::k8s::api::core::v1::ConfigMap,
+            $crate::k8s::api::core::v1::Endpoints,
+            $crate::k8s::api::core::v1::Event,
+            $crate::k8s::api::core::v1::LimitRange,
+            $crate::k8s::api::core::v1::Namespace,
+            $crate::k8s::api::core::v1::Node,
+            $crate::k8s::api::core::v1::PersistentVolumeClaim,
+            $crate::k8s::api::core::v1::PersistentVolume,
+            $crate::k8s::api::core::v1::Pod,
+            $crate::k8s::api::core::v1::PodTemplate,
+            $crate::k8s::api::core::v1::ReplicationController,
+            $crate::k8s::api::core::v1::ResourceQuota,
+            $crate::k8s::api::core::v1::Secret,
+            $crate::k8s::api::core::v1::ServiceAccount,
+            $crate::k8s::api::core::v1::Service,
+            $crate::k8s::api::apps::v1::ControllerRevision,
+            $crate::k8s::api::apps::v1::DaemonSet,
+            $crate::k8s::api::apps::v1::Deployment,
+            $crate::k8s::api::apps::v1::ReplicaSet,
+            $crate::k8s::api::apps::v1::StatefulSet,
+            $crate::k8s::api::events::v1::Event,
+            $crate::k8s::api::authentication::v1::TokenReview,
+            $crate::k8s::api::authentication::v1::SelfSubjectReview,
+            $crate::k8s::api::authorization::v1::LocalSubjectAccessReview,
+            $crate::k8s::api::authorization::v1::SelfSubjectAccessReview,
+            $crate::k8s::api::authorization::v1::SelfSubjectRulesReview,
+            $crate::k8s::api::authorization::v1::SubjectAccessReview,
+            $crate::k8s::api::autoscaling::v2::HorizontalPodAutoscaler,
+            $crate::k8s::api::autoscaling::v1::HorizontalPodAutoscaler,
+            $crate::k8s::api::batch::v1::CronJob,
+            $crate::k8s::api::batch::v1::Job,
+            $crate::k8s::api::certificates::v1::CertificateSigningRequest,
+            $crate::k8s::api::policy::v1::PodDisruptionBudget,
+            $crate::k8s::api::rbac::v1::ClusterRoleBinding,
+            $crate::k8s::api::rbac::v1::ClusterRole,
+            $crate::k8s::api::rbac::v1::RoleBinding,
+            $crate::k8s::api::rbac::v1::Role,
+            $crate::k8s::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+            $crate::k8s::api::scheduling::v1::PriorityClass,
+            $crate::k8s::api::coordination::v1::Lease,
+            $crate::k8s::api::discovery::v1::EndpointSlice
+        }
+    };
+}

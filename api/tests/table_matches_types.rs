@@ -5,7 +5,6 @@
 #![allow(clippy::unwrap_used)] // a panic in a test is a failed test
 
 use api::k8s::api as k;
-use api::k8s::apiextensions_apiserver::pkg::apis::apiextensions::v1 as apiext;
 use api::k8s::{ClusterResourceScope, NamespaceResourceScope, Resource};
 use api::resources;
 
@@ -42,35 +41,19 @@ where
     seen.push(format!("{}/{}/{}", info.group, info.version, info.plural));
 }
 
-macro_rules! check_all {
-    ($seen:ident; $($t:ty),+ $(,)?) => { $( check::<$t>(&mut $seen); )+ };
+macro_rules! check_every {
+    ($($t:ty),+ $(,)?) => {
+        fn check_every_type(seen: &mut Vec<String>) {
+            $( check::<$t>(seen); )+
+        }
+    };
 }
+api::with_every_type!(check_every);
 
 #[test]
 fn every_table_entry_matches_its_k8s_openapi_type() {
     let mut seen = Vec::new();
-    check_all!(seen;
-        k::core::v1::Binding, k::core::v1::ComponentStatus, k::core::v1::ConfigMap, k::core::v1::Endpoints,
-        k::core::v1::Event, k::core::v1::LimitRange, k::core::v1::Namespace, k::core::v1::Node,
-        k::core::v1::PersistentVolumeClaim, k::core::v1::PersistentVolume, k::core::v1::Pod,
-        k::core::v1::PodTemplate, k::core::v1::ReplicationController, k::core::v1::ResourceQuota,
-        k::core::v1::Secret, k::core::v1::ServiceAccount, k::core::v1::Service,
-        k::apps::v1::ControllerRevision, k::apps::v1::DaemonSet, k::apps::v1::Deployment,
-        k::apps::v1::ReplicaSet, k::apps::v1::StatefulSet,
-        k::events::v1::Event,
-        k::authentication::v1::TokenReview, k::authentication::v1::SelfSubjectReview,
-        k::authorization::v1::LocalSubjectAccessReview, k::authorization::v1::SelfSubjectAccessReview,
-        k::authorization::v1::SelfSubjectRulesReview, k::authorization::v1::SubjectAccessReview,
-        k::autoscaling::v2::HorizontalPodAutoscaler, k::autoscaling::v1::HorizontalPodAutoscaler,
-        k::batch::v1::CronJob, k::batch::v1::Job,
-        k::certificates::v1::CertificateSigningRequest,
-        k::policy::v1::PodDisruptionBudget,
-        k::rbac::v1::ClusterRoleBinding, k::rbac::v1::ClusterRole, k::rbac::v1::RoleBinding, k::rbac::v1::Role,
-        apiext::CustomResourceDefinition,
-        k::scheduling::v1::PriorityClass,
-        k::coordination::v1::Lease,
-        k::discovery::v1::EndpointSlice,
-    );
+    check_every_type(&mut seen);
     // And the table holds nothing the types do not vouch for.
     let table: Vec<String> = resources::RESOURCES
         .iter()

@@ -123,6 +123,14 @@ fn positive(n: i64) -> String {
     }
 }
 
+/// The REST query's write options, from the gRPC message.
+fn write_options(options: Option<&api::proto::WriteOptions>) -> Result<verbs::WriteOptions, Status> {
+    let mode = options.map(|o| o.field_validation.as_str()).filter(|m| !m.is_empty());
+    Ok(verbs::WriteOptions {
+        field_validation: crate::field_validation::FieldValidation::parse(mode).map_err(to_status)?,
+    })
+}
+
 type WatchStream = Pin<Box<dyn Stream<Item = Result<WatchEvent, Status>> + Send>>;
 
 #[tonic::async_trait]
@@ -178,23 +186,26 @@ impl Resources for ResourcesService {
     async fn create(&self, request: Request<CreateRequest>) -> Result<Response<Object>, Status> {
         let info = prepare(&request, request.get_ref().r#ref.as_ref(), "create")?;
         let body = parse(&request.get_ref().object)?;
+        let opts = write_options(request.get_ref().options.as_ref())?;
         Ok(object(
-            counted(&self.app, "create", &info, verbs::create(&self.app, &info, body)).await?,
+            counted(&self.app, "create", &info, verbs::create(&self.app, &info, body, &opts)).await?,
         ))
     }
 
     async fn update(&self, request: Request<UpdateRequest>) -> Result<Response<Object>, Status> {
         let info = prepare(&request, request.get_ref().r#ref.as_ref(), "update")?;
         let body = parse(&request.get_ref().object)?;
+        let opts = write_options(request.get_ref().options.as_ref())?;
         Ok(object(
-            counted(&self.app, "update", &info, verbs::update(&self.app, &info, body)).await?,
+            counted(&self.app, "update", &info, verbs::update(&self.app, &info, body, &opts)).await?,
         ))
     }
 
     async fn patch(&self, request: Request<PatchRequest>) -> Result<Response<Object>, Status> {
         let info = prepare(&request, request.get_ref().r#ref.as_ref(), "patch")?;
         let r = request.get_ref();
-        let work = verbs::patch(&self.app, &info, &r.patch_type, &r.patch);
+        let opts = write_options(r.options.as_ref())?;
+        let work = verbs::patch(&self.app, &info, &r.patch_type, &r.patch, &opts);
         let patched = counted(&self.app, "patch", &info, work).await?;
         Ok(object(patched))
     }

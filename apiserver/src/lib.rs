@@ -9,8 +9,7 @@
 //! watch, create, update, JSON/merge/strategic patch and delete of every built-in
 //! resource as JSON or YAML, authenticated by client certificate, over REST
 //! and the internal gRPC API alike. Not yet:
-//! protobuf bodies, server-side apply,
-//! OpenAPI documents, admission (defaulting, validation,
+//! protobuf bodies, server-side apply, admission (defaulting, validation,
 //! quotas) beyond Services and Secrets, RBAC and the watch cache.
 //!
 //! # Layout
@@ -22,6 +21,9 @@
 //! - [`discovery`]: `/version`, `/api`, `/apis`, resource lists.
 //! - [`authn`]: client-certificate users; interim authorization.
 //! - [`max_in_flight`]: the in-flight limits (429 beyond them).
+//! - [`openapi`]: `/openapi/v2` and `/openapi/v3` from the types' schemas.
+//! - [`field_validation`]: typed decoding; unknown fields dropped or refused.
+//! - [`types`]: the served kinds as Rust types: schemas and typed round trips.
 //! - [`metrics`]: kube-apiserver's metric names, served on `/metrics`.
 //! - [`verbs`]: get, list, watch, create, update, patch, delete, shared by REST and gRPC.
 //! - [`registry`]: metadata rules on create and update.
@@ -39,9 +41,11 @@ pub mod binding;
 pub mod config;
 pub mod discovery;
 pub mod eviction;
+pub mod field_validation;
 pub mod grpc;
 pub mod max_in_flight;
 pub mod metrics;
+pub mod openapi;
 pub mod registry;
 pub mod request_info;
 pub mod rest;
@@ -52,6 +56,7 @@ pub mod status;
 pub mod storage;
 pub mod strategic_merge;
 pub mod table;
+pub mod types;
 pub mod verbs;
 
 pub use start::{run, start, Running, StartError, BUILT_IN_NAMESPACES};

@@ -23,7 +23,7 @@ use crate::request_info::{self, RequestInfo};
 use crate::status::ApiError;
 use crate::storage::Storage;
 use crate::table;
-use crate::verbs::{self, Query};
+use crate::verbs::{self, Query, WriteOptions};
 
 /// What every request handler shares.
 pub struct App {
@@ -113,6 +113,9 @@ async fn serve(
     if let Some(document) = document {
         return Ok(json_response(StatusCode::OK, &document));
     }
+    if let Some(document) = openapi_document(path, headers)? {
+        return Ok(document);
+    }
     if path == "/metrics" {
         authn::authorize_path(&user, "/metrics")?;
         let text = common::metrics::encode(&app.metrics.registry);
@@ -173,15 +176,19 @@ async fn serve_resource(
         "watch" => Ok(watch_response(verbs::watch(app, info, query).await?, tables)),
         "create" => Ok(json_response(
             StatusCode::CREATED,
-            &verbs::create(app, info, decode(headers, &body)?).await?,
+            &verbs::create(app, info, decode(headers, &body)?, &WriteOptions::from_query(query)?).await?,
         )),
-        "update" => ok(verbs::update(app, info, decode(headers, &body)?).await?),
+        "update" => {
+            let opts = WriteOptions::from_query(query)?;
+            ok(verbs::update(app, info, decode(headers, &body)?, &opts).await?)
+        }
         "patch" => {
             let content_type = headers
                 .get(header::CONTENT_TYPE)
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or_default();
-            ok(verbs::patch(app, info, content_type, &body).await?)
+            let opts = WriteOptions::from_query(query)?;
+            ok(verbs::patch(app, info, content_type, &body, &opts).await?)
         }
         "delete" => {
             let options = if body.iter().all(u8::is_ascii_whitespace) {
@@ -194,6 +201,38 @@ async fn serve_resource(
         "deletecollection" => ok(verbs::delete_collection(app, info, query).await?),
         other => Err(ApiError::method_not_allowed(format!("{other} is not supported here"))),
     }
+}
+
+/// `/openapi/v2`, `/openapi/v3` and `/openapi/v3/<group-version>`.
+fn openapi_document(path: &str, headers: &HeaderMap) -> Result<Option<Response>> {
+    let json_text = |text: String| (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], text).into_response();
+    Ok(Some(match path {
+        "/openapi/v2" => {
+            // client-go asks for the protobuf form first; it is not served,
+            // and 406 is the answer it understands.
+            let accept = headers
+                .get(header::ACCEPT)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("*/*");
+            if !(accept.contains("json") || accept.contains("*/*")) {
+                return Err(ApiError {
+                    code: 406,
+                    reason: "NotAcceptable",
+                    message: format!("only application/json is served here, not {accept}"),
+                    details: None,
+                });
+            }
+            json_text(crate::openapi::v2().to_string())
+        }
+        "/openapi/v3" | "/openapi/v3/" => json_response(StatusCode::OK, &crate::openapi::v3_index()),
+        _ => match path.strip_prefix("/openapi/v3/") {
+            Some(key) => match crate::openapi::v3(key) {
+                Some(text) => json_text(text.to_string()),
+                None => return Err(ApiError::not_found("openapi", "", key)),
+            },
+            None => return Ok(None),
+        },
+    }))
 }
 
 /// The Kubernetes verb of a request, as RBAC names it.

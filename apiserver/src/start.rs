@@ -137,7 +137,7 @@ async fn ensure_kubernetes_service(app: &App, advertise: &str, port: u16) -> Res
                          "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": port}]},
             });
             let collection = info("services", None).ok_or_else(missing)?;
-            match crate::verbs::create(app, &collection, body).await {
+            match crate::verbs::create(app, &collection, body, &Default::default()).await {
                 Ok(_) => {}
                 Err(e) if e.code == 409 => {}
                 Err(e) => return Err(e),
@@ -152,7 +152,9 @@ async fn ensure_kubernetes_service(app: &App, advertise: &str, port: u16) -> Res
         Ok(current) if current["subsets"] == subsets => Ok(()),
         Ok(mut current) => {
             current["subsets"] = subsets;
-            crate::verbs::update(app, &endpoints, current).await.map(|_| ())
+            crate::verbs::update(app, &endpoints, current, &Default::default())
+                .await
+                .map(|_| ())
         }
         Err(e) if e.code == 404 => {
             let body = json!({
@@ -161,7 +163,9 @@ async fn ensure_kubernetes_service(app: &App, advertise: &str, port: u16) -> Res
                 "subsets": subsets,
             });
             let collection = info("endpoints", None).ok_or_else(missing)?;
-            crate::verbs::create(app, &collection, body).await.map(|_| ())
+            crate::verbs::create(app, &collection, body, &Default::default())
+                .await
+                .map(|_| ())
         }
         Err(e) => Err(e),
     }

@@ -6,7 +6,8 @@
 //! strategic merge patch knows, per field, how a list merges: containers
 //! are matched by `name`, container ports by `containerPort`, volume mounts
 //! by `mountPath`, conditions by `type`, finalizers are a set … (the patch
-//! merge keys Kubernetes declares on its types, in [`strategy`]). Lists
+//! merge keys Kubernetes declares on its types, in [`PATCH_STRATEGIES`],
+//! found by following the type's schema down the object). Lists
 //! without a strategy are replaced, maps merge key by key, and `null`
 //! deletes a key.
 //!
@@ -27,34 +28,133 @@ pub enum Strategy {
     Union,
 }
 
-const CONTAINER_LISTS: [&str; 3] = ["containers", "initContainers", "ephemeralContainers"];
+/// The patch strategies Kubernetes declares on its types
+/// (`patchStrategy:"merge" patchMergeKey:"…"`), by schema and field.
+/// Every list not named here is replaced whole. The same table marks the
+/// OpenAPI schemas (`x-kubernetes-patch-merge-key`) so that kubectl
+/// computes the same patches the server applies.
+pub const PATCH_STRATEGIES: &[(&str, &str, Strategy)] = &[
+    ("io.k8s.api.core.v1.PodSpec", "containers", Strategy::MergeBy("name")),
+    (
+        "io.k8s.api.core.v1.PodSpec",
+        "initContainers",
+        Strategy::MergeBy("name"),
+    ),
+    (
+        "io.k8s.api.core.v1.PodSpec",
+        "ephemeralContainers",
+        Strategy::MergeBy("name"),
+    ),
+    ("io.k8s.api.core.v1.PodSpec", "volumes", Strategy::MergeBy("name")),
+    (
+        "io.k8s.api.core.v1.PodSpec",
+        "imagePullSecrets",
+        Strategy::MergeBy("name"),
+    ),
+    ("io.k8s.api.core.v1.PodSpec", "hostAliases", Strategy::MergeBy("ip")),
+    (
+        "io.k8s.api.core.v1.PodSpec",
+        "topologySpreadConstraints",
+        Strategy::MergeBy("topologyKey"),
+    ),
+    (
+        "io.k8s.api.core.v1.PodSpec",
+        "schedulingGates",
+        Strategy::MergeBy("name"),
+    ),
+    (
+        "io.k8s.api.core.v1.PodSpec",
+        "resourceClaims",
+        Strategy::MergeBy("name"),
+    ),
+    (
+        "io.k8s.api.core.v1.Container",
+        "ports",
+        Strategy::MergeBy("containerPort"),
+    ),
+    ("io.k8s.api.core.v1.Container", "env", Strategy::MergeBy("name")),
+    (
+        "io.k8s.api.core.v1.Container",
+        "volumeMounts",
+        Strategy::MergeBy("mountPath"),
+    ),
+    (
+        "io.k8s.api.core.v1.Container",
+        "volumeDevices",
+        Strategy::MergeBy("devicePath"),
+    ),
+    (
+        "io.k8s.api.core.v1.EphemeralContainer",
+        "env",
+        Strategy::MergeBy("name"),
+    ),
+    (
+        "io.k8s.api.core.v1.EphemeralContainer",
+        "volumeMounts",
+        Strategy::MergeBy("mountPath"),
+    ),
+    (
+        "io.k8s.api.core.v1.EphemeralContainer",
+        "volumeDevices",
+        Strategy::MergeBy("devicePath"),
+    ),
+    ("io.k8s.api.core.v1.ServiceSpec", "ports", Strategy::MergeBy("port")),
+    ("io.k8s.api.core.v1.PodStatus", "conditions", Strategy::MergeBy("type")),
+    ("io.k8s.api.core.v1.PodStatus", "podIPs", Strategy::MergeBy("ip")),
+    ("io.k8s.api.core.v1.PodStatus", "hostIPs", Strategy::MergeBy("ip")),
+    ("io.k8s.api.core.v1.NodeStatus", "conditions", Strategy::MergeBy("type")),
+    ("io.k8s.api.core.v1.NodeStatus", "addresses", Strategy::MergeBy("type")),
+    (
+        "io.k8s.api.core.v1.NamespaceStatus",
+        "conditions",
+        Strategy::MergeBy("type"),
+    ),
+    (
+        "io.k8s.api.core.v1.ReplicationControllerStatus",
+        "conditions",
+        Strategy::MergeBy("type"),
+    ),
+    (
+        "io.k8s.api.apps.v1.DeploymentStatus",
+        "conditions",
+        Strategy::MergeBy("type"),
+    ),
+    (
+        "io.k8s.api.apps.v1.ReplicaSetStatus",
+        "conditions",
+        Strategy::MergeBy("type"),
+    ),
+    (
+        "io.k8s.api.apps.v1.StatefulSetStatus",
+        "conditions",
+        Strategy::MergeBy("type"),
+    ),
+    (
+        "io.k8s.api.apps.v1.DaemonSetStatus",
+        "conditions",
+        Strategy::MergeBy("type"),
+    ),
+    ("io.k8s.api.batch.v1.JobStatus", "conditions", Strategy::MergeBy("type")),
+    (
+        "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta",
+        "ownerReferences",
+        Strategy::MergeBy("uid"),
+    ),
+    (
+        "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta",
+        "finalizers",
+        Strategy::Union,
+    ),
+];
 
-/// The strategy of the list at `path` (field names from the object's root,
-/// list positions left out) in an object of `kind`.
-pub fn strategy(kind: &str, path: &[&str]) -> Strategy {
-    let n = path.len();
-    let last = path.last().copied().unwrap_or_default();
-    let parent = if n >= 2 { path[n - 2] } else { "" };
-    let in_container = CONTAINER_LISTS.contains(&parent);
-    match last {
-        _ if CONTAINER_LISTS.contains(&last) => Strategy::MergeBy("name"),
-        "ports" if in_container => Strategy::MergeBy("containerPort"),
-        "ports" if kind == "Service" && path == ["spec", "ports"] => Strategy::MergeBy("port"),
-        "env" if in_container => Strategy::MergeBy("name"),
-        "volumeMounts" if in_container => Strategy::MergeBy("mountPath"),
-        "volumeDevices" if in_container => Strategy::MergeBy("devicePath"),
-        "volumes" | "imagePullSecrets" | "schedulingGates" | "resourceClaims" if parent == "spec" => {
-            Strategy::MergeBy("name")
-        }
-        "hostAliases" if parent == "spec" => Strategy::MergeBy("ip"),
-        "topologySpreadConstraints" if parent == "spec" => Strategy::MergeBy("topologyKey"),
-        "conditions" if parent == "status" => Strategy::MergeBy("type"),
-        "addresses" if kind == "Node" && parent == "status" => Strategy::MergeBy("type"),
-        "podIPs" | "hostIPs" if parent == "status" => Strategy::MergeBy("ip"),
-        "ownerReferences" if path == ["metadata", "ownerReferences"] => Strategy::MergeBy("uid"),
-        "finalizers" if path == ["metadata", "finalizers"] => Strategy::Union,
-        _ => Strategy::Replace,
-    }
+/// The strategy of list `field` in an object of schema `schema`.
+pub fn strategy(schema: Option<&str>, field: &str) -> Strategy {
+    let Some(schema) = schema else { return Strategy::Replace };
+    PATCH_STRATEGIES
+        .iter()
+        .find(|(s, f, _)| *s == schema && *f == field)
+        .map(|(_, _, strategy)| *strategy)
+        .unwrap_or(Strategy::Replace)
 }
 
 /// Why a patch could not be applied (a 422 or 400 for the caller).
@@ -62,8 +162,10 @@ pub fn strategy(kind: &str, path: &[&str]) -> Strategy {
 #[error("{0}")]
 pub struct PatchError(pub String);
 
-/// Applies `patch` to `original`, an object of `kind`.
-pub fn apply(kind: &str, original: &Value, patch: &Value) -> Result<Value, PatchError> {
+/// Applies `patch` to `original`, an object whose schema is `schema`
+/// (`io.k8s.api.apps.v1.Deployment`; `None` for an unknown type, whose
+/// lists are all replaced).
+pub fn apply(schema: Option<&str>, original: &Value, patch: &Value) -> Result<Value, PatchError> {
     let Value::Object(patch) = patch else {
         return Err(PatchError("a strategic merge patch must be a JSON object".into()));
     };
@@ -72,12 +174,13 @@ pub fn apply(kind: &str, original: &Value, patch: &Value) -> Result<Value, Patch
         result = Value::Object(Map::new());
     }
     let mut path = Vec::new();
-    merge_map(kind, &mut result, patch, &mut path)?;
+    merge_map(schema, &mut result, patch, &mut path)?;
     Ok(result)
 }
 
+/// `path` only names where an error happened; `schema` drives the merge.
 fn merge_map(
-    kind: &str,
+    schema: Option<&str>,
     target: &mut Value,
     patch: &Map<String, Value>,
     path: &mut Vec<String>,
@@ -117,8 +220,9 @@ fn merge_map(
             }
             Value::Object(sub) => {
                 path.push(key.clone());
+                let field_schema = schema.and_then(|s| crate::types::field_schema(s, key));
                 let slot = map.entry(key.clone()).or_insert(Value::Null);
-                merge_map(kind, slot, sub, path)?;
+                merge_map(field_schema, slot, sub, path)?;
                 if slot.is_null() {
                     map.remove(key);
                 }
@@ -126,10 +230,10 @@ fn merge_map(
             }
             Value::Array(items) => {
                 path.push(key.clone());
-                let names: Vec<&str> = path.iter().map(String::as_str).collect();
-                let strategy = strategy(kind, &names);
+                let strategy = strategy(schema, key);
+                let item_schema = schema.and_then(|s| crate::types::field_schema(s, key));
                 let slot = map.entry(key.clone()).or_insert(Value::Array(Vec::new()));
-                merge_list(kind, slot, items, strategy, path)?;
+                merge_list(item_schema, slot, items, strategy, path)?;
                 path.pop();
             }
             scalar => {
@@ -142,7 +246,7 @@ fn merge_map(
         .filter_map(|(k, v)| Some((k.strip_prefix("$setElementOrder/")?, v)))
         .next()
     {
-        reorder(target, order.0, order.1, kind, path);
+        reorder(target, order.0, order.1, strategy(schema, order.0));
     }
     if let Some(Value::Array(keep)) = patch.get("$retainKeys") {
         let keep: Vec<&str> = keep.iter().filter_map(Value::as_str).collect();
@@ -154,7 +258,7 @@ fn merge_map(
 }
 
 fn merge_list(
-    kind: &str,
+    schema: Option<&str>,
     target: &mut Value,
     items: &[Value],
     strategy: Strategy,
@@ -199,10 +303,10 @@ fn merge_list(
                         list.remove(i);
                     }
                     (None, Some("delete")) => {}
-                    (Some(i), _) => merge_map(kind, &mut list[i], patch, path)?,
+                    (Some(i), _) => merge_map(schema, &mut list[i], patch, path)?,
                     (None, _) => {
                         let mut fresh = Value::Object(Map::new());
-                        merge_map(kind, &mut fresh, patch, path)?;
+                        merge_map(schema, &mut fresh, patch, path)?;
                         list.push(fresh);
                     }
                 }
@@ -214,11 +318,9 @@ fn merge_list(
 }
 
 /// `$setElementOrder/<field>`: the listed elements first, in that order.
-fn reorder(target: &mut Value, field: &str, order: &Value, kind: &str, path: &[String]) {
+fn reorder(target: &mut Value, field: &str, order: &Value, strategy: Strategy) {
     let Some(order) = order.as_array() else { return };
-    let mut names: Vec<&str> = path.iter().map(String::as_str).collect();
-    names.push(field);
-    let key = match strategy(kind, &names) {
+    let key = match strategy {
         Strategy::MergeBy(key) => Some(key),
         _ => None,
     };
@@ -259,7 +361,7 @@ mod tests {
         let patch = json!({"spec": {"replicas": 3, "template": {"spec": {
             "containers": [{"name": "app", "image": "app:2", "env": [{"name": "B", "value": "20"}, {"name": "C", "value": "3"}]}],
             "tolerations": [{"key": "y"}]}}}});
-        let out = apply("Deployment", &deployment(), &patch).unwrap();
+        let out = apply(Some("io.k8s.api.apps.v1.Deployment"), &deployment(), &patch).unwrap();
         let containers = &out["spec"]["template"]["spec"]["containers"];
         assert_eq!(containers.as_array().unwrap().len(), 2, "the sidecar stays");
         assert_eq!(containers[0]["image"], "app:2");
@@ -290,7 +392,7 @@ mod tests {
                 "$setElementOrder/containers": [{"name": "sidecar"}, {"name": "app"}],
                 "containers": [{"name": "app", "$patch": "delete"}, {"name": "new", "image": "n:1"}]}}},
         });
-        let out = apply("Deployment", &deployment(), &patch).unwrap();
+        let out = apply(Some("io.k8s.api.apps.v1.Deployment"), &deployment(), &patch).unwrap();
         assert_eq!(out["metadata"]["labels"], json!({"app": "web"}));
         assert_eq!(out["metadata"]["finalizers"], json!(["b"]));
         let names: Vec<&str> = out["spec"]["template"]["spec"]["containers"]
@@ -303,11 +405,11 @@ mod tests {
 
         let replace =
             json!({"spec": {"template": {"spec": {"containers": [{"$patch": "replace"}, {"name": "only"}]}}}});
-        let out = apply("Deployment", &deployment(), &replace).unwrap();
+        let out = apply(Some("io.k8s.api.apps.v1.Deployment"), &deployment(), &replace).unwrap();
         assert_eq!(out["spec"]["template"]["spec"]["containers"], json!([{"name": "only"}]));
 
         let retain = json!({"spec": {"$retainKeys": ["replicas"], "replicas": 1}});
-        let out = apply("Deployment", &deployment(), &retain).unwrap();
+        let out = apply(Some("io.k8s.api.apps.v1.Deployment"), &deployment(), &retain).unwrap();
         assert_eq!(out["spec"], json!({"replicas": 1}));
     }
 
@@ -315,7 +417,7 @@ mod tests {
     fn service_ports_merge_by_port_and_bad_patches_are_refused() {
         let svc = json!({"spec": {"ports": [{"port": 80, "name": "http"}, {"port": 443, "name": "https"}]}});
         let out = apply(
-            "Service",
+            Some("io.k8s.api.core.v1.Service"),
             &svc,
             &json!({"spec": {"ports": [{"port": 443, "targetPort": 8443}]}}),
         )
@@ -326,7 +428,10 @@ mod tests {
         );
         assert_eq!(out["spec"]["ports"].as_array().unwrap().len(), 2);
         let no_key = json!({"spec": {"ports": [{"targetPort": 1}]}});
-        assert!(apply("Service", &svc, &no_key).unwrap_err().0.contains("merge key"));
-        assert!(apply("Service", &svc, &json!([1])).is_err());
+        assert!(apply(Some("io.k8s.api.core.v1.Service"), &svc, &no_key)
+            .unwrap_err()
+            .0
+            .contains("merge key"));
+        assert!(apply(Some("io.k8s.api.core.v1.Service"), &svc, &json!([1])).is_err());
     }
 }

@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 use tokio::sync::mpsc;
 use tokio_stream::StreamExt;
 
+use crate::field_validation::{self, FieldValidation};
 use crate::registry;
 use crate::request_info::RequestInfo;
 use crate::rest::App;
@@ -306,7 +307,21 @@ async fn check_namespace(app: &App, info: &RequestInfo) -> Result<()> {
     }
 }
 
-pub async fn create(app: &App, info: &RequestInfo, body: Value) -> Result<Value> {
+/// Options of a write (`?fieldValidation=`; the gRPC WriteOptions).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct WriteOptions {
+    pub field_validation: FieldValidation,
+}
+
+impl WriteOptions {
+    pub fn from_query(query: &Query) -> Result<WriteOptions> {
+        Ok(WriteOptions {
+            field_validation: FieldValidation::parse(query.get("fieldValidation"))?,
+        })
+    }
+}
+
+pub async fn create(app: &App, info: &RequestInfo, body: Value, opts: &WriteOptions) -> Result<Value> {
     match (info.resource.plural, info.subresource.as_deref()) {
         (_, None) => {}
         ("pods", Some("binding")) => return crate::binding::bind(app, info, body).await,
@@ -318,7 +333,8 @@ pub async fn create(app: &App, info: &RequestInfo, body: Value) -> Result<Value>
         }
     }
     check_namespace(app, info).await?;
-    let (name, mut object) = registry::prepare_create(info, body)?;
+    let (name, object) = registry::prepare_create(info, body)?;
+    let mut object = field_validation::decode(info, object, opts.field_validation)?;
     let named = RequestInfo {
         name: Some(name.clone()),
         ..info.clone()
@@ -350,7 +366,7 @@ async fn released(app: &App, info: &RequestInfo, deleted: &Value) {
     }
 }
 
-pub async fn update(app: &App, info: &RequestInfo, body: Value) -> Result<Value> {
+pub async fn update(app: &App, info: &RequestInfo, body: Value, opts: &WriteOptions) -> Result<Value> {
     let expected = match body["metadata"]["resourceVersion"].as_str() {
         Some(rv) if !rv.is_empty() => Some(
             rv.parse::<i64>()
@@ -371,11 +387,19 @@ pub async fn update(app: &App, info: &RequestInfo, body: Value) -> Result<Value>
         ));
     }
     let existing = parse_stored(info, &current)?;
-    write_update(app, info, &existing, current.revision, body).await
+    write_update(app, info, &existing, current.revision, body, opts).await
 }
 
-async fn write_update(app: &App, info: &RequestInfo, existing: &Value, revision: i64, body: Value) -> Result<Value> {
-    let mut object = registry::prepare_update(info, existing, body)?;
+async fn write_update(
+    app: &App,
+    info: &RequestInfo,
+    existing: &Value,
+    revision: i64,
+    body: Value,
+    opts: &WriteOptions,
+) -> Result<Value> {
+    let object = registry::prepare_update(info, existing, body)?;
+    let mut object = field_validation::decode(info, object, opts.field_validation)?;
     let (fresh, stale) = if is_service(info) {
         services::default_and_validate(&mut object)?;
         services::reallocate(&app.allocator, &app.storage, existing, &mut object).await?
@@ -397,7 +421,13 @@ async fn write_update(app: &App, info: &RequestInfo, existing: &Value, revision:
 
 /// JSON patch, JSON merge patch and strategic merge patch; server-side
 /// apply is not served yet (415 says so).
-pub async fn patch(app: &App, info: &RequestInfo, content_type: &str, body: &[u8]) -> Result<Value> {
+pub async fn patch(
+    app: &App,
+    info: &RequestInfo,
+    content_type: &str,
+    body: &[u8],
+    opts: &WriteOptions,
+) -> Result<Value> {
     let current = app
         .storage
         .get(info.key().as_bytes())
@@ -414,7 +444,9 @@ pub async fn patch(app: &App, info: &RequestInfo, content_type: &str, body: &[u8
         "application/strategic-merge-patch+json" => {
             let patch: Value = serde_json::from_slice(body)
                 .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
-            patched = crate::strategic_merge::apply(info.resource.kind, &existing, &patch)
+            let schema = crate::types::find(info.resource.group, info.resource.version, info.resource.kind);
+            let schema = schema.map(|t| t.schema_name.as_str());
+            patched = crate::strategic_merge::apply(schema, &existing, &patch)
                 .map_err(|e| ApiError::invalid(info.resource.kind, name(info), "patch", &e.to_string()))?;
         }
         "application/json-patch+json" => {
@@ -425,7 +457,7 @@ pub async fn patch(app: &App, info: &RequestInfo, content_type: &str, body: &[u8
         }
         other => return Err(ApiError::unsupported_media_type(other)),
     }
-    write_update(app, info, &existing, current.revision, patched).await
+    write_update(app, info, &existing, current.revision, patched, opts).await
 }
 
 /// Deletes one object. `options` is a `metav1.DeleteOptions`; its

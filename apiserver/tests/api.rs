@@ -922,3 +922,48 @@ async fn concurrent_service_creates_get_distinct_addresses() {
     assert_eq!(ips.len(), 13, "every address distinct");
     assert_eq!(ports.len(), 12, "every node port distinct");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openapi_documents_drive_explain_and_server_side_validation() {
+    let c = Cluster::start("kubernate").await;
+    let explained = c.must(&["explain", "deployment.spec.replicas"]).await;
+    assert!(
+        explained.contains("KIND:") && explained.contains("Deployment"),
+        "{explained}"
+    );
+    assert!(explained.contains("FIELD: replicas <integer>"), "{explained}");
+    assert!(explained.contains("desired pods"), "{explained}");
+    let resources = c.must(&["explain", "pods.spec.containers"]).await;
+    assert!(
+        resources.contains("image\t<string>") || resources.contains("image <string>"),
+        "{resources}"
+    );
+
+    // kubectl finds fieldValidation in the v3 document and asks the
+    // server to be strict; the unknown field is named and nothing stored.
+    let typo = SHOP.replace("  replicas: 2", "  replicass: 2");
+    let (ok, _, err) = c.kubectl(&["apply", "-f", "-"], Some(&typo)).await;
+    assert!(!ok && err.contains(r#"unknown field "spec.replicass""#), "{err}");
+    let (ok, _, err) = c.kubectl(&["get", "deployment", "web", "-n", "shop"], None).await;
+    assert!(!ok && err.contains("not found"), "{err}");
+    // Without validation the unknown field is dropped, the rest stored.
+    let (ok, out, err) = c.kubectl(&["apply", "--validate=false", "-f", "-"], Some(&typo)).await;
+    assert!(ok, "{out}{err}");
+    let spec = c
+        .must(&["get", "deployment", "web", "-n", "shop", "-o", "jsonpath={.spec}"])
+        .await;
+    assert!(!spec.contains("replicass"), "{spec}");
+
+    // A wrongly typed field is a 400 that says which.
+    let bad = r#"{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"bad","namespace":"shop"},
+                  "spec":{"replicas":"three","selector":{"matchLabels":{"a":"b"}},"template":{}}}"#;
+    let (ok, _, err) = c.kubectl(&["create", "-f", "-"], Some(bad)).await;
+    assert!(!ok && err.contains("cannot be handled as a Deployment"), "{err}");
+
+    // The documents themselves.
+    let index = c.must(&["get", "--raw", "/openapi/v3"]).await;
+    assert!(index.contains("apis/apps/v1"), "{index}");
+    let v2 = c.must(&["get", "--raw", "/openapi/v2"]).await;
+    assert!(v2.contains(r#""swagger":"2.0""#), "{}", &v2[..200.min(v2.len())]);
+    c.stop().await;
+}

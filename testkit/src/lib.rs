@@ -214,10 +214,6 @@ impl Cluster {
             .arg(self.kubeconfig())
             .args(["--server", &self.server])
             .args(args);
-        // No OpenAPI documents yet: client-side validation cannot run.
-        if matches!(args.first(), Some(&"create") | Some(&"apply")) {
-            cmd.arg("--validate=false");
-        }
         cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());

@@ -1,0 +1,69 @@
+//! Decoding a written object into its type: wrong types are refused,
+//! unknown fields are dropped, and with `fieldValidation=Strict` (what
+//! kubectl sends by default) refused, with every unknown field named.
+//!
+//! Upstream decodes into the Go struct and encodes again, so an unknown
+//! field is never stored; [`types`](crate::types) does the same with the
+//! k8s-openapi type, and the fields the round trip lost are the unknown
+//! ones.
+
+use serde_json::Value;
+
+use crate::request_info::RequestInfo;
+use crate::status::ApiError;
+use crate::types;
+
+/// What to do about unknown fields (`?fieldValidation=`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FieldValidation {
+    /// Drop them silently.
+    Ignore,
+    /// Drop them (kube-apiserver also answers a warning header).
+    #[default]
+    Warn,
+    /// Refuse the request with 400.
+    Strict,
+}
+
+impl FieldValidation {
+    pub fn parse(value: Option<&str>) -> Result<FieldValidation, ApiError> {
+        match value.unwrap_or_default() {
+            "" | "Warn" => Ok(FieldValidation::Warn),
+            "Ignore" => Ok(FieldValidation::Ignore),
+            "Strict" => Ok(FieldValidation::Strict),
+            other => Err(ApiError::bad_request(format!(
+                "fieldValidation {other:?} is not one of Ignore, Warn, Strict"
+            ))),
+        }
+    }
+}
+
+/// The object as its type knows it, or the error Kubernetes would give.
+pub fn decode(info: &RequestInfo, object: Value, mode: FieldValidation) -> Result<Value, ApiError> {
+    let r = info.resource;
+    let Some(t) = types::find(r.group, r.version, r.kind) else {
+        return Ok(object);
+    };
+    let typed = (t.round_trip)(&object).map_err(|e| {
+        ApiError::bad_request(format!(
+            "{kind} in version \"{version}\" cannot be handled as a {kind}: {e}",
+            kind = r.kind,
+            version = r.version
+        ))
+    })?;
+    let unknown = types::unknown_fields(&object, &typed);
+    if !unknown.is_empty() {
+        let listed: Vec<String> = unknown.iter().map(|f| format!("unknown field \"{f}\"")).collect();
+        match mode {
+            FieldValidation::Strict => {
+                return Err(ApiError::bad_request(format!(
+                    "strict decoding error: {}",
+                    listed.join(", ")
+                )))
+            }
+            FieldValidation::Warn => tracing::debug!(kind = r.kind, fields = ?unknown, "dropping unknown fields"),
+            FieldValidation::Ignore => {}
+        }
+    }
+    Ok(typed)
+}
