@@ -121,6 +121,34 @@ fn template(object: &mut Value) {
     pod_spec(&mut object["spec"]["template"]["spec"]);
 }
 
+/// Kinds whose status only their controllers write: a create starts it
+/// empty, whatever the client sent (nodes and namespaces keep theirs).
+const STATUS_RESET_ON_CREATE: &[(&str, &str)] = &[
+    ("", "pods"),
+    ("", "services"),
+    ("", "replicationcontrollers"),
+    ("", "persistentvolumeclaims"),
+    ("apps", "deployments"),
+    ("apps", "replicasets"),
+    ("apps", "statefulsets"),
+    ("apps", "daemonsets"),
+    ("batch", "jobs"),
+    ("batch", "cronjobs"),
+    ("policy", "poddisruptionbudgets"),
+    ("autoscaling", "horizontalpodautoscalers"),
+];
+
+/// Defaults for a new object: its status starts empty (for kinds whose
+/// controllers own it), then [`apply`].
+pub fn on_create(group: &str, plural: &str, object: &mut Value) {
+    if STATUS_RESET_ON_CREATE.contains(&(group, plural)) {
+        if let Some(o) = object.as_object_mut() {
+            o.remove("status");
+        }
+    }
+    apply(group, plural, object);
+}
+
 /// Defaults for a new or replaced object of `kind` (group, plural).
 pub fn apply(group: &str, plural: &str, object: &mut Value) {
     match (group, plural) {
@@ -167,7 +195,11 @@ pub fn apply(group: &str, plural: &str, object: &mut Value) {
             or_set(spec, "replicas", json!(1));
             or_set(spec, "podManagementPolicy", json!("OrderedReady"));
             or_set(spec, "revisionHistoryLimit", json!(10));
-            or_set(spec, "updateStrategy", json!({"type": "RollingUpdate", "rollingUpdate": {"partition": 0}}));
+            or_set(
+                spec,
+                "updateStrategy",
+                json!({"type": "RollingUpdate", "rollingUpdate": {"partition": 0}}),
+            );
             or_set(
                 spec,
                 "persistentVolumeClaimRetentionPolicy",

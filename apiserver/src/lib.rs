@@ -9,8 +9,7 @@
 //! watch, create, update, JSON/merge/strategic patch and delete of every built-in
 //! resource as JSON or YAML, authenticated by client certificate, over REST
 //! and the internal gRPC API alike. Not yet:
-//! protobuf bodies, server-side apply, admission (defaulting, validation,
-//! quotas) beyond Services and Secrets, RBAC and the watch cache.
+//! protobuf bodies, server-side apply, quotas, RBAC and the watch cache.
 //!
 //! # Layout
 //!
@@ -22,6 +21,7 @@
 //! - [`authn`]: client-certificate users; interim authorization.
 //! - [`max_in_flight`]: the in-flight limits (429 beyond them).
 //! - [`openapi`]: `/openapi/v2` and `/openapi/v3` from the types' schemas.
+//! - [`defaults`], [`validation`]: Kubernetes' defaults and rules (422 with the field).
 //! - [`field_validation`]: typed decoding; unknown fields dropped or refused.
 //! - [`types`]: the served kinds as Rust types: schemas and typed round trips.
 //! - [`metrics`]: kube-apiserver's metric names, served on `/metrics`.
@@ -39,6 +39,7 @@ pub mod allocator;
 pub mod authn;
 pub mod binding;
 pub mod config;
+pub mod defaults;
 pub mod discovery;
 pub mod eviction;
 pub mod field_validation;
@@ -57,6 +58,7 @@ pub mod storage;
 pub mod strategic_merge;
 pub mod table;
 pub mod types;
+pub mod validation;
 pub mod verbs;
 
 pub use start::{run, start, Running, StartError, BUILT_IN_NAMESPACES};

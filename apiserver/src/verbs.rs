@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 use tokio::sync::mpsc;
 use tokio_stream::StreamExt;
 
+use crate::defaults;
 use crate::field_validation::{self, FieldValidation};
 use crate::registry;
 use crate::request_info::RequestInfo;
@@ -17,6 +18,7 @@ use crate::selector::Selector;
 use crate::services;
 use crate::status::ApiError;
 use crate::storage::{Change, StorageError, Stored};
+use crate::validation;
 
 type Result<T> = std::result::Result<T, ApiError>;
 
@@ -333,8 +335,11 @@ pub async fn create(app: &App, info: &RequestInfo, body: Value, opts: &WriteOpti
         }
     }
     check_namespace(app, info).await?;
-    let (name, object) = registry::prepare_create(info, body)?;
+    let (name, mut object) = registry::prepare_create(info, body)?;
+    let (group, plural) = (info.resource.group, info.resource.plural);
+    defaults::on_create(group, plural, &mut object);
     let mut object = field_validation::decode(info, object, opts.field_validation)?;
+    validation::validate(group, plural, &object, None)?;
     let named = RequestInfo {
         name: Some(name.clone()),
         ..info.clone()
@@ -398,8 +403,14 @@ async fn write_update(
     body: Value,
     opts: &WriteOptions,
 ) -> Result<Value> {
+    let (group, plural) = (info.resource.group, info.resource.plural);
+    let mut body = body;
+    // Defaults first, so that an update leaving defaulted fields out does
+    // not count as a spec change.
+    defaults::apply(group, plural, &mut body);
     let object = registry::prepare_update(info, existing, body)?;
     let mut object = field_validation::decode(info, object, opts.field_validation)?;
+    validation::validate(group, plural, &object, Some(existing))?;
     let (fresh, stale) = if is_service(info) {
         services::default_and_validate(&mut object)?;
         services::reallocate(&app.allocator, &app.storage, existing, &mut object).await?

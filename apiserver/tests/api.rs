@@ -609,10 +609,15 @@ async fn kubectl_apply(kind: &str) {
     ])
     .await;
     let web = get(&["get", "deployment", "web", "-n", "shop", "-o", "json"]).await;
+    let containers = web["spec"]["template"]["spec"]["containers"].as_array().unwrap();
+    assert_eq!(containers.len(), 1, "a merge patch replaces the list: {containers:?}");
     assert_eq!(
-        web["spec"]["template"]["spec"]["containers"],
-        serde_json::json!([{"name": "app", "image": "busybox:4"}])
+        (&containers[0]["name"], &containers[0]["image"]),
+        (&"app".into(), &"busybox:4".into())
     );
+    // … and the new container got Kubernetes' defaults.
+    assert_eq!(containers[0]["imagePullPolicy"], "IfNotPresent");
+    assert_eq!(web["spec"]["strategy"]["rollingUpdate"]["maxSurge"], "25%");
     // A strategic patch that names no merge key is refused and changes nothing.
     let (ok, _, err) = c
         .kubectl(
@@ -965,5 +970,60 @@ async fn openapi_documents_drive_explain_and_server_side_validation() {
     assert!(index.contains("apis/apps/v1"), "{index}");
     let v2 = c.must(&["get", "--raw", "/openapi/v2"]).await;
     assert!(v2.contains(r#""swagger":"2.0""#), "{}", &v2[..200.min(v2.len())]);
+    c.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pods_are_defaulted_validated_and_mostly_immutable() {
+    let c = Cluster::start("kubernate").await;
+    let pod = r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"p","labels":{"app":"web"}},
+                  "spec":{"containers":[{"name":"main","image":"busybox"}]},
+                  "status":{"phase":"Running"}}"#;
+    let (ok, out, err) = c.kubectl(&["create", "-f", "-"], Some(pod)).await;
+    assert!(ok, "{out}{err}");
+    let text = c.must(&["get", "pod", "p", "-o", "json"]).await;
+    let p: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(p["spec"]["schedulerName"], "default-scheduler");
+    assert_eq!(p["spec"]["restartPolicy"], "Always");
+    assert_eq!(p["spec"]["containers"][0]["imagePullPolicy"], "Always");
+    assert_eq!(p["status"]["phase"], "Pending", "a client cannot create a pod Running");
+    assert_eq!(p["status"]["qosClass"], "BestEffort");
+
+    // Images may change; other fields may not.
+    c.must(&["set", "image", "pod/p", "main=busybox:2"]).await;
+    let (ok, _, err) = c
+        .kubectl(
+            &["patch", "pod", "p", "-p", r#"{"spec":{"restartPolicy":"Never"}}"#],
+            None,
+        )
+        .await;
+    assert!(!ok && err.contains("pod updates may not change fields"), "{err}");
+
+    for (bad, expected) in [
+        (
+            r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"q"},"spec":{"containers":[]}}"#,
+            "spec.containers: Required value",
+        ),
+        (
+            r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"q"},"spec":{"containers":[{"name":"Main","image":"x"}]}}"#,
+            "spec.containers[0].name",
+        ),
+        (
+            r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"q","labels":{"bad key":"x"}},"spec":{"containers":[{"name":"m","image":"x"}]}}"#,
+            "metadata.labels",
+        ),
+        (
+            r#"{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"q"},"spec":{"selector":{"matchLabels":{"app":"a"}},"template":{"metadata":{"labels":{"app":"b"}},"spec":{"containers":[{"name":"m","image":"x"}]}}}}"#,
+            "does not match template",
+        ),
+    ] {
+        let (ok, _, err) = c.kubectl(&["create", "-f", "-"], Some(bad)).await;
+        assert!(
+            !ok && err.contains(expected) && err.contains("is invalid"),
+            "{expected}: {err}"
+        );
+    }
+    let (ok, _, err) = c.kubectl(&["get", "pod", "q"], None).await;
+    assert!(!ok && err.contains("not found"), "nothing stored: {err}");
     c.stop().await;
 }

@@ -1,0 +1,262 @@
+//! Validation: the rules an object must satisfy beyond its type, answered
+//! with 422 Invalid naming the field, as Kubernetes does.
+//!
+//! For every object: label keys and values, annotation keys. For pods: at
+//! least one container, each with a DNS-1123 label name (unique) and an
+//! image, a known restart policy, and, on update, nothing changed but what
+//! Kubernetes lets change (container images, activeDeadlineSeconds, added
+//! tolerations). For workloads: a selector that matches the template's
+//! labels and never changes. For Jobs: a restart policy of OnFailure or
+//! Never.
+
+use serde_json::Value;
+
+use crate::selector::Selector;
+use crate::status::ApiError;
+
+/// A DNS-1123 label: lower-case alphanumerics and '-', at most 63.
+pub fn dns_label(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 63
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-')
+}
+
+/// A label value or a key's name part: at most 63 of [A-Za-z0-9-_.],
+/// starting and ending alphanumeric (a value may also be empty).
+fn qualified_part(text: &str) -> bool {
+    !text.is_empty()
+        && text.len() <= 63
+        && text.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        && text.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && text.ends_with(|c: char| c.is_ascii_alphanumeric())
+}
+
+/// A label or annotation key: `[prefix/]name`, the prefix a DNS subdomain.
+pub fn qualified_name(key: &str) -> bool {
+    match key.split_once('/') {
+        Some((prefix, name)) => crate::registry::valid_name(prefix) && qualified_part(name),
+        None => qualified_part(key),
+    }
+}
+
+pub fn label_value(value: &str) -> bool {
+    value.is_empty() || qualified_part(value)
+}
+
+struct Check<'a> {
+    kind: &'a str,
+    name: &'a str,
+}
+
+impl Check<'_> {
+    fn fail(&self, field: &str, message: impl AsRef<str>) -> ApiError {
+        ApiError::invalid(self.kind, self.name, field, message.as_ref())
+    }
+}
+
+fn metadata(c: &Check<'_>, object: &Value) -> Result<(), ApiError> {
+    for (key, value) in object["metadata"]["labels"].as_object().into_iter().flatten() {
+        if !qualified_name(key) {
+            return Err(c.fail(
+                "metadata.labels",
+                format!("Invalid value: \"{key}\": name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character"),
+            ));
+        }
+        let text = value.as_str().unwrap_or_default();
+        if !label_value(text) {
+            return Err(c.fail(
+                "metadata.labels",
+                format!("Invalid value: \"{text}\": a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character"),
+            ));
+        }
+    }
+    for (key, _) in object["metadata"]["annotations"].as_object().into_iter().flatten() {
+        if !qualified_name(key) {
+            return Err(c.fail(
+                "metadata.annotations",
+                format!("Invalid value: \"{key}\": name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn pod_spec(c: &Check<'_>, spec: &Value, at: &str, restart_policies: &[&str]) -> Result<(), ApiError> {
+    let containers = spec["containers"].as_array().map(Vec::as_slice).unwrap_or_default();
+    if containers.is_empty() {
+        return Err(c.fail(&format!("{at}.containers"), "Required value"));
+    }
+    let mut names = std::collections::HashSet::new();
+    let init = spec["initContainers"].as_array().map(Vec::as_slice).unwrap_or_default();
+    for (list, items) in [("containers", containers), ("initContainers", init)] {
+        for (i, container) in items.iter().enumerate() {
+            let field = format!("{at}.{list}[{i}]");
+            let name = container["name"].as_str().unwrap_or_default();
+            if !dns_label(name) {
+                return Err(c.fail(
+                    &format!("{field}.name"),
+                    format!("Invalid value: \"{name}\": a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character"),
+                ));
+            }
+            if !names.insert(name) {
+                return Err(c.fail(&format!("{field}.name"), format!("Duplicate value: \"{name}\"")));
+            }
+            if container["image"].as_str().unwrap_or_default().trim().is_empty() {
+                return Err(c.fail(&format!("{field}.image"), "Required value"));
+            }
+        }
+    }
+    let policy = spec["restartPolicy"].as_str().unwrap_or_default();
+    if !restart_policies.contains(&policy) {
+        let valid: Vec<String> = restart_policies.iter().map(|p| format!("\"{p}\"")).collect();
+        return Err(c.fail(
+            &format!("{at}.restartPolicy"),
+            format!(
+                "Unsupported value: \"{policy}\": supported values: {}",
+                valid.join(", ")
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The fields of a pod spec an update may change, blanked out so that the
+/// rest can be compared.
+fn immutable_part(spec: &Value) -> Value {
+    let mut s = spec.clone();
+    for list in ["containers", "initContainers"] {
+        if let Some(items) = s[list].as_array_mut() {
+            for c in items {
+                if let Some(o) = c.as_object_mut() {
+                    o.remove("image");
+                }
+            }
+        }
+    }
+    if let Some(o) = s.as_object_mut() {
+        o.remove("activeDeadlineSeconds");
+        o.remove("tolerations");
+    }
+    s
+}
+
+fn workload(c: &Check<'_>, object: &Value, old: Option<&Value>) -> Result<(), ApiError> {
+    let selector = &object["spec"]["selector"];
+    if selector.is_null() || selector.as_object().is_some_and(|m| m.is_empty()) {
+        return Err(c.fail("spec.selector", "Required value"));
+    }
+    let parsed = Selector::from_label_selector(selector)?;
+    let template = &object["spec"]["template"];
+    if !parsed.matches_labels(template) {
+        return Err(c.fail(
+            "spec.template.metadata.labels",
+            "Invalid value: `selector` does not match template `labels`",
+        ));
+    }
+    if let Some(old) = old {
+        if old["spec"]["selector"] != *selector {
+            return Err(c.fail("spec.selector", "Invalid value: field is immutable"));
+        }
+    }
+    pod_spec(c, &template["spec"], "spec.template.spec", &["Always"])
+}
+
+/// Checks `object` (of `group`/`plural`) on create (`old` None) or update.
+pub fn validate(group: &str, plural: &str, object: &Value, old: Option<&Value>) -> Result<(), ApiError> {
+    let kind = object["kind"].as_str().unwrap_or_default();
+    let name = object["metadata"]["name"].as_str().unwrap_or_default();
+    let c = Check { kind, name };
+    metadata(&c, object)?;
+    match (group, plural) {
+        ("", "pods") => {
+            pod_spec(&c, &object["spec"], "spec", &["Always", "OnFailure", "Never"])?;
+            if let Some(old) = old {
+                if immutable_part(&old["spec"]) != immutable_part(&object["spec"]) {
+                    return Err(c.fail(
+                        "spec",
+                        "Forbidden: pod updates may not change fields other than `spec.containers[*].image`, `spec.initContainers[*].image`, `spec.activeDeadlineSeconds` or `spec.tolerations` (only additions to existing tolerations)",
+                    ));
+                }
+            }
+            Ok(())
+        }
+        ("apps", "deployments" | "replicasets" | "statefulsets" | "daemonsets") => workload(&c, object, old),
+        ("batch", "jobs") => pod_spec(
+            &c,
+            &object["spec"]["template"]["spec"],
+            "spec.template.spec",
+            &["OnFailure", "Never"],
+        ),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn label_syntax() {
+        for key in ["app", "app.kubernetes.io/name", "a_b-c.d", "x/y"] {
+            assert!(qualified_name(key), "{key}");
+        }
+        for key in ["", "-a", "a b", "Has/Upper/Slash", "x/", "/y", &"a".repeat(64)] {
+            assert!(!qualified_name(key), "{key}");
+        }
+        assert!(label_value("") && label_value("v1.2_3") && !label_value("-x") && !label_value("a b"));
+    }
+
+    #[test]
+    fn pods_need_named_containers_with_images_and_keep_their_spec() {
+        let pod = |containers: Value| json!({"kind": "Pod", "metadata": {"name": "p"}, "spec": {"restartPolicy": "Always", "containers": containers}});
+        assert!(validate("", "pods", &pod(json!([{"name": "a", "image": "x"}])), None).is_ok());
+        let e = validate("", "pods", &pod(json!([])), None).unwrap_err();
+        assert!(e.message.contains("spec.containers: Required value"), "{}", e.message);
+        let e = validate("", "pods", &pod(json!([{"name": "a"}])), None).unwrap_err();
+        assert!(
+            e.message.contains("spec.containers[0].image: Required value"),
+            "{}",
+            e.message
+        );
+        let e = validate(
+            "",
+            "pods",
+            &pod(json!([{"name": "a", "image": "x"}, {"name": "a", "image": "y"}])),
+            None,
+        )
+        .unwrap_err();
+        assert!(e.message.contains("Duplicate value"), "{}", e.message);
+
+        let old = pod(json!([{"name": "a", "image": "x"}]));
+        assert!(validate("", "pods", &pod(json!([{"name": "a", "image": "y"}])), Some(&old)).is_ok());
+        let e = validate("", "pods", &pod(json!([{"name": "b", "image": "x"}])), Some(&old)).unwrap_err();
+        assert!(
+            e.message.contains("Forbidden: pod updates may not change"),
+            "{}",
+            e.message
+        );
+    }
+
+    #[test]
+    fn workload_selectors_match_templates_and_stay() {
+        let d = |selector: Value| {
+            json!({"kind": "Deployment", "metadata": {"name": "d"}, "spec": {"selector": selector,
+                "template": {"metadata": {"labels": {"app": "web"}},
+                             "spec": {"restartPolicy": "Always", "containers": [{"name": "a", "image": "x"}]}}}})
+        };
+        let web = d(json!({"matchLabels": {"app": "web"}}));
+        assert!(validate("apps", "deployments", &web, None).is_ok());
+        let e = validate("apps", "deployments", &d(json!({"matchLabels": {"app": "db"}})), None).unwrap_err();
+        assert!(e.message.contains("does not match template"), "{}", e.message);
+        let e = validate("apps", "deployments", &d(Value::Null), None).unwrap_err();
+        assert!(e.message.contains("spec.selector: Required value"), "{}", e.message);
+        let wider = d(json!({"matchExpressions": [{"key": "app", "operator": "Exists"}]}));
+        let e = validate("apps", "deployments", &wider, Some(&web)).unwrap_err();
+        assert!(e.message.contains("field is immutable"), "{}", e.message);
+    }
+}
