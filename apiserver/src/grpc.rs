@@ -126,8 +126,13 @@ fn positive(n: i64) -> String {
 /// The REST query's write options, from the gRPC message.
 fn write_options(options: Option<&api::proto::WriteOptions>) -> Result<verbs::WriteOptions, Status> {
     let mode = options.map(|o| o.field_validation.as_str()).filter(|m| !m.is_empty());
+    let dry_run: Vec<&str> = options
+        .into_iter()
+        .flat_map(|o| o.dry_run.iter().map(String::as_str))
+        .collect();
     Ok(verbs::WriteOptions {
         field_validation: crate::field_validation::FieldValidation::parse(mode).map_err(to_status)?,
+        dry_run: verbs::parse_dry_run(&dry_run).map_err(to_status)?,
     })
 }
 

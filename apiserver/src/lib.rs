@@ -22,6 +22,7 @@
 //! - [`max_in_flight`]: the in-flight limits (429 beyond them).
 //! - [`openapi`]: `/openapi/v2` and `/openapi/v3` from the types' schemas.
 //! - [`defaults`], [`validation`]: Kubernetes' defaults and rules (422 with the field).
+//! - [`deletion`]: preconditions, graceful deletion, finalizers, propagation.
 //! - [`field_validation`]: typed decoding; unknown fields dropped or refused.
 //! - [`types`]: the served kinds as Rust types: schemas and typed round trips.
 //! - [`metrics`]: kube-apiserver's metric names, served on `/metrics`.
@@ -40,6 +41,7 @@ pub mod authn;
 pub mod binding;
 pub mod config;
 pub mod defaults;
+pub mod deletion;
 pub mod discovery;
 pub mod eviction;
 pub mod field_validation;

@@ -181,6 +181,12 @@ fn fold_string_data(info: &RequestInfo, object: &mut Value) {
 pub fn prepare_update(info: &RequestInfo, existing: &Value, mut object: Value) -> Result<Value, ApiError> {
     check_type(info.resource, &mut object)?;
     let name = info.name.clone().unwrap_or_default();
+    if info.subresource.as_deref() == Some("finalize") {
+        // namespaces/{name}/finalize: only spec.finalizers changes.
+        let mut merged = existing.clone();
+        merged["spec"]["finalizers"] = object["spec"].get("finalizers").cloned().unwrap_or(json!([]));
+        return Ok(merged);
+    }
     let status_update = info.subresource.as_deref() == Some("status");
     let has_status = info.resource.subresource("status").is_some();
     if status_update {
@@ -201,7 +207,13 @@ pub fn prepare_update(info: &RequestInfo, existing: &Value, mut object: Value) -
     }
     check_namespace(info, meta)?;
     meta.insert("name".into(), json!(name));
-    for field in ["uid", "creationTimestamp", "generation", "deletionTimestamp"] {
+    for field in [
+        "uid",
+        "creationTimestamp",
+        "generation",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+    ] {
         match existing["metadata"].get(field) {
             Some(v) => meta.insert(field.into(), v.clone()),
             None => meta.remove(field),

@@ -196,7 +196,8 @@ async fn serve_resource(
             } else {
                 Some(decode(headers, &body)?)
             };
-            ok(verbs::delete(app, info, options.as_ref()).await?)
+            let dry_run = verbs::parse_dry_run(&query.all("dryRun"))?;
+            ok(crate::deletion::delete(app, info, options.as_ref(), dry_run).await?)
         }
         "deletecollection" => ok(verbs::delete_collection(app, info, query).await?),
         other => Err(ApiError::method_not_allowed(format!("{other} is not supported here"))),

@@ -127,6 +127,11 @@ impl ApiError {
         Self::new(403, "Forbidden", message)
     }
 
+    /// 403 for a reason other than authorization (a terminating namespace).
+    pub fn forbidden_because(message: impl Into<String>) -> Self {
+        Self::new(403, "Forbidden", message)
+    }
+
     pub fn method_not_allowed(message: impl Into<String>) -> Self {
         Self::new(405, "MethodNotAllowed", message)
     }

@@ -47,6 +47,14 @@ impl Query {
     pub fn get(&self, name: &str) -> Option<&str> {
         self.0.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
     }
+    /// Every value of a repeated parameter.
+    pub fn all(&self, name: &str) -> Vec<&str> {
+        self.0
+            .iter()
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
     pub fn flag(&self, name: &str) -> bool {
         matches!(self.get(name), Some("true" | "1"))
     }
@@ -63,6 +71,11 @@ impl Query {
                 .collect(),
         )
     }
+}
+
+/// A stored object as JSON, with its resourceVersion.
+pub fn parse_stored_value(info: &RequestInfo, stored: &Stored) -> Result<Value> {
+    parse_stored(info, stored)
 }
 
 fn parse_stored(info: &RequestInfo, stored: &Stored) -> Result<Value> {
@@ -303,22 +316,39 @@ async fn check_namespace(app: &App, info: &RequestInfo) -> Result<()> {
     let Some(ns) = &info.namespace else { return Ok(()) };
     let key = format!("/registry/namespaces/{ns}");
     match app.storage.get(key.as_bytes()).await {
-        Ok(_) => Ok(()),
+        Ok(stored) => {
+            let namespace: Value = serde_json::from_slice(&stored.value).unwrap_or_default();
+            crate::deletion::check_not_terminating(&namespace, ns)
+        }
         Err(StorageError::NotFound) => Err(ApiError::not_found("namespaces", "", ns)),
         Err(e) => Err(ApiError::unavailable(e.to_string())),
     }
 }
 
-/// Options of a write (`?fieldValidation=`; the gRPC WriteOptions).
+/// Options of a write (`?fieldValidation=&dryRun=`; the gRPC WriteOptions).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct WriteOptions {
     pub field_validation: FieldValidation,
+    /// Check and compute everything, store nothing.
+    pub dry_run: bool,
+}
+
+/// `dryRun=All`, the only dry-run value there is.
+pub fn parse_dry_run(values: &[&str]) -> Result<bool> {
+    match values {
+        [] | [""] => Ok(false),
+        ["All"] => Ok(true),
+        other => Err(ApiError::bad_request(format!(
+            "dryRun {other:?} is not supported: the only valid value is All"
+        ))),
+    }
 }
 
 impl WriteOptions {
     pub fn from_query(query: &Query) -> Result<WriteOptions> {
         Ok(WriteOptions {
             field_validation: FieldValidation::parse(query.get("fieldValidation"))?,
+            dry_run: parse_dry_run(&query.all("dryRun"))?,
         })
     }
 }
@@ -344,8 +374,14 @@ pub async fn create(app: &App, info: &RequestInfo, body: Value, opts: &WriteOpti
         name: Some(name.clone()),
         ..info.clone()
     };
-    let held = if is_service(info) {
+    if is_service(info) {
         services::default_and_validate(&mut object)?;
+    }
+    if opts.dry_run {
+        // Checked and defaulted; nothing allocated, nothing stored.
+        return Ok(object);
+    }
+    let held = if is_service(info) {
         services::allocate(&app.allocator, &app.storage, &mut object).await?
     } else {
         services::Held::default()
@@ -365,7 +401,7 @@ fn is_service(info: &RequestInfo) -> bool {
 }
 
 /// After a delete: a Service's address and node ports are free again.
-async fn released(app: &App, info: &RequestInfo, deleted: &Value) {
+pub async fn released(app: &App, info: &RequestInfo, deleted: &Value) {
     if is_service(info) {
         services::held_by(deleted).release(&app.allocator, &app.storage).await;
     }
@@ -411,6 +447,15 @@ async fn write_update(
     let object = registry::prepare_update(info, existing, body)?;
     let mut object = field_validation::decode(info, object, opts.field_validation)?;
     validation::validate(group, plural, &object, Some(existing))?;
+    let finishes_deletion = crate::deletion::after_update(existing, &object, info)?;
+    if opts.dry_run {
+        return Ok(registry::with_version(object, revision));
+    }
+    if finishes_deletion {
+        // The last finalizer is gone: the update completes the delete.
+        crate::deletion::remove(app, info, revision).await?;
+        return Ok(object);
+    }
     let (fresh, stale) = if is_service(info) {
         services::default_and_validate(&mut object)?;
         services::reallocate(&app.allocator, &app.storage, existing, &mut object).await?
@@ -471,48 +516,9 @@ pub async fn patch(
     write_update(app, info, &existing, current.revision, patched, opts).await
 }
 
-/// Deletes one object. `options` is a `metav1.DeleteOptions`; its
-/// preconditions (uid, resourceVersion) must hold or the answer is 409.
+/// Deletes one object ([`deletion`](crate::deletion) has the rules).
 pub async fn delete(app: &App, info: &RequestInfo, options: Option<&Value>) -> Result<Value> {
-    let preconditions = options.map(|o| &o["preconditions"]).filter(|p| p.is_object());
-    let expected = match preconditions {
-        Some(p) => {
-            let (current, revision) = read(app, info).await?;
-            if let Some(uid) = p["uid"].as_str() {
-                if current["metadata"]["uid"].as_str() != Some(uid) {
-                    return Err(ApiError::conflict_because(
-                        info.resource.plural,
-                        info.resource.group,
-                        name(info),
-                        &format!(
-                            "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
-                            current["metadata"]["uid"].as_str().unwrap_or_default()
-                        ),
-                    ));
-                }
-            }
-            if let Some(rv) = p["resourceVersion"].as_str() {
-                if rv != revision.to_string() {
-                    return Err(ApiError::conflict_because(
-                        info.resource.plural,
-                        info.resource.group,
-                        name(info),
-                        &format!("Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {revision}"),
-                    ));
-                }
-            }
-            Some(revision)
-        }
-        None => None,
-    };
-    let deleted = app
-        .storage
-        .delete(info.key().as_bytes(), expected)
-        .await
-        .map_err(|e| storage_error(info, name(info), e))?;
-    let deleted = parse_stored(info, &deleted)?;
-    released(app, info, &deleted).await;
-    Ok(deleted)
+    crate::deletion::delete(app, info, options, false).await
 }
 
 /// Deletes every object of the collection that the selectors match and
@@ -530,15 +536,16 @@ pub async fn delete_collection(app: &App, info: &RequestInfo, query: &Query) -> 
         if !(labels.matches_labels(&object) && fields.matches_fields(&object)) {
             continue;
         }
-        match app.storage.delete(&stored.key, None).await {
-            Ok(gone) => {
-                let gone = parse_stored(info, &gone)?;
-                released(app, info, &gone).await;
-                deleted.push(gone);
-            }
+        let one = RequestInfo {
+            name: object["metadata"]["name"].as_str().map(str::to_string),
+            namespace: object["metadata"]["namespace"].as_str().map(str::to_string),
+            ..info.clone()
+        };
+        match crate::deletion::delete(app, &one, None, false).await {
+            Ok(gone) => deleted.push(gone),
             // Deleted meanwhile by someone else: nothing left to do.
-            Err(StorageError::NotFound) => {}
-            Err(e) => return Err(storage_error(info, "", e)),
+            Err(e) if e.code == 404 => {}
+            Err(e) => return Err(e),
         }
     }
     let list = json!({

@@ -428,6 +428,20 @@ async fn pod_subresources_and_bookmarks(kind: &str) {
     let evict = "/api/v1/namespaces/default/pods/p/eviction";
     let (ok, out, err) = c.kubectl(&["create", "--raw", evict, "-f", "-"], Some(eviction)).await;
     assert!(ok, "{out}{err}");
+    // A bound pod terminates gracefully: marked, and left for its kubelet.
+    let marked = c
+        .must(&[
+            "get",
+            "pod",
+            "p",
+            "-o",
+            "jsonpath={.metadata.deletionGracePeriodSeconds}",
+        ])
+        .await;
+    assert_eq!(marked, "30");
+    assert!(c.must(&["get", "pods"]).await.contains("Terminating"));
+    // The kubelet's final delete (grace 0) removes it.
+    c.must(&["delete", "pod", "p", "--grace-period=0", "--force"]).await;
     let (ok, _, err) = c.kubectl(&["get", "pod", "p"], None).await;
     assert!(!ok && err.contains("not found"), "{err}");
 
@@ -1026,4 +1040,123 @@ async fn pods_are_defaulted_validated_and_mostly_immutable() {
     let (ok, _, err) = c.kubectl(&["get", "pod", "q"], None).await;
     assert!(!ok && err.contains("not found"), "nothing stored: {err}");
     c.stop().await;
+}
+
+/// Finalizers, propagation policies, terminating namespaces and dry runs.
+async fn deletion_semantics(kind: &str) {
+    let c = Cluster::start(kind).await;
+    let held = r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"held","finalizers":["example.com/hold"]}}"#;
+    let (ok, out, err) = c.kubectl(&["create", "-f", "-"], Some(held)).await;
+    assert!(ok, "{out}{err}");
+    c.must(&["delete", "configmap", "held", "--wait=false"]).await;
+    let stamp = c
+        .must(&[
+            "get",
+            "configmap",
+            "held",
+            "-o",
+            "jsonpath={.metadata.deletionTimestamp}",
+        ])
+        .await;
+    assert!(!stamp.is_empty(), "marked, not removed");
+    let (ok, _, err) = c
+        .kubectl(
+            &[
+                "patch",
+                "configmap",
+                "held",
+                "--type",
+                "merge",
+                "-p",
+                r#"{"metadata":{"finalizers":["example.com/hold","example.com/more"]}}"#,
+            ],
+            None,
+        )
+        .await;
+    assert!(!ok && err.contains("no new finalizers"), "{err}");
+    c.must(&[
+        "patch",
+        "configmap",
+        "held",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"metadata":{"finalizers":null}}"#,
+    ])
+    .await;
+    let (ok, _, err) = c.kubectl(&["get", "configmap", "held"], None).await;
+    assert!(
+        !ok && err.contains("not found"),
+        "the last finalizer removed, the object goes: {err}"
+    );
+
+    // Propagation policies become finalizers for the garbage collector.
+    for (name, cascade, finalizer) in [("fg", "foreground", "foregroundDeletion"), ("orph", "orphan", "orphan")] {
+        let cm = format!(r#"{{"apiVersion":"v1","kind":"ConfigMap","metadata":{{"name":"{name}"}}}}"#);
+        let (ok, out, err) = c.kubectl(&["create", "-f", "-"], Some(&cm)).await;
+        assert!(ok, "{out}{err}");
+        c.must(&[
+            "delete",
+            "configmap",
+            name,
+            &format!("--cascade={cascade}"),
+            "--wait=false",
+        ])
+        .await;
+        let finalizers = c
+            .must(&["get", "configmap", name, "-o", "jsonpath={.metadata.finalizers}"])
+            .await;
+        assert!(finalizers.contains(finalizer), "{cascade}: {finalizers}");
+    }
+
+    // A namespace terminates; nothing new goes in; finalize lets it go.
+    let doomed = r#"{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"doomed"}}"#;
+    let (ok, out, err) = c.kubectl(&["create", "-f", "-"], Some(doomed)).await;
+    assert!(ok, "{out}{err}");
+    c.must(&["delete", "namespace", "doomed", "--wait=false"]).await;
+    let phase = c
+        .must(&["get", "namespace", "doomed", "-o", "jsonpath={.status.phase}"])
+        .await;
+    assert_eq!(phase, "Terminating");
+    let late = r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"late","namespace":"doomed"}}"#;
+    let (ok, _, err) = c.kubectl(&["create", "-f", "-"], Some(late)).await;
+    assert!(!ok && err.contains("because it is being terminated"), "{err}");
+    let text = c.must(&["get", "namespace", "doomed", "-o", "json"]).await;
+    let mut ns: serde_json::Value = serde_json::from_str(&text).unwrap();
+    ns["spec"]["finalizers"] = serde_json::json!([]);
+    let (ok, out, err) = c
+        .kubectl(
+            &["replace", "--raw", "/api/v1/namespaces/doomed/finalize", "-f", "-"],
+            Some(&ns.to_string()),
+        )
+        .await;
+    assert!(ok, "{out}{err}");
+    let (ok, _, err) = c.kubectl(&["get", "namespace", "doomed"], None).await;
+    assert!(!ok && err.contains("not found"), "{err}");
+
+    // Server-side dry runs change nothing.
+    let dry = r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"dry"},"data":{"a":"b"}}"#;
+    let (ok, out, err) = c.kubectl(&["create", "--dry-run=server", "-f", "-"], Some(dry)).await;
+    assert!(ok && out.contains("server dry run"), "{out}{err}");
+    let (ok, _, err) = c.kubectl(&["get", "configmap", "dry"], None).await;
+    assert!(!ok && err.contains("not found"), "{err}");
+    let (ok, out, err) = c.kubectl(&["create", "-f", "-"], Some(dry)).await;
+    assert!(ok, "{out}{err}");
+    c.must(&["delete", "configmap", "dry", "--dry-run=server"]).await;
+    c.must(&["label", "configmap", "dry", "x=y", "--dry-run=server"]).await;
+    let labels = c
+        .must(&["get", "configmap", "dry", "-o", "jsonpath={.metadata.labels}"])
+        .await;
+    assert!(labels.is_empty(), "{labels}");
+    c.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deletion_semantics_on_our_store() {
+    deletion_semantics("kubernate").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deletion_semantics_on_etcd() {
+    deletion_semantics("etcd").await;
 }

@@ -237,7 +237,13 @@ async fn shared_informers_are_shared_filtered_and_indexed() {
         all.indexer().by_index("node", "n1").len() == 2 && all.indexer().by_index("node", "").is_empty()
     })
     .await;
-    pods.delete("on-n1", &DeleteParams::default()).await.unwrap();
+    // Grace period 0: the pod is bound, and no kubelet runs to finish a
+    // graceful deletion.
+    let now = DeleteParams {
+        grace_period_seconds: Some(0),
+        ..Default::default()
+    };
+    pods.delete("on-n1", &now).await.unwrap();
     eventually("the deleted pod leaves", || async { names(&n1) == ["default/later"] }).await;
     stop.cancel();
     cluster.stop().await;
