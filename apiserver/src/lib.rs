@@ -20,6 +20,7 @@
 //! - [`discovery`]: `/version`, `/api`, `/apis`, resource lists.
 //! - [`authn`]: client-certificate users; interim authorization.
 //! - [`max_in_flight`]: the in-flight limits (429 beyond them).
+//! - [`protobuf`]: protobuf request bodies (client-go's typed clients) to JSON.
 //! - [`openapi`]: `/openapi/v2` and `/openapi/v3` from the types' schemas.
 //! - [`defaults`], [`validation`]: Kubernetes' defaults and rules (422 with the field).
 //! - [`deletion`]: preconditions, graceful deletion, finalizers, propagation.
@@ -49,6 +50,7 @@ pub mod grpc;
 pub mod max_in_flight;
 pub mod metrics;
 pub mod openapi;
+pub mod protobuf;
 pub mod registry;
 pub mod request_info;
 pub mod rest;

@@ -258,13 +258,18 @@ fn verb(method: &Method, info: &RequestInfo, query: &Query) -> Result<&'static s
     })
 }
 
-/// Parses a JSON or YAML body; protobuf is not accepted yet.
+/// Kubernetes' protobuf media type.
+const PROTOBUF: &str = "application/vnd.kubernetes.protobuf";
+
+/// Parses a JSON, YAML or protobuf body.
 fn decode(headers: &HeaderMap, body: &[u8]) -> Result<Value> {
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("application/json");
-    let value: Value = if content_type.starts_with("application/json") || content_type.starts_with("*/*") {
+    let value: Value = if content_type.starts_with(PROTOBUF) {
+        crate::protobuf::decode_body(body).map_err(|e| ApiError::bad_request(e.to_string()))?
+    } else if content_type.starts_with("application/json") || content_type.starts_with("*/*") {
         serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("error decoding JSON body: {e}")))?
     } else if content_type.starts_with("application/yaml") {
         serde_yaml::from_slice(body).map_err(|e| ApiError::bad_request(format!("error decoding YAML body: {e}")))?
