@@ -30,6 +30,7 @@
 //! - [`verbs`]: get, list, watch, create, update, patch, delete, shared by REST and gRPC.
 //! - [`registry`]: metadata rules on create and update.
 //! - [`services`], [`allocator`]: Service defaults, ClusterIP and NodePort allocation.
+//! - [`scale`]: the scale subresource of workloads.
 //! - [`binding`], [`eviction`]: the pods/binding and pods/eviction subresources.
 //! - [`selector`]: label and field selectors.
 //! - [`storage`]: objects in the store via the etcd v3 API.
@@ -54,6 +55,7 @@ pub mod protobuf;
 pub mod registry;
 pub mod request_info;
 pub mod rest;
+pub mod scale;
 pub mod selector;
 pub mod services;
 mod start;

@@ -114,6 +114,9 @@ pub async fn write(
 }
 
 pub async fn get(app: &App, info: &RequestInfo) -> Result<Value> {
+    if info.subresource.as_deref() == Some("scale") {
+        return crate::scale::get(app, info).await;
+    }
     let stored = app
         .storage
         .get(info.key().as_bytes())
@@ -408,6 +411,9 @@ pub async fn released(app: &App, info: &RequestInfo, deleted: &Value) {
 }
 
 pub async fn update(app: &App, info: &RequestInfo, body: Value, opts: &WriteOptions) -> Result<Value> {
+    if info.subresource.as_deref() == Some("scale") {
+        return crate::scale::update(app, info, body, opts).await;
+    }
     let expected = match body["metadata"]["resourceVersion"].as_str() {
         Some(rv) if !rv.is_empty() => Some(
             rv.parse::<i64>()
@@ -431,7 +437,7 @@ pub async fn update(app: &App, info: &RequestInfo, body: Value, opts: &WriteOpti
     write_update(app, info, &existing, current.revision, body, opts).await
 }
 
-async fn write_update(
+pub(crate) async fn write_update(
     app: &App,
     info: &RequestInfo,
     existing: &Value,
@@ -484,36 +490,53 @@ pub async fn patch(
     body: &[u8],
     opts: &WriteOptions,
 ) -> Result<Value> {
+    if info.subresource.as_deref() == Some("scale") {
+        return crate::scale::patch(app, info, content_type, body, opts).await;
+    }
     let current = app
         .storage
         .get(info.key().as_bytes())
         .await
         .map_err(|e| storage_error(info, name(info), e))?;
     let existing = parse_stored(info, &current)?;
+    let schema = crate::types::find(info.resource.group, info.resource.version, info.resource.kind);
+    let patched = apply_patch(
+        info,
+        &existing,
+        content_type,
+        body,
+        schema.map(|t| t.schema_name.as_str()),
+    )?;
+    write_update(app, info, &existing, current.revision, patched, opts).await
+}
+
+/// A patch of any type applied to `existing` (whose schema is `schema`).
+pub fn apply_patch(
+    info: &RequestInfo,
+    existing: &Value,
+    content_type: &str,
+    body: &[u8],
+    schema: Option<&str>,
+) -> Result<Value> {
     let mut patched = existing.clone();
+    let decode = || -> Result<Value> {
+        serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))
+    };
     match content_type.split(';').next().unwrap_or_default() {
-        "application/merge-patch+json" => {
-            let patch: Value = serde_json::from_slice(body)
-                .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
-            json_patch::merge(&mut patched, &patch);
-        }
+        "application/merge-patch+json" => json_patch::merge(&mut patched, &decode()?),
         "application/strategic-merge-patch+json" => {
-            let patch: Value = serde_json::from_slice(body)
-                .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
-            let schema = crate::types::find(info.resource.group, info.resource.version, info.resource.kind);
-            let schema = schema.map(|t| t.schema_name.as_str());
-            patched = crate::strategic_merge::apply(schema, &existing, &patch)
+            patched = crate::strategic_merge::apply(schema, existing, &decode()?)
                 .map_err(|e| ApiError::invalid(info.resource.kind, name(info), "patch", &e.to_string()))?;
         }
         "application/json-patch+json" => {
-            let patch: json_patch::Patch = serde_json::from_slice(body)
+            let patch: json_patch::Patch = serde_json::from_value(decode()?)
                 .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
             json_patch::patch(&mut patched, &patch)
                 .map_err(|e| ApiError::invalid(info.resource.kind, name(info), "patch", &e.to_string()))?;
         }
         other => return Err(ApiError::unsupported_media_type(other)),
     }
-    write_update(app, info, &existing, current.revision, patched, opts).await
+    Ok(patched)
 }
 
 /// Deletes one object ([`deletion`](crate::deletion) has the rules).

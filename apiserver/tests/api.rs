@@ -649,6 +649,46 @@ async fn kubectl_apply(kind: &str) {
         .await;
     assert!(!ok && err.contains("merge key"), "{err}");
 
+    // kubectl scale goes through the scale subresource.
+    c.must(&["scale", "deployment", "web", "-n", "shop", "--replicas=5"])
+        .await;
+    let replicas = c
+        .must(&[
+            "get",
+            "deployment",
+            "web",
+            "-n",
+            "shop",
+            "-o",
+            "jsonpath={.spec.replicas}",
+        ])
+        .await;
+    assert_eq!(replicas, "5");
+    let scale = c
+        .must(&["get", "--raw", "/apis/apps/v1/namespaces/shop/deployments/web/scale"])
+        .await;
+    let scale: serde_json::Value = serde_json::from_str(&scale).unwrap();
+    assert_eq!(
+        (scale["kind"].as_str(), scale["spec"]["replicas"].as_i64()),
+        (Some("Scale"), Some(5))
+    );
+    assert_eq!(scale["status"]["selector"], "app=web");
+    let (ok, _, err) = c
+        .kubectl(
+            &[
+                "scale",
+                "deployment",
+                "web",
+                "-n",
+                "shop",
+                "--current-replicas=4",
+                "--replicas=1",
+            ],
+            None,
+        )
+        .await;
+    assert!(!ok && err.contains("4"), "a failed precondition: {err}");
+
     c.must(&["label", "service", "web", "-n", "shop", "team=blue"]).await;
     c.must(&["annotate", "configmap", "settings", "-n", "shop", "note=hi"])
         .await;
