@@ -133,6 +133,8 @@ fn write_options(options: Option<&api::proto::WriteOptions>) -> Result<verbs::Wr
     Ok(verbs::WriteOptions {
         field_validation: crate::field_validation::FieldValidation::parse(mode).map_err(to_status)?,
         dry_run: verbs::parse_dry_run(&dry_run).map_err(to_status)?,
+        field_manager: options.map(|o| o.field_manager.clone()).filter(|m| !m.is_empty()),
+        apply: false,
     })
 }
 
@@ -210,8 +212,13 @@ impl Resources for ResourcesService {
         let info = prepare(&request, request.get_ref().r#ref.as_ref(), "patch")?;
         let r = request.get_ref();
         let opts = write_options(r.options.as_ref())?;
-        let work = verbs::patch(&self.app, &info, &r.patch_type, &r.patch, &opts);
-        let patched = counted(&self.app, "patch", &info, work).await?;
+        let patched = if r.patch_type.starts_with("application/apply-patch+yaml") {
+            let work = crate::server_side_apply::apply(&self.app, &info, &r.patch, &opts, r.force);
+            counted(&self.app, "patch", &info, work).await?
+        } else {
+            let work = verbs::patch(&self.app, &info, &r.patch_type, &r.patch, &opts);
+            counted(&self.app, "patch", &info, work).await?
+        };
         Ok(object(patched))
     }
 

@@ -9,7 +9,7 @@
 //! watch, create, update, JSON/merge/strategic patch and delete of every built-in
 //! resource as JSON or YAML, authenticated by client certificate, over REST
 //! and the internal gRPC API alike. Not yet:
-//! protobuf bodies, server-side apply, quotas, RBAC and the watch cache.
+//! protobuf responses, quotas, RBAC and the watch cache.
 //!
 //! # Layout
 //!
@@ -30,6 +30,7 @@
 //! - [`verbs`]: get, list, watch, create, update, patch, delete, shared by REST and gRPC.
 //! - [`registry`]: metadata rules on create and update.
 //! - [`services`], [`allocator`]: Service defaults, ClusterIP and NodePort allocation.
+//! - [`server_side_apply`], [`managed_fields`]: apply patches and field ownership.
 //! - [`scale`]: the scale subresource of workloads.
 //! - [`binding`], [`eviction`]: the pods/binding and pods/eviction subresources.
 //! - [`selector`]: label and field selectors.
@@ -48,6 +49,7 @@ pub mod discovery;
 pub mod eviction;
 pub mod field_validation;
 pub mod grpc;
+pub mod managed_fields;
 pub mod max_in_flight;
 pub mod metrics;
 pub mod openapi;
@@ -57,6 +59,7 @@ pub mod request_info;
 pub mod rest;
 pub mod scale;
 pub mod selector;
+pub mod server_side_apply;
 pub mod services;
 mod start;
 pub mod status;

@@ -176,10 +176,10 @@ async fn serve_resource(
         "watch" => Ok(watch_response(verbs::watch(app, info, query).await?, tables)),
         "create" => Ok(json_response(
             StatusCode::CREATED,
-            &verbs::create(app, info, decode(headers, &body)?, &WriteOptions::from_query(query)?).await?,
+            &verbs::create(app, info, decode(headers, &body)?, &write_options(query, headers)?).await?,
         )),
         "update" => {
-            let opts = WriteOptions::from_query(query)?;
+            let opts = write_options(query, headers)?;
             ok(verbs::update(app, info, decode(headers, &body)?, &opts).await?)
         }
         "patch" => {
@@ -187,7 +187,11 @@ async fn serve_resource(
                 .get(header::CONTENT_TYPE)
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or_default();
-            let opts = WriteOptions::from_query(query)?;
+            let opts = write_options(query, headers)?;
+            if content_type.starts_with("application/apply-patch+yaml") {
+                let applied = crate::server_side_apply::apply(app, info, &body, &opts, query.flag("force")).await?;
+                return ok(applied);
+            }
             ok(verbs::patch(app, info, content_type, &body, &opts).await?)
         }
         "delete" => {
@@ -256,6 +260,11 @@ fn verb(method: &Method, info: &RequestInfo, query: &Query) -> Result<&'static s
             )))
         }
     })
+}
+
+fn write_options(query: &Query, headers: &HeaderMap) -> Result<WriteOptions> {
+    let agent = headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok());
+    WriteOptions::from_query(query, agent)
 }
 
 /// Kubernetes' protobuf media type.

@@ -11,6 +11,7 @@ use tokio_stream::StreamExt;
 
 use crate::defaults;
 use crate::field_validation::{self, FieldValidation};
+use crate::managed_fields;
 use crate::registry;
 use crate::request_info::RequestInfo;
 use crate::rest::App;
@@ -328,13 +329,21 @@ async fn check_namespace(app: &App, info: &RequestInfo) -> Result<()> {
     }
 }
 
-/// Options of a write (`?fieldValidation=&dryRun=`; the gRPC WriteOptions).
-#[derive(Debug, Clone, Copy, Default)]
+/// Options of a write (`?fieldValidation=&dryRun=&fieldManager=`; the
+/// gRPC WriteOptions).
+#[derive(Debug, Clone, Default)]
 pub struct WriteOptions {
     pub field_validation: FieldValidation,
     /// Check and compute everything, store nothing.
     pub dry_run: bool,
+    /// Who is writing, for `managedFields`.
+    pub field_manager: Option<String>,
+    /// A server-side apply: `managedFields` are already worked out.
+    pub apply: bool,
 }
+
+/// The manager a write is recorded under when the request names none.
+const DEFAULT_MANAGER: &str = "kube-apiserver";
 
 /// `dryRun=All`, the only dry-run value there is.
 pub fn parse_dry_run(values: &[&str]) -> Result<bool> {
@@ -348,12 +357,36 @@ pub fn parse_dry_run(values: &[&str]) -> Result<bool> {
 }
 
 impl WriteOptions {
-    pub fn from_query(query: &Query) -> Result<WriteOptions> {
+    /// From the query; without `fieldManager`, the manager is the user
+    /// agent's product name (`kubectl/v1.32.0 (linux/amd64) …` → `kubectl`).
+    pub fn from_query(query: &Query, user_agent: Option<&str>) -> Result<WriteOptions> {
+        let manager = query
+            .get("fieldManager")
+            .filter(|m| !m.is_empty())
+            .map(str::to_string)
+            .or_else(|| {
+                let agent = user_agent?.split('/').next()?.trim();
+                (!agent.is_empty()).then(|| agent.chars().take(128).collect())
+            });
         Ok(WriteOptions {
             field_validation: FieldValidation::parse(query.get("fieldValidation"))?,
             dry_run: parse_dry_run(&query.all("dryRun"))?,
+            field_manager: manager,
+            apply: false,
         })
     }
+
+    fn manager(&self) -> &str {
+        self.field_manager
+            .as_deref()
+            .filter(|m| !m.is_empty())
+            .unwrap_or(DEFAULT_MANAGER)
+    }
+}
+
+/// The schema name of a resource's kind.
+fn schema_of(info: &RequestInfo) -> Option<&'static str> {
+    crate::types::find(info.resource.group, info.resource.version, info.resource.kind).map(|t| t.schema_name.as_str())
 }
 
 pub async fn create(app: &App, info: &RequestInfo, body: Value, opts: &WriteOptions) -> Result<Value> {
@@ -368,11 +401,24 @@ pub async fn create(app: &App, info: &RequestInfo, body: Value, opts: &WriteOpti
         }
     }
     check_namespace(app, info).await?;
+    let requested = body.clone();
     let (name, mut object) = registry::prepare_create(info, body)?;
     let (group, plural) = (info.resource.group, info.resource.plural);
     defaults::on_create(group, plural, &mut object);
     let mut object = field_validation::decode(info, object, opts.field_validation)?;
     validation::validate(group, plural, &object, None)?;
+    if !opts.apply {
+        // The creator owns every field it sent (not the defaults).
+        let entry = managed_fields::Entry {
+            manager: opts.manager().to_string(),
+            operation: "Update".into(),
+            api_version: info.resource.api_version(),
+            subresource: String::new(),
+            time: registry::now(),
+            fields: managed_fields::fields_of(schema_of(info), &requested, false),
+        };
+        managed_fields::write_entries(&mut object, &[entry]);
+    }
     let named = RequestInfo {
         name: Some(name.clone()),
         ..info.clone()
@@ -453,6 +499,15 @@ pub(crate) async fn write_update(
     let object = registry::prepare_update(info, existing, body)?;
     let mut object = field_validation::decode(info, object, opts.field_validation)?;
     validation::validate(group, plural, &object, Some(existing))?;
+    if !opts.apply {
+        let status = info.subresource.as_deref() == Some("status");
+        let (changed, removed) = managed_fields::changes(schema_of(info), existing, &object, status);
+        let mut entries = managed_fields::read_entries(existing);
+        let subresource = info.subresource.clone().unwrap_or_default();
+        let version = info.resource.api_version();
+        managed_fields::record_update(&mut entries, opts.manager(), &version, &subresource, &changed, &removed);
+        managed_fields::write_entries(&mut object, &entries);
+    }
     let finishes_deletion = crate::deletion::after_update(existing, &object, info)?;
     if opts.dry_run {
         return Ok(registry::with_version(object, revision));

@@ -1200,3 +1200,62 @@ async fn deletion_semantics_on_our_store() {
 async fn deletion_semantics_on_etcd() {
     deletion_semantics("etcd").await;
 }
+
+/// `kubectl apply --server-side`: creation, removal of dropped fields,
+/// conflicts with another manager and --force-conflicts; with kubectl 1.32
+/// and 1.35.
+async fn server_side_apply(kind: &str) {
+    let c = Cluster::start(kind).await;
+    for kubectl in ["kubectl", "kubectl-1.35"] {
+        let name = if kubectl == "kubectl" { "ssa-132" } else { "ssa-135" };
+        let manifest = |replicas: u32, label: bool| {
+            let labels = if label { "\n  labels:\n    tier: front" } else { "" };
+            format!(
+                "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {name}{labels}\nspec:\n  replicas: {replicas}\n  selector:\n    matchLabels: {{app: {name}}}\n  template:\n    metadata:\n      labels: {{app: {name}}}\n    spec:\n      containers:\n      - name: app\n        image: busybox:1\n"
+            )
+        };
+        let apply = |body: String, extra: &'static [&'static str]| {
+            let c = &c;
+            async move {
+                let mut args = vec!["apply", "--server-side", "-f", "-"];
+                args.extend(extra);
+                c.kubectl_version(kubectl, &args, Some(&body)).await
+            }
+        };
+        let (ok, out, err) = apply(manifest(2, true), &[]).await;
+        assert!(ok && out.contains("serverside-applied"), "{kubectl}: {out}{err}");
+        let (ok, out, err) = apply(manifest(2, false), &[]).await;
+        assert!(ok, "{out}{err}");
+        let labels = c
+            .must(&["get", "deployment", name, "-o", "jsonpath={.metadata.labels}"])
+            .await;
+        assert!(
+            !labels.contains("tier"),
+            "a field dropped from the configuration goes: {labels}"
+        );
+
+        c.must(&["scale", "deployment", name, "--replicas=5"]).await;
+        let (ok, _, err) = apply(manifest(3, false), &[]).await;
+        assert!(
+            !ok && err.contains("conflict") && err.contains(".spec.replicas"),
+            "{kubectl}: {err}"
+        );
+        let (ok, out, err) = apply(manifest(3, false), &["--force-conflicts"]).await;
+        assert!(ok, "{out}{err}");
+        let replicas = c
+            .must(&["get", "deployment", name, "-o", "jsonpath={.spec.replicas}"])
+            .await;
+        assert_eq!(replicas, "3");
+    }
+    c.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_side_apply_on_our_store() {
+    server_side_apply("kubernate").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_side_apply_on_etcd() {
+    server_side_apply("etcd").await;
+}

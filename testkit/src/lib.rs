@@ -209,8 +209,14 @@ impl Cluster {
 
     /// Runs kubectl (bounded by 30 s) as admin; returns (success, stdout, stderr).
     pub async fn kubectl(&self, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
+        self.kubectl_version("kubectl", args, stdin).await
+    }
+
+    /// The same with another kubectl binary (`kubectl-1.35`, installed by
+    /// scripts/install-helm.sh).
+    pub async fn kubectl_version(&self, binary: &str, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
         let mut cmd = tokio::process::Command::new("timeout");
-        cmd.args(["-k", "5", "30", "kubectl", "--kubeconfig"])
+        cmd.args(["-k", "5", "30", binary, "--kubeconfig"])
             .arg(self.kubeconfig())
             .args(["--server", &self.server])
             .args(args);
