@@ -29,6 +29,20 @@ pub fn authenticate(peer: Option<&PeerInfo>) -> Result<User, ApiError> {
     })
 }
 
+/// Marks requests that came through `--insecure-port`: loopback only,
+/// unauthenticated, and treated as a cluster admin, as the classic
+/// insecure port was.
+#[derive(Debug, Clone, Copy)]
+pub struct InsecurePort;
+
+/// The user of the insecure port.
+pub fn insecure_user() -> User {
+    User {
+        name: "system:unsecured".into(),
+        groups: vec!["system:masters".into(), "system:authenticated".into()],
+    }
+}
+
 /// The identities allowed everything until RBAC exists.
 const CONTROL_PLANE: [&str; 3] = [
     "system:kube-scheduler",

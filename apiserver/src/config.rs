@@ -45,6 +45,11 @@ pub struct Config {
     /// bind address, or 127.0.0.1 when binding every address).
     #[arg(long)]
     pub advertise_address: Option<String>,
+    /// Serve plain HTTP on 127.0.0.1:PORT without authentication, every
+    /// request as a cluster admin (the classic `--insecure-port`); 0, the
+    /// default, turns it off. For local experiments only.
+    #[arg(long, default_value_t = 0)]
+    pub insecure_port: u16,
     /// Most read-only requests (get, list) served at once; more get 429. 0: no limit.
     #[arg(long, default_value_t = 400)]
     pub max_requests_inflight: usize,

@@ -127,10 +127,7 @@ fn plan(
         if managed_fields::get(live, path) == managed_fields::get(config, path) {
             continue;
         }
-        for e in entries
-            .iter()
-            .filter(|e| !mine(e) && e.fields.contains(path))
-        {
+        for e in entries.iter().filter(|e| !mine(e) && e.fields.contains(path)) {
             conflicts.push((e.manager.clone(), e.api_version.clone(), managed_fields::display(path)));
             taken.0.insert(path.clone());
         }

@@ -238,6 +238,22 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let rest = axum::Router::new()
         .fallback(crate::rest::handle)
         .with_state(app.clone());
+    let insecure = if config.insecure_port > 0 {
+        let addr = format!("127.0.0.1:{}", config.insecure_port);
+        let listener = tokio::net::TcpListener::bind(&addr)
+            .await
+            .map_err(|source| StartError::Listen {
+                addr: addr.clone(),
+                source,
+            })?;
+        tracing::warn!(%addr, "serving the API WITHOUT authentication or authorization on the insecure port (loopback only)");
+        Some((
+            listener,
+            rest.clone().layer(axum::Extension(crate::authn::InsecurePort)),
+        ))
+    } else {
+        None
+    };
     let grpc = api::proto::resources_server::ResourcesServer::new(crate::grpc::ResourcesService { app });
     let router = tonic::service::Routes::new(grpc)
         .into_axum_router()
@@ -246,6 +262,9 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let stop = CancellationToken::new();
     let tasks = TaskTracker::new();
     tasks.spawn(common::serve::serve_tls(listener, tls, router, stop.clone()));
+    if let Some((listener, router)) = insecure {
+        tasks.spawn(common::serve::serve_plain(listener, router, stop.clone()));
+    }
     tracing::info!(%local, "API server listening");
     Ok(Running {
         addr: local,

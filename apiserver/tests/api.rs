@@ -1259,3 +1259,32 @@ async fn server_side_apply_on_our_store() {
 async fn server_side_apply_on_etcd() {
     server_side_apply("etcd").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_insecure_port_answers_curl_on_loopback() {
+    let port = testkit::free_port().to_string();
+    let c = Cluster::start_with("kubernate", &["--insecure-port", &port]).await;
+    let get = |path: &str| {
+        let url = format!("http://127.0.0.1:{port}{path}");
+        async move {
+            let out = tokio::process::Command::new("curl")
+                .args(["-s", "--max-time", "10", &url])
+                .output()
+                .await
+                .unwrap();
+            serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+        }
+    };
+    let resources = get("/api/v1").await;
+    assert_eq!(resources["kind"], "APIResourceList");
+    for (path, kind) in [
+        ("/api/v1/pods", "PodList"),
+        ("/api/v1/services", "ServiceList"),
+        ("/api/v1/replicationcontrollers", "ReplicationControllerList"),
+    ] {
+        assert_eq!(get(path).await["kind"], kind, "{path}");
+    }
+    let services = get("/api/v1/services").await;
+    assert_eq!(services["items"][0]["metadata"]["name"], "kubernetes");
+    c.stop().await;
+}
