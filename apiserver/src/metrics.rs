@@ -9,6 +9,21 @@ pub struct Metrics {
     requests: IntCounterVec,
     duration: HistogramVec,
     inflight: IntGaugeVec,
+    /// etcd_request_duration_seconds{operation,type}: every store call.
+    pub store_duration: HistogramVec,
+    /// apiserver_storage_objects{resource}: objects stored per resource.
+    pub stored_objects: IntGaugeVec,
+    /// apiserver_registered_watchers{group,version,kind}: open watches.
+    pub watchers: IntGaugeVec,
+}
+
+/// One open watch; leaves apiserver_registered_watchers when dropped.
+pub struct Watcher(prometheus::IntGauge);
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
 
 /// One request in flight; leaves the gauge when dropped.
@@ -71,15 +86,55 @@ impl Metrics {
             ),
             &["request_kind"],
         )?;
+        let store_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "etcd_request_duration_seconds",
+                "Etcd request latency in seconds for each operation and object type.",
+            )
+            .buckets(vec![
+                0.005, 0.025, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 1.0, 1.25, 1.5, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 15.0,
+                20.0, 30.0, 45.0, 60.0,
+            ]),
+            &["operation", "type"],
+        )?;
+        let stored_objects = IntGaugeVec::new(
+            Opts::new(
+                "apiserver_storage_objects",
+                "Number of stored objects at the time of last check split by kind.",
+            ),
+            &["resource"],
+        )?;
+        let watchers = IntGaugeVec::new(
+            Opts::new(
+                "apiserver_registered_watchers",
+                "Number of currently registered watchers for a given resources",
+            ),
+            &["group", "version", "kind"],
+        )?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(duration.clone()))?;
         registry.register(Box::new(inflight.clone()))?;
+        registry.register(Box::new(store_duration.clone()))?;
+        registry.register(Box::new(stored_objects.clone()))?;
+        registry.register(Box::new(watchers.clone()))?;
         Ok(Metrics {
             registry,
             requests,
             duration,
             inflight,
+            store_duration,
+            stored_objects,
+            watchers,
         })
+    }
+
+    /// Counts an open watch of `resource` until the guard is dropped.
+    pub fn watcher(&self, resource: &api::resources::ResourceInfo) -> Watcher {
+        let gauge = self
+            .watchers
+            .with_label_values(&[resource.group, resource.version, resource.kind]);
+        gauge.inc();
+        Watcher(gauge)
     }
 
     /// Counts a request in flight until the guard is dropped.

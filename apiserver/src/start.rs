@@ -112,6 +112,33 @@ async fn ensure_namespaces(storage: &Storage) -> Result<(), StartError> {
     Ok(())
 }
 
+/// How often apiserver_storage_objects is brought up to date.
+const COUNT_PERIOD: Duration = Duration::from_secs(30);
+
+/// Keeps apiserver_storage_objects current: a count-only range per
+/// resource every [`COUNT_PERIOD`].
+async fn count_objects(app: Arc<App>, stop: CancellationToken) {
+    loop {
+        for r in api::resources::RESOURCES {
+            match app.storage.count(r.storage_prefix().as_bytes()).await {
+                Ok(n) => {
+                    let name = if r.group.is_empty() {
+                        r.plural.to_string()
+                    } else {
+                        format!("{}.{}", r.plural, r.group)
+                    };
+                    app.metrics.stored_objects.with_label_values(&[&name]).set(n);
+                }
+                Err(e) => tracing::debug!(error = %e, "cannot count stored objects"),
+            }
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(COUNT_PERIOD) => {}
+        }
+    }
+}
+
 /// The `kubernetes` Service in `default` (the first ClusterIP, port 443)
 /// and its Endpoints naming this API server, so that pods find the API.
 async fn ensure_kubernetes_service(app: &App, advertise: &str, port: u16) -> Result<(), crate::status::ApiError> {
@@ -214,6 +241,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         .map_err(|source| StartError::Listen { addr, source })?;
 
     let metrics = crate::metrics::Metrics::new().map_err(|e| StartError::Store(format!("metrics: {e}")))?;
+    let storage = storage.with_timings(metrics.store_duration.clone());
     let app = Arc::new(App {
         storage,
         max_body: config.max_request_body_bytes,
@@ -254,13 +282,14 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     } else {
         None
     };
-    let grpc = api::proto::resources_server::ResourcesServer::new(crate::grpc::ResourcesService { app });
+    let grpc = api::proto::resources_server::ResourcesServer::new(crate::grpc::ResourcesService { app: app.clone() });
     let router = tonic::service::Routes::new(grpc)
         .into_axum_router()
         .fallback_service(rest)
         .layer(common::trace_context::ServerTraceLayer);
     let stop = CancellationToken::new();
     let tasks = TaskTracker::new();
+    tasks.spawn(count_objects(app.clone(), stop.clone()));
     tasks.spawn(common::serve::serve_tls(listener, tls, router, stop.clone()));
     if let Some((listener, router)) = insecure {
         tasks.spawn(common::serve::serve_plain(listener, router, stop.clone()));

@@ -56,6 +56,17 @@ pub enum Change {
 #[derive(Clone)]
 pub struct Storage {
     client: Client,
+    /// etcd_request_duration_seconds, once the metrics exist.
+    timings: Option<prometheus::HistogramVec>,
+}
+
+/// The object type a key belongs to, for metrics and spans:
+/// `/registry/pods/ns/name` → `pods`, `/registry/services/specs/…` → `services`.
+fn type_of(key: &[u8]) -> String {
+    let text = String::from_utf8_lossy(key);
+    let mut parts = text.trim_start_matches('/').split('/');
+    let _registry = parts.next();
+    parts.next().unwrap_or_default().to_string()
 }
 
 async fn bounded<T>(call: impl std::future::Future<Output = Result<T, etcd_client::Error>>) -> Result<T, StorageError> {
@@ -75,11 +86,47 @@ async fn bounded<T>(call: impl std::future::Future<Output = Result<T, etcd_clien
 
 impl Storage {
     pub fn new(client: Client) -> Self {
-        Storage { client }
+        Storage { client, timings: None }
+    }
+
+    /// The same storage, timing every call into `histogram`.
+    pub fn with_timings(mut self, histogram: prometheus::HistogramVec) -> Self {
+        self.timings = Some(histogram);
+        self
+    }
+
+    /// Runs a store call in a span, timed.
+    async fn timed<T>(
+        &self,
+        operation: &'static str,
+        key: &[u8],
+        call: impl std::future::Future<Output = Result<T, StorageError>>,
+    ) -> Result<T, StorageError> {
+        use tracing::Instrument;
+        let kind = type_of(key);
+        let span = tracing::debug_span!("etcd", operation, r#type = %kind);
+        let started = std::time::Instant::now();
+        let result = call.instrument(span).await;
+        if let Some(h) = &self.timings {
+            h.with_label_values(&[operation, &kind])
+                .observe(started.elapsed().as_secs_f64());
+        }
+        result
+    }
+
+    /// How many keys start with `prefix`.
+    pub async fn count(&self, prefix: &[u8]) -> Result<i64, StorageError> {
+        let options = GetOptions::new().with_prefix().with_count_only();
+        let resp = self
+            .timed("count", prefix, bounded(self.client.clone().get(prefix, Some(options))))
+            .await?;
+        Ok(resp.count())
     }
 
     pub async fn get(&self, key: &[u8]) -> Result<Stored, StorageError> {
-        let resp = bounded(self.client.clone().get(key, None)).await?;
+        let resp = self
+            .timed("get", key, bounded(self.client.clone().get(key, None)))
+            .await?;
         let kv = resp.kvs().first().ok_or(StorageError::NotFound)?;
         Ok(Stored {
             key: kv.key().to_vec(),
@@ -95,7 +142,9 @@ impl Storage {
         if revision > 0 {
             options = options.with_revision(revision);
         }
-        let resp = bounded(self.client.clone().get(prefix, Some(options))).await?;
+        let resp = self
+            .timed("list", prefix, bounded(self.client.clone().get(prefix, Some(options))))
+            .await?;
         let at = resp.header().map(|h| h.revision()).unwrap_or(0);
         let items = resp
             .kvs()
@@ -114,7 +163,7 @@ impl Storage {
         let txn = Txn::new()
             .when([Compare::create_revision(key, CompareOp::Equal, 0)])
             .and_then([TxnOp::put(key, value, None)]);
-        let resp = bounded(self.client.clone().txn(txn)).await?;
+        let resp = self.timed("create", key, bounded(self.client.clone().txn(txn))).await?;
         if !resp.succeeded() {
             return Err(StorageError::AlreadyExists);
         }
@@ -132,7 +181,7 @@ impl Storage {
             .when([compare])
             .and_then([TxnOp::put(key, value, None)])
             .or_else([TxnOp::get(key, None)]);
-        let resp = bounded(self.client.clone().txn(txn)).await?;
+        let resp = self.timed("update", key, bounded(self.client.clone().txn(txn))).await?;
         if resp.succeeded() {
             return Ok(resp.header().map(|h| h.revision()).unwrap_or(0));
         }
@@ -159,7 +208,7 @@ impl Storage {
         let txn = Txn::new()
             .when([Compare::mod_revision(key, CompareOp::Equal, current.revision)])
             .and_then([TxnOp::delete(key, None)]);
-        let resp = bounded(self.client.clone().txn(txn)).await?;
+        let resp = self.timed("delete", key, bounded(self.client.clone().txn(txn))).await?;
         if !resp.succeeded() {
             return Err(StorageError::Conflict);
         }

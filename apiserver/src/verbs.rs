@@ -296,7 +296,9 @@ pub async fn watch(app: &App, info: &RequestInfo, query: &Query) -> Result<mpsc:
     });
     let mut events = Box::pin(tokio_stream::iter(initial).chain(live));
     let (tx, rx) = mpsc::channel::<WatchEvent>(64);
+    let registered = app.metrics.watcher(info.resource);
     tokio::spawn(async move {
+        let _registered = registered;
         let deadline = tokio::time::sleep(timeout);
         tokio::pin!(deadline);
         loop {

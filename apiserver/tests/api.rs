@@ -367,6 +367,30 @@ async fn the_internal_grpc_api_serves_the_same_verbs() {
         metrics.contains(r#"apiserver_request_total{code="404",component="apiserver",group="",resource="configmaps",scope="resource",subresource="",verb="GET",version="v1"}"#),
         "{metrics}"
     );
+    // Store calls, stored objects and open watches have their metrics too.
+    for line in [
+        r#"etcd_request_duration_seconds_count{operation="create",type="configmaps"} 1"#,
+        r#"apiserver_storage_objects{resource="namespaces"} 4"#,
+        r#"apiserver_registered_watchers{group="",kind="ConfigMap",version="v1"} 1"#,
+    ] {
+        assert!(metrics.contains(line), "{line} missing in:\n{metrics}");
+    }
+    // And the exposition is valid for Prometheus.
+    let mut promtool = tokio::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use tokio::io::AsyncWriteExt;
+        let mut input = promtool.stdin.take().unwrap();
+        input.write_all(metrics.as_bytes()).await.unwrap();
+    }
+    let checked = promtool.wait_with_output().await.unwrap();
+    let complaints = String::from_utf8_lossy(&checked.stdout).to_string() + &String::from_utf8_lossy(&checked.stderr);
+    assert!(!complaints.contains("error"), "{complaints}");
 
     // No client certificate: unauthenticated.
     let anonymous = common::tls::client_config(
