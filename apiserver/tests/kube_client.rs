@@ -1,0 +1,87 @@
+//! The kube crate (kube-rs), the Rust ecosystem's Kubernetes client,
+//! against the API server: list, watch, create, patch (merge and
+//! server-side apply) and delete, with its own kubeconfig handling.
+
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Client, Config};
+use serde_json::json;
+use testkit::Cluster;
+use tokio_stream::StreamExt;
+
+async fn client(c: &Cluster) -> Client {
+    let kubeconfig = Kubeconfig::read_from(c.kubeconfig()).unwrap();
+    let mut config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .unwrap();
+    config.cluster_url = c.server.parse().unwrap();
+    Client::try_from(config).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kube_rs_lists_watches_creates_patches_and_deletes() {
+    let c = Cluster::start("kubernate").await;
+    let client = client(&c).await;
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let names: Vec<String> = namespaces
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter_map(|n| n.metadata.name)
+        .collect();
+    assert!(names.contains(&"kube-system".to_string()), "{names:?}");
+
+    let cms: Api<ConfigMap> = Api::namespaced(client, "default");
+    let events = cms.watch(&WatchParams::default().timeout(20), "0").await.unwrap();
+    tokio::pin!(events);
+    let cm: ConfigMap = serde_json::from_value(json!({
+        "metadata": {"name": "from-kube-rs", "labels": {"made-by": "kube"}},
+        "data": {"a": "1"},
+    }))
+    .unwrap();
+    let created = cms.create(&PostParams::default(), &cm).await.unwrap();
+    assert!(created.metadata.uid.is_some());
+    let seen = tokio::time::timeout(Duration::from_secs(20), async {
+        while let Some(event) = events.try_next().await.unwrap() {
+            if let WatchEvent::Added(o) = event {
+                if o.metadata.name.as_deref() == Some("from-kube-rs") {
+                    return o;
+                }
+            }
+        }
+        panic!("the watch ended first");
+    })
+    .await
+    .expect("the watch reports the create");
+    assert_eq!(seen.data.unwrap()["a"], "1");
+
+    let merged = cms
+        .patch("from-kube-rs", &PatchParams::default(), &Patch::Merge(json!({"data": {"b": "2"}})))
+        .await
+        .unwrap();
+    assert_eq!(merged.data.as_ref().unwrap()["b"], "2");
+    let applied = cms
+        .patch(
+            "from-kube-rs",
+            &PatchParams::apply("kube-rs-test"),
+            &Patch::Apply(json!({"apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": "from-kube-rs"}, "data": {"c": "3"}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(applied.data.as_ref().unwrap()["c"], "3");
+    let selected = cms.list(&ListParams::default().labels("made-by=kube")).await.unwrap();
+    assert_eq!(selected.items.len(), 1);
+
+    cms.delete("from-kube-rs", &DeleteParams::default()).await.unwrap();
+    let gone = cms.get("from-kube-rs").await.unwrap_err();
+    assert!(matches!(gone, kube::Error::Api(ref s) if s.code == 404), "{gone:?}");
+    c.stop().await;
+}
