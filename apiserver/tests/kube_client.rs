@@ -63,7 +63,11 @@ async fn kube_rs_lists_watches_creates_patches_and_deletes() {
     assert_eq!(seen.data.unwrap()["a"], "1");
 
     let merged = cms
-        .patch("from-kube-rs", &PatchParams::default(), &Patch::Merge(json!({"data": {"b": "2"}})))
+        .patch(
+            "from-kube-rs",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"data": {"b": "2"}})),
+        )
         .await
         .unwrap();
     assert_eq!(merged.data.as_ref().unwrap()["b"], "2");
@@ -83,5 +87,110 @@ async fn kube_rs_lists_watches_creates_patches_and_deletes() {
     cms.delete("from-kube-rs", &DeleteParams::default()).await.unwrap();
     let gone = cms.get("from-kube-rs").await.unwrap_err();
     assert!(matches!(gone, kube::Error::Api(ref s) if s.code == 404), "{gone:?}");
+    c.stop().await;
+}
+
+/// Many watchers, concurrent writers: every watcher sees every write once,
+/// in increasing resourceVersion order; a compacted version is a 410.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_watchers_see_every_concurrent_write_once_in_order() {
+    let c = Cluster::start("kubernate").await;
+    let client = client(&c).await;
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    let start = cms
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .metadata
+        .resource_version
+        .unwrap();
+
+    const WATCHERS: usize = 50;
+    const WRITES_PER_WRITER: usize = 20;
+    let mut watchers = Vec::new();
+    for _ in 0..WATCHERS {
+        let cms = cms.clone();
+        let start = start.clone();
+        watchers.push(tokio::spawn(async move {
+            let events = cms.watch(&WatchParams::default().timeout(60), &start).await.unwrap();
+            tokio::pin!(events);
+            let mut seen = Vec::new();
+            while let Some(event) = events.try_next().await.unwrap() {
+                let (kind, o) = match event {
+                    WatchEvent::Added(o) => ('+', o),
+                    WatchEvent::Modified(o) => ('~', o),
+                    WatchEvent::Deleted(o) => ('-', o),
+                    _ => continue,
+                };
+                let rv: i64 = o.metadata.resource_version.unwrap().parse().unwrap();
+                let done = o.metadata.name.as_deref() == Some("last");
+                seen.push((kind, o.metadata.name.unwrap(), rv));
+                if done {
+                    break;
+                }
+            }
+            seen
+        }));
+    }
+    let mut writers = Vec::new();
+    for w in 0..3 {
+        let cms = cms.clone();
+        writers.push(tokio::spawn(async move {
+            let mut writes = Vec::new();
+            for i in 0..WRITES_PER_WRITER {
+                let name = format!("w{w}-{}", i / 3);
+                let written = match i % 3 {
+                    0 => {
+                        let cm: ConfigMap = serde_json::from_value(json!({"metadata": {"name": name}})).unwrap();
+                        ('+', cms.create(&PostParams::default(), &cm).await.unwrap())
+                    }
+                    1 => {
+                        let patch = Patch::Merge(json!({"data": {"i": i.to_string()}}));
+                        ('~', cms.patch(&name, &PatchParams::default(), &patch).await.unwrap())
+                    }
+                    _ => {
+                        let gone = cms.delete(&name, &DeleteParams::default()).await.unwrap();
+                        ('-', gone.left().unwrap())
+                    }
+                };
+                let rv: i64 = written.1.metadata.resource_version.unwrap().parse().unwrap();
+                writes.push((written.0, name, rv));
+            }
+            writes
+        }));
+    }
+    let mut expected = Vec::new();
+    for w in writers {
+        expected.extend(w.await.unwrap());
+    }
+    let last: ConfigMap = serde_json::from_value(json!({"metadata": {"name": "last"}})).unwrap();
+    let last = cms.create(&PostParams::default(), &last).await.unwrap();
+    expected.push((
+        '+',
+        "last".into(),
+        last.metadata.resource_version.unwrap().parse().unwrap(),
+    ));
+    expected.sort_by_key(|(_, _, rv)| *rv);
+    for watcher in watchers {
+        let seen = tokio::time::timeout(Duration::from_secs(60), watcher)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(seen, expected, "each watcher sees exactly the writes, in order");
+    }
+
+    // A version compacted away answers 410 Gone.
+    let mut store = etcd_client::Client::connect([c.store_endpoint()], None).await.unwrap();
+    let now = store.get("/registry", None).await.unwrap().header().unwrap().revision();
+    store.compact(now, None).await.unwrap();
+    let events = cms.watch(&WatchParams::default(), &start).await.unwrap();
+    tokio::pin!(events);
+    let first = events.try_next().await;
+    let gone = match first {
+        Ok(Some(WatchEvent::Error(e))) => e.code,
+        Err(kube::Error::Api(e)) => e.code,
+        other => panic!("expected a 410, got {other:?}"),
+    };
+    assert_eq!(gone, 410);
     c.stop().await;
 }
