@@ -79,16 +79,43 @@ pub async fn handle(
     method: Method,
     uri: Uri,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Response {
     let caller = match insecure {
         Some(_) => Caller::Insecure,
         None => Caller::Peer(peer.map(|Extension(p)| p)),
     };
+    let body = match read_body(body, app.max_body).await {
+        Ok(bytes) => bytes,
+        Err(e) => return e.into_response(),
+    };
     match serve(&app, caller, &method, &uri, &headers, body).await {
         Ok(response) => response,
         Err(e) => e.into_response(),
     }
+}
+
+/// Reads a request body of at most `limit` bytes. A larger one is a 413;
+/// its rest is still read (up to a bound) so that HTTP/2 clients, which
+/// are still sending, receive the answer instead of a reset stream.
+async fn read_body(mut body: Body, limit: usize) -> Result<Bytes> {
+    use http_body_util::BodyExt;
+    let mut collected = Vec::new();
+    let mut seen = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| ApiError::bad_request(format!("cannot read the request body: {e}")))?;
+        let Ok(data) = frame.into_data() else { continue };
+        seen += data.len();
+        if seen <= limit {
+            collected.extend_from_slice(&data);
+        } else if seen > limit.saturating_mul(4) {
+            break;
+        }
+    }
+    if seen > limit {
+        return Err(ApiError::too_large(limit));
+    }
+    Ok(Bytes::from(collected))
 }
 
 /// Where a request came from.

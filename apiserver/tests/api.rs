@@ -1312,3 +1312,131 @@ async fn the_insecure_port_answers_curl_on_loopback() {
     assert_eq!(services["items"][0]["metadata"]["name"], "kubernetes");
     c.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_the_right_status_and_stores_nothing() {
+    let c = Cluster::start("kubernate").await;
+    let post = |body: String, content_type: &'static str| {
+        let c = &c;
+        async move {
+            let pki = c.pki();
+            let out = tokio::process::Command::new("curl")
+                .args(["-s", "-i", "--max-time", "20", "-X", "POST"])
+                .arg("--cacert")
+                .arg(pki.join("ca.crt"))
+                .arg("--cert")
+                .arg(pki.join("admin.crt"))
+                .arg("--key")
+                .arg(pki.join("admin.key"))
+                .args(["-H", &format!("Content-Type: {content_type}"), "--data-binary", "@-"])
+                .arg(format!("{}/api/v1/namespaces/default/configmaps", c.server))
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap();
+            let mut child = out;
+            {
+                use tokio::io::AsyncWriteExt;
+                let mut input = child.stdin.take().unwrap();
+                input.write_all(body.as_bytes()).await.unwrap();
+            }
+            let out = child.wait_with_output().await.unwrap();
+            String::from_utf8_lossy(&out.stdout).to_string()
+        }
+    };
+    let cases: Vec<(String, &str, &str, &str)> = vec![
+        (
+            "{not json".into(),
+            "application/json",
+            "HTTP/2 400",
+            "error decoding JSON",
+        ),
+        (
+            "a: [unclosed".into(),
+            "application/yaml",
+            "HTTP/2 400",
+            "error decoding YAML",
+        ),
+        (
+            r#"{"apiVersion":"v1","kind":"Secret","metadata":{"name":"x"}}"#.into(),
+            "application/json",
+            "HTTP/2 400",
+            "does not match the expected kind",
+        ),
+        (
+            r#"{"apiVersion":"apps/v1","kind":"ConfigMap","metadata":{"name":"x"}}"#.into(),
+            "application/json",
+            "HTTP/2 400",
+            "does not match the expected API version",
+        ),
+        (
+            r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"Bad_Name"}}"#.into(),
+            "application/json",
+            "HTTP/2 422",
+            "metadata.name",
+        ),
+        (
+            format!(
+                r#"{{"apiVersion":"v1","kind":"ConfigMap","metadata":{{"name":"x"}},"data":{{"big":"{}"}}}}"#,
+                "a".repeat(4 << 20)
+            ),
+            "application/json",
+            "HTTP/2 413",
+            "RequestEntityTooLarge",
+        ),
+        ("<xml/>".into(), "application/xml", "HTTP/2 415", "UnsupportedMediaType"),
+    ];
+    for (body, content_type, status, words) in cases {
+        let answer = post(body, content_type).await;
+        assert!(
+            answer.starts_with(status),
+            "{status} for {content_type}: {}",
+            &answer[..answer.len().min(400)]
+        );
+        assert!(
+            answer.contains(words) && answer.contains(r#""kind":"Status""#),
+            "{}",
+            &answer[..answer.len().min(600)]
+        );
+    }
+    let stored = c.must(&["get", "configmaps", "-o", "name"]).await;
+    assert!(stored.trim().is_empty(), "nothing stored: {stored}");
+    c.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_proxy_serves_curl() {
+    let c = Cluster::start("kubernate").await;
+    let port = testkit::free_port().to_string();
+    let mut proxy = tokio::process::Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(c.kubeconfig())
+        .args(["--server", &c.server, "proxy", "--port", &port])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}/api/v1/namespaces");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let body = loop {
+        let out = tokio::process::Command::new("curl")
+            .args(["-s", "--max-time", "5", &url])
+            .output()
+            .await
+            .unwrap();
+        if out.status.success() && !out.stdout.is_empty() {
+            break String::from_utf8_lossy(&out.stdout).to_string();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "kubectl proxy did not answer within 20 s"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let list: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(list["kind"], "NamespaceList");
+    assert!(list["items"].as_array().unwrap().len() >= 4);
+    proxy.kill().await.unwrap();
+    c.stop().await;
+}
