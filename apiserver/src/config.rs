@@ -50,6 +50,11 @@ pub struct Config {
     /// default, turns it off. For local experiments only.
     #[arg(long, default_value_t = 0)]
     pub insecure_port: u16,
+    /// How often the store's history is compacted, in seconds: each time
+    /// to the revision of the previous round, so watches can resume from
+    /// anything newer than one interval. 0 turns it off.
+    #[arg(long, default_value_t = 300)]
+    pub etcd_compaction_interval: u64,
     /// Most read-only requests (get, list) served at once; more get 429. 0: no limit.
     #[arg(long, default_value_t = 400)]
     pub max_requests_inflight: usize,

@@ -139,6 +139,31 @@ async fn count_objects(app: Arc<App>, stop: CancellationToken) {
     }
 }
 
+/// Compacts the store every `every`, to the revision seen one round
+/// before, as kube-apiserver does: the history kept is at least one
+/// interval long.
+async fn compact_history(app: Arc<App>, every: Duration, stop: CancellationToken) {
+    let mut previous = 0;
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+        if previous > 0 {
+            match app.storage.compact(previous).await {
+                Ok(()) => tracing::debug!(revision = previous, "compacted the store"),
+                // Someone (another API server) compacted further already.
+                Err(crate::storage::StorageError::Compacted(_)) => {}
+                Err(e) => tracing::warn!(error = %e, "compaction failed"),
+            }
+        }
+        match app.storage.revision().await {
+            Ok(now) => previous = now,
+            Err(e) => tracing::warn!(error = %e, "cannot read the store's revision"),
+        }
+    }
+}
+
 /// The `kubernetes` Service in `default` (the first ClusterIP, port 443)
 /// and its Endpoints naming this API server, so that pods find the API.
 async fn ensure_kubernetes_service(app: &App, advertise: &str, port: u16) -> Result<(), crate::status::ApiError> {
@@ -290,6 +315,10 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let stop = CancellationToken::new();
     let tasks = TaskTracker::new();
     tasks.spawn(count_objects(app.clone(), stop.clone()));
+    if config.etcd_compaction_interval > 0 {
+        let every = Duration::from_secs(config.etcd_compaction_interval);
+        tasks.spawn(compact_history(app.clone(), every, stop.clone()));
+    }
     tasks.spawn(common::serve::serve_tls(listener, tls, router, stop.clone()));
     if let Some((listener, router)) = insecure {
         tasks.spawn(common::serve::serve_plain(listener, router, stop.clone()));

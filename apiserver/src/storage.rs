@@ -114,6 +114,31 @@ impl Storage {
         result
     }
 
+    /// The store's current revision.
+    pub async fn revision(&self) -> Result<i64, StorageError> {
+        let options = GetOptions::new().with_count_only();
+        let resp = self
+            .timed(
+                "revision",
+                b"/registry",
+                bounded(self.client.clone().get("/registry", Some(options))),
+            )
+            .await?;
+        Ok(resp.header().map(|h| h.revision()).unwrap_or(0))
+    }
+
+    /// Drops the history before `revision` (etcd's physical compaction).
+    pub async fn compact(&self, revision: i64) -> Result<(), StorageError> {
+        let options = etcd_client::CompactionOptions::new().with_physical();
+        self.timed(
+            "compact",
+            b"/registry",
+            bounded(self.client.clone().compact(revision, Some(options))),
+        )
+        .await
+        .map(|_| ())
+    }
+
     /// How many keys start with `prefix`.
     pub async fn count(&self, prefix: &[u8]) -> Result<i64, StorageError> {
         let options = GetOptions::new().with_prefix().with_count_only();

@@ -194,3 +194,41 @@ async fn many_watchers_see_every_concurrent_write_once_in_order() {
     assert_eq!(gone, 410);
     c.stop().await;
 }
+
+/// With --etcd-compaction-interval the API server compacts the store's
+/// history: a watch from a version older than an interval becomes a 410.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_server_compacts_old_history() {
+    let c = Cluster::start_with("kubernate", &["--etcd-compaction-interval", "1"]).await;
+    let cms: Api<ConfigMap> = Api::namespaced(client(&c).await, "default");
+    let cm: ConfigMap = serde_json::from_value(json!({"metadata": {"name": "old"}})).unwrap();
+    let rv: i64 = cms
+        .create(&PostParams::default(), &cm)
+        .await
+        .unwrap()
+        .metadata
+        .resource_version
+        .unwrap()
+        .parse()
+        .unwrap();
+    let from = (rv - 1).to_string();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        // Another write, so that the store's revision moves on.
+        let patch = Patch::Merge(json!({"data": {"t": format!("{:?}", std::time::Instant::now())}}));
+        cms.patch("old", &PatchParams::default(), &patch).await.unwrap();
+        let events = cms.watch(&WatchParams::default().timeout(2), &from).await.unwrap();
+        tokio::pin!(events);
+        let gone = match events.try_next().await {
+            Ok(Some(WatchEvent::Error(e))) => e.code == 410,
+            Err(kube::Error::Api(e)) => e.code == 410,
+            _ => false,
+        };
+        if gone {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "history still there after 20 s");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    c.stop().await;
+}
