@@ -65,23 +65,32 @@ async fn start_backend(kind: &str, dir: &Path) -> (Backend, String) {
             let endpoint = format!("http://{}", running.client_addrs[0]);
             (Backend::Kubernate(running), endpoint)
         }
-        "etcd" => {
+        "etcd" | "kubernate-process" => {
+            // Kubernate's store takes etcd's flags, so both start alike.
+            let program = if kind == "etcd" {
+                "etcd".into()
+            } else {
+                binary("kubernate-store")
+            };
             let (client, peer) = (free_port(), free_port());
-            let child = Command::new("etcd")
+            let mut command = Command::new(program);
+            if kind == "etcd" {
+                command.args(["--log-level", "error"]);
+            }
+            let child = command
                 .args(["--name", "e", "--data-dir", dir.join("etcd").to_str().unwrap()])
                 .args(["--listen-client-urls", &format!("http://127.0.0.1:{client}")])
                 .args(["--advertise-client-urls", &format!("http://127.0.0.1:{client}")])
                 .args(["--listen-peer-urls", &format!("http://127.0.0.1:{peer}")])
                 .args(["--initial-advertise-peer-urls", &format!("http://127.0.0.1:{peer}")])
                 .args(["--initial-cluster", &format!("e=http://127.0.0.1:{peer}")])
-                .args(["--log-level", "error"])
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn()
-                .expect("etcd 3.4 (Debian package etcd-server)");
+                .expect("the store binary (etcd 3.4 is Debian's etcd-server)");
             (Backend::Etcd(ChildGuard(child)), format!("http://127.0.0.1:{client}"))
         }
-        other => panic!("unknown backend {other:?}: kubernate or etcd"),
+        other => panic!("unknown backend {other:?}: kubernate, kubernate-process or etcd"),
     }
 }
 
@@ -195,6 +204,19 @@ impl Cluster {
             .status()
             .unwrap();
         assert!(status.success(), "kill {signal} etcd");
+    }
+
+    /// The API server's process id (for its memory use, say).
+    pub fn apiserver_pid(&self) -> Option<u32> {
+        self.apiserver.as_ref().map(|c| c.0.id())
+    }
+
+    /// The store's process id, when it runs as a process.
+    pub fn store_pid(&self) -> Option<u32> {
+        match &self.backend {
+            Some(Backend::Etcd(child)) => Some(child.0.id()),
+            _ => None,
+        }
     }
 
     /// Kills the API server at once (SIGKILL): no drain, streams cut.
