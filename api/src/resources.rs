@@ -160,6 +160,11 @@ impl ResourceInfo {
             ("", "nodes") => "minions",
             ("", "replicationcontrollers") => "controllers",
             ("apiextensions.k8s.io", "customresourcedefinitions") => "apiextensions.k8s.io/customresourcedefinitions",
+            // Custom resources (groups no built-in resource has) are keyed
+            // by group too, as the apiextensions server keys them.
+            (group, plural) if !RESOURCES.iter().any(|r| r.group == group) => {
+                return format!("/registry/{group}/{plural}/");
+            }
             (_, plural) => plural,
         };
         format!("/registry/{path}/")

@@ -172,6 +172,9 @@ pub fn apply(group: &str, plural: &str, object: &mut Value) {
             template(object);
         }
         ("", "secrets") => or_set(object, "type", json!("Opaque")),
+        ("apiextensions.k8s.io", "customresourcedefinitions") if object["status"]["conditions"].is_null() => {
+            crate::crd::accepted_status(object);
+        }
         ("", "persistentvolumeclaims") => or_set(&mut object["spec"], "volumeMode", json!("Filesystem")),
         ("apps", "deployments") => {
             let spec = &mut object["spec"];

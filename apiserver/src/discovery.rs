@@ -37,19 +37,35 @@ pub fn core_versions() -> Value {
     })
 }
 
+/// Every group/version served, built-in then custom.
+fn group_versions() -> Vec<(String, String)> {
+    let mut pairs: Vec<(String, String)> = resources::group_versions()
+        .into_iter()
+        .map(|(g, v)| (g.to_string(), v.to_string()))
+        .collect();
+    for served in crate::crd::all() {
+        let pair = (served.info.group.to_string(), served.info.version.to_string());
+        if !pairs.contains(&pair) {
+            pairs.push(pair);
+        }
+    }
+    pairs
+}
+
 /// `/apis`: every named group, preferred version first.
 pub fn groups() -> Value {
+    let all = group_versions();
     let mut names: Vec<&str> = Vec::new();
-    for (group, _) in resources::group_versions() {
-        if !group.is_empty() && !names.contains(&group) {
+    for (group, _) in &all {
+        if !group.is_empty() && !names.contains(&group.as_str()) {
             names.push(group);
         }
     }
     let groups: Vec<Value> = names
         .iter()
         .map(|group| {
-            let versions: Vec<Value> = resources::group_versions()
-                .into_iter()
+            let versions: Vec<Value> = all
+                .iter()
                 .filter(|(g, _)| g == group)
                 .map(|(g, v)| json!({"groupVersion": format!("{g}/{v}"), "version": v}))
                 .collect();
@@ -82,7 +98,13 @@ fn resource_entry(r: &ResourceInfo) -> Value {
 
 /// `/api/v1` or `/apis/<group>/<version>`; `None` if not served.
 pub fn resource_list(group: &str, version: &str) -> Option<Value> {
-    let served = resources::resources_in(group, version);
+    let mut served: Vec<&ResourceInfo> = resources::resources_in(group, version);
+    served.extend(
+        crate::crd::all()
+            .into_iter()
+            .filter(|s| s.info.group == group && s.info.version == version)
+            .map(|s| s.info),
+    );
     if served.is_empty() {
         return None;
     }

@@ -42,7 +42,7 @@ impl FieldValidation {
 pub fn decode(info: &RequestInfo, object: Value, mode: FieldValidation) -> Result<Value, ApiError> {
     let r = info.resource;
     let Some(t) = types::find(r.group, r.version, r.kind) else {
-        return Ok(object);
+        return custom(info, object, mode);
     };
     let typed = (t.round_trip)(&object).map_err(|e| {
         ApiError::bad_request(format!(
@@ -66,4 +66,29 @@ pub fn decode(info: &RequestInfo, object: Value, mode: FieldValidation) -> Resul
         }
     }
     Ok(typed)
+}
+
+/// A custom resource: checked and pruned against its structural schema.
+fn custom(info: &RequestInfo, mut object: Value, mode: FieldValidation) -> Result<Value, ApiError> {
+    let r = info.resource;
+    let Some(served) = crate::crd::find(r.group, r.version, r.plural) else {
+        return Ok(object);
+    };
+    if served.schema.is_null() {
+        return Ok(object);
+    }
+    let found = crate::structural::check(&served.schema, &mut object);
+    let name = object["metadata"]["name"].as_str().unwrap_or_default().to_string();
+    if let Some((field, message)) = found.errors.first() {
+        let kind = format!("{}.{}", r.kind, r.group);
+        return Err(ApiError::invalid(&kind, &name, field, message));
+    }
+    if mode == FieldValidation::Strict && !found.pruned.is_empty() {
+        let listed: Vec<String> = found.pruned.iter().map(|f| format!("unknown field \"{f}\"")).collect();
+        return Err(ApiError::bad_request(format!(
+            "strict decoding error: {}",
+            listed.join(", ")
+        )));
+    }
+    Ok(object)
 }

@@ -12,7 +12,6 @@ use std::sync::Arc;
 
 use api::proto::resources_server::Resources;
 use api::proto::*;
-use api::resources;
 use common::grpc::PeerInfo;
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Code, Request, Response, Status};
@@ -60,7 +59,7 @@ fn prepare<T>(request: &Request<T>, reference: Option<&ResourceRef>, verb: &str)
             details: None,
         })
     };
-    let resource = resources::find(&r.group, &r.version, &r.resource).ok_or_else(not_found)?;
+    let resource = crate::crd::resource(&r.group, &r.version, &r.resource).ok_or_else(not_found)?;
     if !r.subresource.is_empty() && resource.subresource(&r.subresource).is_none() {
         return Err(not_found());
     }

@@ -7,7 +7,7 @@
 //! namespace's own subresources (`namespaces/x/status`) from resources in
 //! a namespace (`namespaces/x/configmaps`).
 
-use api::resources::{self, ResourceInfo};
+use api::resources::ResourceInfo;
 
 use crate::status::ApiError;
 
@@ -40,7 +40,7 @@ pub fn parse(path: &str) -> Result<RequestInfo, ApiError> {
         ["apis", group, version, rest @ ..] => (*group, *version, rest),
         _ => return Err(not_found()),
     };
-    let find = |plural: &str| resources::find(group, version, plural);
+    let find = |plural: &str| crate::crd::resource(group, version, plural);
     let (namespace, rest) = match rest {
         // namespaces/<ns>/<resource>... when <resource> is namespaced.
         ["namespaces", ns, plural, tail @ ..] if find(plural).is_some_and(|r| r.namespaced) => {

@@ -165,6 +165,35 @@ fn workload(c: &Check<'_>, object: &Value, old: Option<&Value>) -> Result<(), Ap
     pod_spec(c, &template["spec"], "spec.template.spec", &["Always"])
 }
 
+/// A CRD is named `<plural>.<group>` and may not define a built-in group.
+fn crd(c: &Check<'_>, object: &Value) -> Result<(), ApiError> {
+    let group = object["spec"]["group"].as_str().unwrap_or_default();
+    let plural = object["spec"]["names"]["plural"].as_str().unwrap_or_default();
+    if group.is_empty() || plural.is_empty() || object["spec"]["names"]["kind"].as_str().unwrap_or_default().is_empty()
+    {
+        return Err(c.fail(
+            "spec",
+            "Required value: group, names.plural and names.kind are required",
+        ));
+    }
+    if c.name != format!("{plural}.{group}") {
+        return Err(c.fail(
+            "metadata.name",
+            format!(
+                "Invalid value: \"{}\": must be spec.names.plural+\".\"+spec.group",
+                c.name
+            ),
+        ));
+    }
+    if api::resources::RESOURCES.iter().any(|r| r.group == group) {
+        return Err(c.fail(
+            "spec.group",
+            format!("Invalid value: \"{group}\": the group of a built-in API cannot be extended"),
+        ));
+    }
+    Ok(())
+}
+
 /// Checks `object` (of `group`/`plural`) on create (`old` None) or update.
 pub fn validate(group: &str, plural: &str, object: &Value, old: Option<&Value>) -> Result<(), ApiError> {
     let kind = object["kind"].as_str().unwrap_or_default();
@@ -185,6 +214,7 @@ pub fn validate(group: &str, plural: &str, object: &Value, old: Option<&Value>) 
             Ok(())
         }
         ("apps", "deployments" | "replicasets" | "statefulsets" | "daemonsets") => workload(&c, object, old),
+        ("apiextensions.k8s.io", "customresourcedefinitions") => crd(&c, object),
         ("batch", "jobs") => pod_spec(
             &c,
             &object["spec"]["template"]["spec"],

@@ -439,7 +439,12 @@ pub async fn create(app: &App, info: &RequestInfo, body: Value, opts: &WriteOpti
     };
     let bytes = serde_json::to_vec(&object).map_err(|e| ApiError::internal(e.to_string()))?;
     match app.storage.create(named.key().as_bytes(), bytes).await {
-        Ok(revision) => Ok(registry::with_version(object, revision)),
+        Ok(revision) => {
+            if is_crd(info) {
+                crate::crd::register(&object);
+            }
+            Ok(registry::with_version(object, revision))
+        }
         Err(e) => {
             held.release(&app.allocator, &app.storage).await;
             Err(storage_error(info, &name, e))
@@ -447,14 +452,33 @@ pub async fn create(app: &App, info: &RequestInfo, body: Value, opts: &WriteOpti
     }
 }
 
+fn is_crd(info: &RequestInfo) -> bool {
+    info.resource.group == "apiextensions.k8s.io" && info.resource.plural == "customresourcedefinitions"
+}
+
 fn is_service(info: &RequestInfo) -> bool {
     info.resource.group.is_empty() && info.resource.plural == "services" && info.subresource.is_none()
 }
 
-/// After a delete: a Service's address and node ports are free again.
+/// After a delete: a Service's address and node ports are free again; a
+/// CRD's resources are no longer served and their objects go.
 pub async fn released(app: &App, info: &RequestInfo, deleted: &Value) {
     if is_service(info) {
         services::held_by(deleted).release(&app.allocator, &app.storage).await;
+    }
+    if is_crd(info) {
+        crate::crd::unregister(deleted["metadata"]["name"].as_str().unwrap_or_default());
+        // The objects live under /registry/<group>/<plural>/ (see
+        // ResourceInfo::storage_prefix), whichever versions were served.
+        let (group, plural) = (&deleted["spec"]["group"], &deleted["spec"]["names"]["plural"]);
+        if let (Some(group), Some(plural)) = (group.as_str(), plural.as_str()) {
+            let prefix = format!("/registry/{group}/{plural}/");
+            if let Ok((items, _)) = app.storage.list(prefix.as_bytes(), 0).await {
+                for item in items {
+                    let _ = app.storage.delete(&item.key, None).await;
+                }
+            }
+        }
     }
 }
 
@@ -529,6 +553,9 @@ pub(crate) async fn write_update(
     match app.storage.update(info.key().as_bytes(), bytes, Some(revision)).await {
         Ok(written) => {
             stale.release(&app.allocator, &app.storage).await;
+            if is_crd(info) {
+                crate::crd::register(&object);
+            }
             Ok(registry::with_version(object, written))
         }
         Err(e) => {

@@ -1440,3 +1440,138 @@ async fn kubectl_proxy_serves_curl() {
     proxy.kill().await.unwrap();
     c.stop().await;
 }
+
+const WIDGET_CRD: &str = r#"
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: widgets.example.com
+spec:
+  group: example.com
+  scope: Namespaced
+  names: {plural: widgets, singular: widget, kind: Widget, shortNames: [wd]}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    subresources: {status: {}}
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec:
+            type: object
+            required: [size]
+            properties:
+              size: {type: integer, minimum: 1}
+              color: {type: string, enum: [red, blue]}
+          status:
+            type: object
+            properties:
+              ready: {type: boolean}
+"#;
+
+fn widget(name: &str, spec: &str) -> String {
+    format!("apiVersion: example.com/v1\nkind: Widget\nmetadata:\n  name: {name}\nspec: {spec}\n")
+}
+
+/// A CRD's resource is served at once, checked against its schema, has a
+/// status subresource, survives an API server restart and goes with its CRD.
+async fn custom_resources(kind: &str) {
+    let mut c = Cluster::start(kind).await;
+    let (ok, out, err) = c.kubectl(&["apply", "-f", "-"], Some(WIDGET_CRD)).await;
+    assert!(ok, "{out}{err}");
+    let established = c
+        .must(&[
+            "get",
+            "crd",
+            "widgets.example.com",
+            "-o",
+            r#"jsonpath={.status.conditions[?(@.type=="Established")].status}"#,
+        ])
+        .await;
+    assert_eq!(established, "True");
+    let in_apps = WIDGET_CRD
+        .replace("group: example.com", "group: apps")
+        .replace("widgets.example.com", "widgets.apps");
+    let (ok, _, err) = c.kubectl(&["apply", "-f", "-"], Some(&in_apps)).await;
+    assert!(!ok && err.contains("cannot be extended"), "{err}");
+    let resources = c.must(&["api-resources", "--api-group", "example.com"]).await;
+    assert!(resources.contains("widgets") && resources.contains("wd"), "{resources}");
+
+    let (ok, out, err) = c
+        .kubectl(&["apply", "-f", "-"], Some(&widget("w1", "{size: 3, color: red}")))
+        .await;
+    assert!(ok, "{out}{err}");
+    let size = c.must(&["get", "wd", "w1", "-o", "jsonpath={.spec.size}"]).await;
+    assert_eq!(size, "3");
+    for (spec, expected) in [
+        ("{size: 0}", "greater than or equal to 1"),
+        ("{size: big}", "must be of type integer"),
+        ("{color: red}", "spec.size: Required value"),
+        ("{size: 2, color: green}", "Unsupported value"),
+        ("{size: 2, shape: round}", r#"unknown field "spec.shape""#),
+    ] {
+        let (ok, _, err) = c.kubectl(&["apply", "-f", "-"], Some(&widget("bad", spec))).await;
+        assert!(!ok && err.contains(expected), "{spec}: {err}");
+    }
+    let (ok, out, err) = c
+        .kubectl(
+            &["apply", "--validate=false", "-f", "-"],
+            Some(&widget("pruned", "{size: 2, shape: round}")),
+        )
+        .await;
+    assert!(ok, "{out}{err}");
+    let spec = c.must(&["get", "widget", "pruned", "-o", "jsonpath={.spec}"]).await;
+    assert!(!spec.contains("shape"), "unknown fields are pruned: {spec}");
+
+    c.must(&[
+        "patch",
+        "widget",
+        "w1",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        r#"{"status":{"ready":true}}"#,
+    ])
+    .await;
+    c.must(&[
+        "patch",
+        "widget",
+        "w1",
+        "--type=merge",
+        "-p",
+        r#"{"status":{"ready":false}}"#,
+    ])
+    .await;
+    let ready = c.must(&["get", "widget", "w1", "-o", "jsonpath={.status.ready}"]).await;
+    assert_eq!(ready, "true", "the main resource ignores status");
+
+    c.kill_apiserver();
+    c.start_apiserver().await;
+    let listed = c.must(&["get", "widgets", "-o", "name"]).await;
+    assert!(
+        listed.contains("widget.example.com/w1"),
+        "served again after a restart: {listed}"
+    );
+
+    c.must(&["delete", "crd", "widgets.example.com"]).await;
+    let (ok, _, err) = c.kubectl(&["get", "widgets"], None).await;
+    assert!(!ok, "{err}");
+    // Defined again, it starts empty.
+    let (ok, out, err) = c.kubectl(&["apply", "-f", "-"], Some(WIDGET_CRD)).await;
+    assert!(ok, "{out}{err}");
+    let listed = c.must(&["get", "widgets", "-o", "name"]).await;
+    assert!(listed.trim().is_empty(), "{listed}");
+    c.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn custom_resources_on_our_store() {
+    custom_resources("kubernate").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn custom_resources_on_etcd() {
+    custom_resources("etcd").await;
+}

@@ -76,6 +76,8 @@ async fn start_backend(kind: &str, dir: &Path) -> (Backend, String) {
             let mut command = Command::new(program);
             if kind == "etcd" {
                 command.args(["--log-level", "error"]);
+            } else {
+                command.args(["--listen-metrics-urls", &format!("http://127.0.0.1:{}", free_port())]);
             }
             let child = command
                 .args(["--name", "e", "--data-dir", dir.join("etcd").to_str().unwrap()])
