@@ -10,7 +10,9 @@
 
 use std::time::Duration;
 
-use etcd_client::{Client, Compare, CompareOp, EventType, GetOptions, Txn, TxnOp, TxnOpResponse, WatchOptions};
+use etcd_client::{
+    Client, Compare, CompareOp, EventType, GetOptions, KvClient, Txn, TxnOp, TxnOpResponse, WatchClient, WatchOptions,
+};
 
 /// What the store said, in the API server's terms.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -27,6 +29,21 @@ pub enum StorageError {
     Compacted(i64),
     #[error("storage unavailable: {0}")]
     Unavailable(String),
+}
+
+/// Keys per range request when listing.
+pub const LIST_PAGE: i64 = 1000;
+
+/// The first key after every key starting with `prefix`.
+fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    vec![0] // every key
 }
 
 /// How long any one store call may take.
@@ -53,9 +70,14 @@ pub enum Change {
     Progress { revision: i64 },
 }
 
+/// The largest answer accepted from the store (etcd-client's default is
+/// 4 MiB, less than one page of big objects).
+const MAX_MESSAGE: usize = 1 << 30;
+
 #[derive(Clone)]
 pub struct Storage {
-    client: Client,
+    kv: KvClient,
+    watcher: WatchClient,
     /// etcd_request_duration_seconds, once the metrics exist.
     timings: Option<prometheus::HistogramVec>,
 }
@@ -86,7 +108,11 @@ async fn bounded<T>(call: impl std::future::Future<Output = Result<T, etcd_clien
 
 impl Storage {
     pub fn new(client: Client) -> Self {
-        Storage { client, timings: None }
+        Storage {
+            kv: client.kv_client().max_decoding_message_size(MAX_MESSAGE),
+            watcher: client.watch_client().max_decoding_message_size(MAX_MESSAGE),
+            timings: None,
+        }
     }
 
     /// The same storage, timing every call into `histogram`.
@@ -121,7 +147,7 @@ impl Storage {
             .timed(
                 "revision",
                 b"/registry",
-                bounded(self.client.clone().get("/registry", Some(options))),
+                bounded(self.kv.clone().get("/registry", Some(options))),
             )
             .await?;
         Ok(resp.header().map(|h| h.revision()).unwrap_or(0))
@@ -133,7 +159,7 @@ impl Storage {
         self.timed(
             "compact",
             b"/registry",
-            bounded(self.client.clone().compact(revision, Some(options))),
+            bounded(self.kv.clone().compact(revision, Some(options))),
         )
         .await
         .map(|_| ())
@@ -143,15 +169,13 @@ impl Storage {
     pub async fn count(&self, prefix: &[u8]) -> Result<i64, StorageError> {
         let options = GetOptions::new().with_prefix().with_count_only();
         let resp = self
-            .timed("count", prefix, bounded(self.client.clone().get(prefix, Some(options))))
+            .timed("count", prefix, bounded(self.kv.clone().get(prefix, Some(options))))
             .await?;
         Ok(resp.count())
     }
 
     pub async fn get(&self, key: &[u8]) -> Result<Stored, StorageError> {
-        let resp = self
-            .timed("get", key, bounded(self.client.clone().get(key, None)))
-            .await?;
+        let resp = self.timed("get", key, bounded(self.kv.clone().get(key, None))).await?;
         let kv = resp.kvs().first().ok_or(StorageError::NotFound)?;
         Ok(Stored {
             key: kv.key().to_vec(),
@@ -162,25 +186,43 @@ impl Storage {
 
     /// Every object under `prefix` (at `revision`, 0 for the latest) and
     /// the revision the list was read at.
+    ///
+    /// The store is read in pages of [`LIST_PAGE`] keys, all at one
+    /// revision, so that no single response outgrows a gRPC message (4 MiB
+    /// by default) however many objects there are.
     pub async fn list(&self, prefix: &[u8], revision: i64) -> Result<(Vec<Stored>, i64), StorageError> {
-        let mut options = GetOptions::new().with_prefix();
-        if revision > 0 {
-            options = options.with_revision(revision);
-        }
-        let resp = self
-            .timed("list", prefix, bounded(self.client.clone().get(prefix, Some(options))))
-            .await?;
-        let at = resp.header().map(|h| h.revision()).unwrap_or(0);
-        let items = resp
-            .kvs()
-            .iter()
-            .map(|kv| Stored {
+        let end = prefix_end(prefix);
+        let mut start = prefix.to_vec();
+        let mut at = revision;
+        let mut items = Vec::new();
+        loop {
+            let mut options = GetOptions::new().with_range(end.clone()).with_limit(LIST_PAGE);
+            if at > 0 {
+                options = options.with_revision(at);
+            }
+            let resp = self
+                .timed(
+                    "list",
+                    prefix,
+                    bounded(self.kv.clone().get(start.clone(), Some(options))),
+                )
+                .await?;
+            if at <= 0 {
+                at = resp.header().map(|h| h.revision()).unwrap_or(0);
+            }
+            items.extend(resp.kvs().iter().map(|kv| Stored {
                 key: kv.key().to_vec(),
                 value: kv.value().to_vec(),
                 revision: kv.mod_revision(),
-            })
-            .collect();
-        Ok((items, if revision > 0 { revision } else { at }))
+            }));
+            match (resp.more(), resp.kvs().last()) {
+                (true, Some(last)) => {
+                    start = last.key().to_vec();
+                    start.push(0);
+                }
+                _ => return Ok((items, at)),
+            }
+        }
     }
 
     /// Stores a new object; fails if the key exists.
@@ -188,7 +230,7 @@ impl Storage {
         let txn = Txn::new()
             .when([Compare::create_revision(key, CompareOp::Equal, 0)])
             .and_then([TxnOp::put(key, value, None)]);
-        let resp = self.timed("create", key, bounded(self.client.clone().txn(txn))).await?;
+        let resp = self.timed("create", key, bounded(self.kv.clone().txn(txn))).await?;
         if !resp.succeeded() {
             return Err(StorageError::AlreadyExists);
         }
@@ -206,7 +248,7 @@ impl Storage {
             .when([compare])
             .and_then([TxnOp::put(key, value, None)])
             .or_else([TxnOp::get(key, None)]);
-        let resp = self.timed("update", key, bounded(self.client.clone().txn(txn))).await?;
+        let resp = self.timed("update", key, bounded(self.kv.clone().txn(txn))).await?;
         if resp.succeeded() {
             return Ok(resp.header().map(|h| h.revision()).unwrap_or(0));
         }
@@ -233,7 +275,7 @@ impl Storage {
         let txn = Txn::new()
             .when([Compare::mod_revision(key, CompareOp::Equal, current.revision)])
             .and_then([TxnOp::delete(key, None)]);
-        let resp = self.timed("delete", key, bounded(self.client.clone().txn(txn))).await?;
+        let resp = self.timed("delete", key, bounded(self.kv.clone().txn(txn))).await?;
         if !resp.succeeded() {
             return Err(StorageError::Conflict);
         }
@@ -257,7 +299,7 @@ impl Storage {
             .with_prefix()
             .with_prev_key()
             .with_start_revision(after + 1);
-        let mut stream = bounded(self.client.clone().watch(prefix, Some(options))).await?;
+        let mut stream = bounded(self.watcher.clone().watch(prefix, Some(options))).await?;
         let (tx, rx) = tokio::sync::mpsc::channel(256);
         tokio::spawn(async move {
             let period = progress_every.unwrap_or(Duration::from_secs(3600));

@@ -1575,3 +1575,26 @@ async fn custom_resources_on_our_store() {
 async fn custom_resources_on_etcd() {
     custom_resources("etcd").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lists_larger_than_a_grpc_message_are_served() {
+    for kind in ["etcd", "kubernate"] {
+        large_list(kind).await;
+    }
+}
+
+async fn large_list(kind: &str) {
+    let c = Cluster::start(kind).await;
+    let big = "x".repeat(700 * 1024);
+    for i in 0..8 {
+        let cm = format!(
+            r#"{{"apiVersion":"v1","kind":"ConfigMap","metadata":{{"name":"big-{i}"}},"data":{{"d":"{big}"}}}}"#
+        );
+        let (ok, out, err) = c.kubectl(&["create", "-f", "-"], Some(&cm)).await;
+        assert!(ok, "{out}{err}");
+    }
+    // 5.6 MB of objects: more than etcd-client's 4 MiB message limit.
+    let names = c.must(&["get", "configmaps", "-o", "name"]).await;
+    assert_eq!(names.lines().count(), 8, "{names}");
+    c.stop().await;
+}

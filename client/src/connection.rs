@@ -20,6 +20,9 @@ use tonic::transport::Channel;
 
 use crate::error::{Error, Result};
 
+/// The largest answer accepted from the API server.
+pub const MAX_MESSAGE: usize = 1 << 30;
+
 /// How long a unary call may take unless [`Client::with_timeout`] says otherwise.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -72,7 +75,8 @@ impl Client {
             None => None,
         };
         Ok(Client {
-            grpc: ResourcesClient::with_interceptor(channel, Outgoing { token }),
+            // A list of every pod of a big cluster is larger than tonic's 4 MiB default.
+            grpc: ResourcesClient::with_interceptor(channel, Outgoing { token }).max_decoding_message_size(MAX_MESSAGE),
             timeout: DEFAULT_TIMEOUT,
             namespace: config.namespace.clone().unwrap_or_else(|| "default".into()),
         })
