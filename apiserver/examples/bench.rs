@@ -150,10 +150,6 @@ async fn bench(system: &str, backend: &str, pods: usize, watchers: usize, client
     })
     .await;
     report(system, &format!("LIST {pods} pods"), lists, elapsed, lat);
-    println!(
-        "<!-- {system}: API server RSS with {pods} pods stored: {:.0} MiB -->",
-        rss_mib(c.apiserver_pid())
-    );
     let rss = rss_mib(c.apiserver_pid());
 
     // Watch fan-out: `watchers` watches of all pods; 50 updates; the time
@@ -168,8 +164,15 @@ async fn bench(system: &str, backend: &str, pods: usize, watchers: usize, client
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(usize, Instant)>();
     let mut tasks = Vec::new();
     let ready = Arc::new(tokio::sync::Barrier::new(watchers + 1));
-    for _ in 0..watchers {
-        let (api, rv, tx, ready) = (api.clone(), rv.clone(), tx.clone(), ready.clone());
+    // A connection carries at most 1000 streams; spread the watchers over
+    // connections of 200, as many clients would.
+    let mut connections = Vec::new();
+    for _ in 0..watchers.div_ceil(200) {
+        connections.push(Api::<Pod>::namespaced(self::client(&c).await, "default"));
+    }
+    for w in 0..watchers {
+        let api = connections[w / 200].clone();
+        let (rv, tx, ready) = (rv.clone(), tx.clone(), ready.clone());
         tasks.push(tokio::spawn(async move {
             let events = api.watch(&WatchParams::default().timeout(120), &rv).await.unwrap();
             ready.wait().await;

@@ -24,6 +24,9 @@ use tokio_util::sync::CancellationToken;
 /// ALPN protocols for a port that speaks both: HTTP/2 preferred.
 pub const ALPN_BOTH: &[&[u8]] = &[b"h2", b"http/1.1"];
 
+/// Concurrent HTTP/2 streams (requests, watches) per connection.
+pub const MAX_STREAMS: u32 = 1000;
+
 /// How long open connections get to finish after shutdown begins.
 pub const DRAIN: Duration = Duration::from_secs(5);
 
@@ -79,7 +82,10 @@ where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let service = TowerToHyperService::new(router);
-    let builder = auto::Builder::new(TokioExecutor::new());
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    // Watches are long-lived streams; kube-apiserver allows 1000 per
+    // HTTP/2 connection (--http2-max-streams-per-connection), hyper 200.
+    builder.http2().max_concurrent_streams(MAX_STREAMS);
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
     let conn = graceful.watch(conn.into_owned());
     tokio::spawn(async move {
