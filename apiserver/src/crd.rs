@@ -175,25 +175,42 @@ pub fn accepted_status(crd: &mut Value) {
     });
 }
 
+/// Serves every stored CRD; the revision they were read at.
+pub async fn load(storage: &Storage) -> Option<i64> {
+    match storage.list(PREFIX.as_bytes(), 0).await {
+        Ok((items, at)) => {
+            let mut names = Vec::new();
+            for item in items {
+                if let Ok(crd) = serde_json::from_slice::<Value>(&item.value) {
+                    register(&crd);
+                    names.push(crd["metadata"]["name"].as_str().unwrap_or_default().to_string());
+                }
+            }
+            // CRDs deleted while nobody watched are served no more.
+            table().retain(|s| names.contains(&s.crd));
+            Some(at)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot list CRDs");
+            None
+        }
+    }
+}
+
+/// Where CRDs are stored.
+const PREFIX: &str = "/registry/apiextensions.k8s.io/customresourcedefinitions/";
+
 /// Loads every stored CRD, then follows changes (another API server may
 /// write them) until the watch ends.
 pub async fn follow(storage: Storage, stop: tokio_util::sync::CancellationToken) {
-    let prefix = "/registry/apiextensions.k8s.io/customresourcedefinitions/";
+    let prefix = PREFIX;
     loop {
-        let at = match storage.list(prefix.as_bytes(), 0).await {
-            Ok((items, at)) => {
-                for item in items {
-                    if let Ok(crd) = serde_json::from_slice::<Value>(&item.value) {
-                        register(&crd);
-                    }
-                }
-                at
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot list CRDs; retrying");
-                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-                continue;
-            }
+        if stop.is_cancelled() {
+            return;
+        }
+        let Some(at) = load(&storage).await else {
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            continue;
         };
         let Ok(mut changes) = storage.watch(prefix.as_bytes(), at, None).await else {
             tokio::time::sleep(std::time::Duration::from_secs(1)).await;

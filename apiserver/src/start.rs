@@ -268,14 +268,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let metrics = crate::metrics::Metrics::new().map_err(|e| StartError::Store(format!("metrics: {e}")))?;
     let storage = storage.with_timings(metrics.store_duration.clone());
     // Custom resources are servable from the first request on.
-    let crds = b"/registry/apiextensions.k8s.io/customresourcedefinitions/";
-    if let Ok((items, _)) = storage.list(crds, 0).await {
-        for item in items {
-            if let Ok(crd) = serde_json::from_slice::<serde_json::Value>(&item.value) {
-                crate::crd::register(&crd);
-            }
-        }
-    }
+    crate::crd::load(&storage).await;
     let app = Arc::new(App {
         storage,
         max_body: config.max_request_body_bytes,

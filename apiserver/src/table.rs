@@ -22,6 +22,18 @@ const AGE: Column = (
     "CreationTimestamp is a timestamp representing the server time when this object was created.",
 );
 
+/// The `-o wide` columns of Deployments and ReplicaSets.
+const WORKLOAD_WIDE: [Column; 3] = [
+    ("Containers", "string", 1, "Names of each container in the template."),
+    (
+        "Images",
+        "string",
+        1,
+        "Images referenced by each container in the template.",
+    ),
+    ("Selector", "string", 1, "Label selector for pods."),
+];
+
 fn columns(plural: &str, group: &str) -> Vec<Column> {
     match (group, plural) {
         ("", "pods") => vec![
@@ -83,30 +95,20 @@ fn columns(plural: &str, group: &str) -> Vec<Column> {
             ),
             ("Available", "integer", 0, "Total number of available pods."),
             AGE,
-            ("Containers", "string", 1, "Names of each container in the template."),
-            (
-                "Images",
-                "string",
-                1,
-                "Images referenced by each container in the template.",
-            ),
-            ("Selector", "string", 1, "Label selector for pods."),
-        ],
+        ]
+        .into_iter()
+        .chain(WORKLOAD_WIDE)
+        .collect(),
         ("apps", "replicasets") => vec![
             NAME,
             ("Desired", "integer", 0, "Number of desired pods."),
             ("Current", "integer", 0, "Number of actual pods."),
             ("Ready", "integer", 0, "Number of ready pods."),
             AGE,
-            ("Containers", "string", 1, "Names of each container in the template."),
-            (
-                "Images",
-                "string",
-                1,
-                "Images referenced by each container in the template.",
-            ),
-            ("Selector", "string", 1, "Label selector for pods."),
-        ],
+        ]
+        .into_iter()
+        .chain(WORKLOAD_WIDE)
+        .collect(),
         ("", "services") => vec![
             NAME,
             ("Type", "string", 0, "The type of the service."),

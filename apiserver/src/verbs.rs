@@ -565,8 +565,8 @@ pub(crate) async fn write_update(
     }
 }
 
-/// JSON patch, JSON merge patch and strategic merge patch; server-side
-/// apply is not served yet (415 says so).
+/// JSON patch, JSON merge patch and strategic merge patch (server-side
+/// apply patches go to [`server_side_apply`](crate::server_side_apply)).
 pub async fn patch(
     app: &App,
     info: &RequestInfo,
