@@ -9,7 +9,7 @@
 //! watch, create, update, JSON/merge/strategic patch and delete of every built-in
 //! resource as JSON or YAML, authenticated by client certificate, over REST
 //! and the internal gRPC API alike. Not yet:
-//! protobuf responses, quotas, RBAC, the watch cache, CRD conversion and printer columns.
+//! protobuf responses, quotas, RBAC, the watch cache, CRD printer columns.
 //!
 //! # Layout
 //!
@@ -31,6 +31,7 @@
 //! - [`registry`]: metadata rules on create and update.
 //! - [`services`], [`allocator`]: Service defaults, ClusterIP and NodePort allocation.
 //! - [`server_side_apply`], [`managed_fields`]: apply patches and field ownership.
+//! - [`conversion`]: versions sharing storage (HPA v1/v2, the two Event APIs, CRD versions).
 //! - [`crd`], [`structural`]: custom resources, served as their CRDs define them.
 //! - [`scale`]: the scale subresource of workloads.
 //! - [`binding`], [`eviction`]: the pods/binding and pods/eviction subresources.
@@ -44,6 +45,7 @@ pub mod allocator;
 pub mod authn;
 pub mod binding;
 pub mod config;
+pub mod conversion;
 pub mod crd;
 pub mod defaults;
 pub mod deletion;

@@ -79,9 +79,16 @@ pub fn parse_stored_value(info: &RequestInfo, stored: &Stored) -> Result<Value> 
     parse_stored(info, stored)
 }
 
+/// An object as stored: in its storage version, as JSON.
+fn encode(info: &RequestInfo, object: &Value) -> Result<Vec<u8>> {
+    let stored = crate::conversion::to_storage(info, object.clone());
+    serde_json::to_vec(&stored).map_err(|e| ApiError::internal(e.to_string()))
+}
+
 fn parse_stored(info: &RequestInfo, stored: &Stored) -> Result<Value> {
     let object: Value = serde_json::from_slice(&stored.value)
         .map_err(|e| ApiError::internal(format!("stored {} is not JSON: {e}", info.resource.plural)))?;
+    let object = crate::conversion::from_storage(info, object);
     Ok(registry::with_version(object, stored.revision))
 }
 
@@ -110,7 +117,7 @@ pub async fn write(
     if let Some(meta) = object["metadata"].as_object_mut() {
         meta.remove("resourceVersion");
     }
-    let bytes = serde_json::to_vec(&object).map_err(|e| StorageError::Unavailable(e.to_string()))?;
+    let bytes = encode(info, &object).map_err(|e| StorageError::Unavailable(e.message))?;
     app.storage.update(info.key().as_bytes(), bytes, Some(revision)).await
 }
 
@@ -437,7 +444,7 @@ pub async fn create(app: &App, info: &RequestInfo, body: Value, opts: &WriteOpti
     } else {
         services::Held::default()
     };
-    let bytes = serde_json::to_vec(&object).map_err(|e| ApiError::internal(e.to_string()))?;
+    let bytes = encode(info, &object)?;
     match app.storage.create(named.key().as_bytes(), bytes).await {
         Ok(revision) => {
             if is_crd(info) {
@@ -549,7 +556,7 @@ pub(crate) async fn write_update(
     } else {
         Default::default()
     };
-    let bytes = serde_json::to_vec(&object).map_err(|e| ApiError::internal(e.to_string()))?;
+    let bytes = encode(info, &object)?;
     match app.storage.update(info.key().as_bytes(), bytes, Some(revision)).await {
         Ok(written) => {
             stale.release(&app.allocator, &app.storage).await;

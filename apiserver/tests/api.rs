@@ -1598,3 +1598,70 @@ async fn large_list(kind: &str) {
     assert_eq!(names.lines().count(), 8, "{names}");
     c.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn versions_sharing_storage_convert_and_lose_nothing() {
+    let c = Cluster::start("kubernate").await;
+    let hpa = r#"
+apiVersion: autoscaling/v2
+kind: HorizontalPodAutoscaler
+metadata: {name: web}
+spec:
+  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: web}
+  minReplicas: 1
+  maxReplicas: 5
+  metrics:
+  - type: Resource
+    resource: {name: cpu, target: {type: Utilization, averageUtilization: 60}}
+  - type: Resource
+    resource: {name: memory, target: {type: AverageValue, averageValue: 1Gi}}
+"#;
+    let (ok, out, err) = c.kubectl(&["apply", "-f", "-"], Some(hpa)).await;
+    assert!(ok, "{out}{err}");
+    let v1 = c
+        .must(&[
+            "get",
+            "horizontalpodautoscalers.v1.autoscaling",
+            "web",
+            "-o",
+            "jsonpath={.apiVersion} {.spec.targetCPUUtilizationPercentage}",
+        ])
+        .await;
+    assert_eq!(v1, "autoscaling/v1 60");
+    // A write through v1 keeps what only v2 can say.
+    c.must(&[
+        "patch",
+        "horizontalpodautoscalers.v1.autoscaling",
+        "web",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"maxReplicas":7}}"#,
+    ])
+    .await;
+    let v2 = c
+        .must(&[
+            "get",
+            "horizontalpodautoscalers.v2.autoscaling",
+            "web",
+            "-o",
+            "jsonpath={.spec.maxReplicas} {.spec.metrics[*].resource.name}",
+        ])
+        .await;
+    assert_eq!(v2, "7 cpu memory");
+
+    let event = r#"{"apiVersion":"v1","kind":"Event","metadata":{"name":"e1"},
+        "involvedObject":{"kind":"Pod","name":"p","namespace":"default"},"reason":"Started","message":"started it","type":"Normal"}"#;
+    let (ok, out, err) = c.kubectl(&["create", "-f", "-"], Some(event)).await;
+    assert!(ok, "{out}{err}");
+    let seen = c
+        .must(&[
+            "get",
+            "events.v1.events.k8s.io",
+            "e1",
+            "-o",
+            "jsonpath={.apiVersion} {.note} {.regarding.name}",
+        ])
+        .await;
+    assert_eq!(seen, "events.k8s.io/v1 started it p");
+    c.stop().await;
+}
