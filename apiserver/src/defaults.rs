@@ -146,7 +146,40 @@ pub fn on_create(group: &str, plural: &str, object: &mut Value) {
             o.remove("status");
         }
     }
+    if (group, plural) == ("", "pods") {
+        admit_pod(&mut object["spec"]);
+    }
     apply(group, plural, object);
+}
+
+/// Two of Kubernetes' admission steps for new pods: the ServiceAccount
+/// one (a pod runs as the namespace's `default` service account unless it
+/// names another) and DefaultTolerationSeconds (a pod tolerates its node
+/// being not-ready or unreachable for 300 s before eviction).
+fn admit_pod(spec: &mut Value) {
+    if !spec.is_object() {
+        return;
+    }
+    let account = spec["serviceAccountName"]
+        .as_str()
+        .or_else(|| spec["serviceAccount"].as_str())
+        .filter(|a| !a.is_empty())
+        .unwrap_or("default")
+        .to_string();
+    spec["serviceAccountName"] = json!(account);
+    spec["serviceAccount"] = json!(account);
+    let mut tolerations = spec["tolerations"].as_array().cloned().unwrap_or_default();
+    for taint in ["node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"] {
+        let covered = tolerations.iter().any(|t| {
+            (t["key"] == taint || (t["key"].is_null() && t["operator"] == "Exists"))
+                && (t["effect"].is_null() || t["effect"] == "NoExecute")
+        });
+        if !covered {
+            tolerations
+                .push(json!({"key": taint, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}));
+        }
+    }
+    spec["tolerations"] = Value::Array(tolerations);
 }
 
 /// Defaults for a new or replaced object of `kind` (group, plural).
@@ -269,6 +302,18 @@ mod tests {
         assert_eq!(spec["containers"][0]["ports"][0]["protocol"], "TCP");
         assert_eq!(spec["containers"][0]["readinessProbe"]["periodSeconds"], 10);
         assert_eq!(pod["status"], json!({"phase": "Pending", "qosClass": "BestEffort"}));
+        let mut admitted = json!({"spec": {"containers": [], "tolerations": [{"operator": "Exists"}]}});
+        on_create("", "pods", &mut admitted);
+        assert_eq!(admitted["spec"]["serviceAccountName"], "default");
+        assert_eq!(
+            admitted["spec"]["tolerations"].as_array().unwrap().len(),
+            1,
+            "already tolerates everything"
+        );
+        let mut plain = json!({"spec": {"containers": [], "serviceAccountName": "robot"}});
+        on_create("", "pods", &mut plain);
+        assert_eq!(plain["spec"]["serviceAccountName"], "robot");
+        assert_eq!(plain["spec"]["tolerations"][1]["tolerationSeconds"], 300);
 
         let mut given = json!({"spec": {"restartPolicy": "Never", "containers": [{"name": "a", "image": "x:1",
             "resources": {"limits": {"cpu": "1", "memory": "1Gi"}}}]}});

@@ -1066,6 +1066,13 @@ async fn pods_are_defaulted_validated_and_mostly_immutable() {
     assert_eq!(p["spec"]["containers"][0]["imagePullPolicy"], "Always");
     assert_eq!(p["status"]["phase"], "Pending", "a client cannot create a pod Running");
     assert_eq!(p["status"]["qosClass"], "BestEffort");
+    assert_eq!(
+        p["spec"]["serviceAccountName"], "default",
+        "the ServiceAccount admission step"
+    );
+    assert!(p["spec"]["tolerations"]
+        .to_string()
+        .contains("node.kubernetes.io/unreachable"));
 
     // Images may change; other fields may not.
     c.must(&["set", "image", "pod/p", "main=busybox:2"]).await;
