@@ -156,6 +156,11 @@ impl ApiError {
         Self::new(500, "InternalError", message)
     }
 
+    /// 504: the server could not answer in time (a version not reached).
+    pub fn timeout(message: impl Into<String>) -> Self {
+        Self::new(504, "Timeout", message)
+    }
+
     pub fn unavailable(message: impl Into<String>) -> Self {
         Self::new(503, "ServiceUnavailable", message)
     }

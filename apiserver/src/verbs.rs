@@ -168,6 +168,26 @@ pub async fn list(app: &App, info: &RequestInfo, query: &Query) -> Result<Value>
         .filter(|c| !c.is_empty())
         .map(parse_continue)
         .transpose()?;
+    let asked: Option<i64> = match query.get("resourceVersion").filter(|rv| !rv.is_empty()) {
+        Some(rv) => Some(
+            rv.parse::<i64>()
+                .map_err(|_| ApiError::bad_request(format!("invalid resourceVersion {rv:?}")))?,
+        ),
+        None => None,
+    };
+    match (query.get("resourceVersionMatch").filter(|m| !m.is_empty()), asked) {
+        (None, _) | (Some("Exact" | "NotOlderThan"), Some(_)) => {}
+        (Some("Exact" | "NotOlderThan"), None) => {
+            return Err(ApiError::bad_request(
+                "resourceVersionMatch is forbidden unless resourceVersion is provided",
+            ))
+        }
+        (Some(other), _) => {
+            return Err(ApiError::bad_request(format!(
+                "resourceVersionMatch {other:?} is not one of Exact, NotOlderThan"
+            )))
+        }
+    }
     let revision = match (&resume, query.get("resourceVersion")) {
         (Some((rv, _)), _) => *rv,
         (None, Some(rv)) if !rv.is_empty() && rv != "0" && query.get("resourceVersionMatch") == Some("Exact") => rv
@@ -190,6 +210,12 @@ pub async fn list(app: &App, info: &RequestInfo, query: &Query) -> Result<Value>
         }
         other => other.map_err(|e| storage_error(info, "", e))?,
     };
+    // "Not older than" a version the store has not reached yet.
+    if let Some(rv) = asked.filter(|rv| revision == 0 && *rv > at) {
+        return Err(ApiError::timeout(format!(
+            "Too large resource version: {rv}, current: {at}"
+        )));
+    }
     let after = resume.map(|(_, key)| key);
     let mut objects = Vec::new();
     let mut next = None;

@@ -1672,3 +1672,34 @@ spec:
     assert_eq!(seen, "events.k8s.io/v1 started it p");
     c.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_resource_version_matches_are_checked() {
+    let c = Cluster::start("kubernate").await;
+    let base = "/api/v1/namespaces/default/configmaps";
+    let future = curl(
+        &c,
+        "GET",
+        &format!("{base}?resourceVersion=999999&resourceVersionMatch=NotOlderThan"),
+        None,
+    )
+    .await;
+    assert!(
+        future.starts_with("HTTP/2 504") && future.contains("Too large resource version"),
+        "{future}"
+    );
+    let odd = curl(
+        &c,
+        "GET",
+        &format!("{base}?resourceVersion=1&resourceVersionMatch=Sometimes"),
+        None,
+    )
+    .await;
+    assert!(odd.starts_with("HTTP/2 400"), "{odd}");
+    let bare = curl(&c, "GET", &format!("{base}?resourceVersionMatch=Exact"), None).await;
+    assert!(
+        bare.starts_with("HTTP/2 400") && bare.contains("forbidden unless resourceVersion"),
+        "{bare}"
+    );
+    c.stop().await;
+}
