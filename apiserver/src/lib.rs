@@ -5,11 +5,12 @@
 //! [`discovery`]) → access control ([`authn`]) → registry ([`registry`])
 //! → storage ([`storage`]).
 //!
-//! This is the first slice of the API server: discovery, and get, list,
-//! watch, create, update, JSON/merge/strategic patch and delete of every built-in
-//! resource as JSON or YAML, authenticated by client certificate, over REST
-//! and the internal gRPC API alike. Not yet:
-//! protobuf responses, quotas, RBAC, the watch cache, CRD printer columns.
+//! It serves discovery, OpenAPI and every verb (get, list, watch, create,
+//! update, JSON/merge/strategic patch, server-side apply, delete,
+//! deletecollection) of every built-in resource and of custom resources,
+//! from JSON, YAML or protobuf bodies, authenticated by client certificate,
+//! over REST and the internal gRPC API alike. Not yet: protobuf responses,
+//! quotas, RBAC, the watch cache, pods/log and serviceaccounts/token.
 //!
 //! # Layout
 //!
