@@ -3,7 +3,7 @@
 //! kubectl sends by default) refused, with every unknown field named.
 //!
 //! Upstream decodes into the Go struct and encodes again, so an unknown
-//! field is never stored; [`types`](crate::types) does the same with the
+//! field is never stored; [`types`] does the same with the
 //! k8s-openapi type, and the fields the round trip lost are the unknown
 //! ones.
 

@@ -4,7 +4,7 @@
 //! A call names its object with a `ResourceRef` instead of a path, carries
 //! Kubernetes JSON, and passes through the same steps as a REST request:
 //! the client certificate authenticates it, the same authorization
-//! decides, and [`verbs`](crate::verbs) does the work. Errors are gRPC
+//! decides, and [`verbs`] does the work. Errors are gRPC
 //! statuses whose details hold the `metav1.Status` JSON.
 
 use std::pin::Pin;

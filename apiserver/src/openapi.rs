@@ -6,7 +6,7 @@
 //! kind that declares the `fieldValidation` query parameter: if it finds
 //! one it leaves validation to the server (`fieldValidation=Strict`)
 //! instead of validating client-side. Schemas come from the k8s-openapi
-//! types ([`types`](crate::types)); each kind's schema and each operation
+//! types ([`types`]); each kind's schema and each operation
 //! carries `x-kubernetes-group-version-kind`, which is how clients find the
 //! schema of a kind. Documents are built once, on first use.
 

@@ -1,7 +1,7 @@
 //! The REST API layer: one handler for every Kubernetes path.
 //!
 //! A request is authenticated (its client certificate), matched to
-//! discovery or to a resource ([`request_info`](crate::request_info)),
+//! discovery or to a resource ([`request_info`]),
 //! then served: get, list and watch read the store; create, update, patch
 //! and delete go through the registry rules and compare-and-swap writes.
 //! Errors leave as `metav1.Status` ([`status`](crate::status)).

@@ -13,7 +13,7 @@
 //!   a broken watch, relist after 410 Gone.
 //! - [`indexer`]: the thread-safe, indexed local cache.
 //! - [`informer`]: reflector + indexer + event handlers; the
-//!   [`SharedInformerFactory`](informer::SharedInformerFactory) shares one
+//!   [`SharedInformerFactory`] shares one
 //!   watch per kind among a process's controllers.
 //! - [`workqueue`] and [`rate_limiter`]: de-duplicating work queue with
 //!   per-item backoff and an overall rate limit.
