@@ -29,13 +29,28 @@ fn storage_version(info: &RequestInfo) -> Option<&'static str> {
     }
 }
 
+/// Whether writes of this resource may need converting.
+pub fn converts_on_write(info: &RequestInfo) -> bool {
+    storage_version(info).is_some()
+}
+
+/// Whether `api_version` names `group`/`version`, without building a string
+/// (this runs for every object read).
+fn is_version(api_version: &str, group: &str, version: &str) -> bool {
+    match api_version.split_once('/') {
+        Some((g, v)) => g == group && v == version,
+        None => group.is_empty() && api_version == version,
+    }
+}
+
 /// A stored object, as the request's version shows it.
 pub fn from_storage(info: &RequestInfo, object: Value) -> Value {
-    let wanted = info.resource.api_version();
-    let have = object["apiVersion"].as_str().unwrap_or_default().to_string();
-    if have == wanted || object.is_null() {
+    let have = object["apiVersion"].as_str().unwrap_or_default();
+    if object.is_null() || is_version(have, info.resource.group, info.resource.version) {
         return object;
     }
+    let wanted = info.resource.api_version();
+    let have = have.to_string();
     match (have.as_str(), wanted.as_str()) {
         ("autoscaling/v2", "autoscaling/v1") => hpa_v2_to_v1(object),
         ("autoscaling/v1", "autoscaling/v2") => hpa_v1_to_v2(object),

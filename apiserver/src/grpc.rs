@@ -80,7 +80,16 @@ fn object(value: serde_json::Value) -> Response<Object> {
     })
 }
 
-fn parse(bytes: &[u8]) -> Result<serde_json::Value, Status> {
+/// The request body limit, as REST enforces it (413).
+fn within(app: &App, bytes: &[u8]) -> Result<(), Status> {
+    if bytes.len() > app.max_body {
+        return Err(to_status(ApiError::too_large(app.max_body)));
+    }
+    Ok(())
+}
+
+fn parse(app: &App, bytes: &[u8]) -> Result<serde_json::Value, Status> {
+    within(app, bytes)?;
     let value: serde_json::Value = serde_json::from_slice(bytes)
         .map_err(|e| to_status(ApiError::bad_request(format!("error decoding JSON object: {e}"))))?;
     if !value.is_object() {
@@ -191,7 +200,7 @@ impl Resources for ResourcesService {
 
     async fn create(&self, request: Request<CreateRequest>) -> Result<Response<Object>, Status> {
         let info = prepare(&request, request.get_ref().r#ref.as_ref(), "create")?;
-        let body = parse(&request.get_ref().object)?;
+        let body = parse(&self.app, &request.get_ref().object)?;
         let opts = write_options(request.get_ref().options.as_ref())?;
         Ok(object(
             counted(&self.app, "create", &info, verbs::create(&self.app, &info, body, &opts)).await?,
@@ -200,7 +209,7 @@ impl Resources for ResourcesService {
 
     async fn update(&self, request: Request<UpdateRequest>) -> Result<Response<Object>, Status> {
         let info = prepare(&request, request.get_ref().r#ref.as_ref(), "update")?;
-        let body = parse(&request.get_ref().object)?;
+        let body = parse(&self.app, &request.get_ref().object)?;
         let opts = write_options(request.get_ref().options.as_ref())?;
         Ok(object(
             counted(&self.app, "update", &info, verbs::update(&self.app, &info, body, &opts)).await?,
@@ -210,6 +219,7 @@ impl Resources for ResourcesService {
     async fn patch(&self, request: Request<PatchRequest>) -> Result<Response<Object>, Status> {
         let info = prepare(&request, request.get_ref().r#ref.as_ref(), "patch")?;
         let r = request.get_ref();
+        within(&self.app, &r.patch)?;
         let opts = write_options(r.options.as_ref())?;
         let patched = if r.patch_type.starts_with("application/apply-patch+yaml") {
             let work = crate::server_side_apply::apply(&self.app, &info, &r.patch, &opts, r.force);
@@ -224,7 +234,11 @@ impl Resources for ResourcesService {
     async fn delete(&self, request: Request<DeleteRequest>) -> Result<Response<Object>, Status> {
         let info = prepare(&request, request.get_ref().r#ref.as_ref(), "delete")?;
         let raw = &request.get_ref().options;
-        let options = if raw.is_empty() { None } else { Some(parse(raw)?) };
+        let options = if raw.is_empty() {
+            None
+        } else {
+            Some(parse(&self.app, raw)?)
+        };
         let work = verbs::delete(&self.app, &info, options.as_ref());
         Ok(object(counted(&self.app, "delete", &info, work).await?))
     }

@@ -198,9 +198,6 @@ async fn serve_resource(
     body: Bytes,
 ) -> Result<Response> {
     authn::authorize(user, verb, info)?;
-    if body.len() > app.max_body {
-        return Err(ApiError::too_large(app.max_body));
-    }
     let accept = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())

@@ -112,6 +112,15 @@ async fn ensure_namespaces(storage: &Storage) -> Result<(), StartError> {
     Ok(())
 }
 
+async fn listen(addr: &str) -> Result<tokio::net::TcpListener, StartError> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Listen {
+            addr: addr.to_string(),
+            source,
+        })
+}
+
 /// How often apiserver_storage_objects is brought up to date.
 const COUNT_PERIOD: Duration = Duration::from_secs(30);
 
@@ -255,12 +264,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let tls = tls::server_config(&identity, &client_cas, ClientAuth::Optional, common::serve::ALPN_BOTH)?;
 
     let addr = format!("{}:{}", config.bind_address, config.secure_port);
-    let listener = tokio::net::TcpListener::bind(&addr)
-        .await
-        .map_err(|source| StartError::Listen {
-            addr: addr.clone(),
-            source,
-        })?;
+    let listener = listen(&addr).await?;
     let local = listener
         .local_addr()
         .map_err(|source| StartError::Listen { addr, source })?;
@@ -295,12 +299,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         .with_state(app.clone());
     let insecure = if config.insecure_port > 0 {
         let addr = format!("127.0.0.1:{}", config.insecure_port);
-        let listener = tokio::net::TcpListener::bind(&addr)
-            .await
-            .map_err(|source| StartError::Listen {
-                addr: addr.clone(),
-                source,
-            })?;
+        let listener = listen(&addr).await?;
         tracing::warn!(%addr, "serving the API WITHOUT authentication or authorization on the insecure port (loopback only)");
         Some((
             listener,
@@ -309,7 +308,10 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     } else {
         None
     };
-    let grpc = api::proto::resources_server::ResourcesServer::new(crate::grpc::ResourcesService { app: app.clone() });
+    // Messages over the body limit are still read, so that the answer is a
+    // 413 Status rather than a transport error.
+    let grpc = api::proto::resources_server::ResourcesServer::new(crate::grpc::ResourcesService { app: app.clone() })
+        .max_decoding_message_size(config.max_request_body_bytes.saturating_mul(4));
     let router = tonic::service::Routes::new(grpc)
         .into_axum_router()
         .fallback_service(rest)

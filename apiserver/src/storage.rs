@@ -29,6 +29,9 @@ pub enum StorageError {
     Compacted(i64),
     #[error("storage unavailable: {0}")]
     Unavailable(String),
+    /// The store refused a value this large.
+    #[error("the store refused the object as too large: {0}")]
+    TooLarge(String),
 }
 
 /// Keys per range request when listing.
@@ -98,6 +101,10 @@ async fn bounded<T>(call: impl std::future::Future<Output = Result<T, etcd_clien
             let text = e.to_string();
             if text.contains("required revision has been compacted") {
                 Err(StorageError::Compacted(0))
+            } else if text.contains("request is too large") || text.contains("message length too large") {
+                // etcd's --max-request-bytes (1.5 MiB by default), or the
+                // gRPC message limit in front of it.
+                Err(StorageError::TooLarge(text))
             } else {
                 Err(StorageError::Unavailable(text))
             }

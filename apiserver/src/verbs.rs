@@ -34,6 +34,12 @@ pub fn storage_error(info: &RequestInfo, name: &str, e: StorageError) -> ApiErro
         StorageError::Conflict => ApiError::conflict(resource, group, name),
         StorageError::Compacted(rev) => ApiError::gone(format!("too old resource version: {rev}")),
         StorageError::Unavailable(m) => ApiError::unavailable(m),
+        StorageError::TooLarge(m) => ApiError {
+            code: 413,
+            reason: "RequestEntityTooLarge",
+            message: format!("the object is larger than the store accepts: {m}"),
+            details: None,
+        },
     }
 }
 
@@ -81,8 +87,12 @@ pub fn parse_stored_value(info: &RequestInfo, stored: &Stored) -> Result<Value> 
 
 /// An object as stored: in its storage version, as JSON.
 fn encode(info: &RequestInfo, object: &Value) -> Result<Vec<u8>> {
-    let stored = crate::conversion::to_storage(info, object.clone());
-    serde_json::to_vec(&stored).map_err(|e| ApiError::internal(e.to_string()))
+    let bytes = if crate::conversion::converts_on_write(info) {
+        serde_json::to_vec(&crate::conversion::to_storage(info, object.clone()))
+    } else {
+        serde_json::to_vec(object)
+    };
+    bytes.map_err(|e| ApiError::internal(e.to_string()))
 }
 
 fn parse_stored(info: &RequestInfo, stored: &Stored) -> Result<Value> {
@@ -188,11 +198,9 @@ pub async fn list(app: &App, info: &RequestInfo, query: &Query) -> Result<Value>
             )))
         }
     }
-    let revision = match (&resume, query.get("resourceVersion")) {
+    let revision = match (&resume, asked) {
         (Some((rv, _)), _) => *rv,
-        (None, Some(rv)) if !rv.is_empty() && rv != "0" && query.get("resourceVersionMatch") == Some("Exact") => rv
-            .parse::<i64>()
-            .map_err(|_| ApiError::bad_request(format!("invalid resourceVersion {rv:?}")))?,
+        (None, Some(rv)) if rv > 0 && query.get("resourceVersionMatch") == Some("Exact") => rv,
         _ => 0,
     };
     let limit = match query.get("limit") {

@@ -51,8 +51,7 @@ async fn kubectl_basics(kind: &str) {
         "{err}"
     );
 
-    let json: serde_json::Value =
-        serde_json::from_str(&c.must(&["get", "configmap", "settings", "-o", "json"]).await).unwrap();
+    let json = c.json(&["get", "configmap", "settings", "-o", "json"]).await;
     assert_eq!(json["data"]["color"], "blue");
     assert!(json["metadata"]["uid"].is_string());
     let rv: i64 = json["metadata"]["resourceVersion"].as_str().unwrap().parse().unwrap();
@@ -158,9 +157,8 @@ async fn kubectl_basics(kind: &str) {
         "{chunked}"
     );
     let first = c
-        .must(&["get", "--raw", "/api/v1/namespaces/default/configmaps?limit=1"])
+        .json(&["get", "--raw", "/api/v1/namespaces/default/configmaps?limit=1"])
         .await;
-    let first: serde_json::Value = serde_json::from_str(&first).unwrap();
     assert_eq!(first["items"].as_array().unwrap().len(), 1);
     assert_eq!(first["metadata"]["remainingItemCount"], 2);
     assert!(first["metadata"]["continue"].is_string());
@@ -587,14 +585,7 @@ async fn kubectl_apply(kind: &str) {
     assert!(out.contains("deployment.apps/web configured"), "{out}");
     assert!(out.contains("configmap/settings configured"), "{out}");
     assert!(out.contains("service/web unchanged"), "{out}");
-    let get = |args: &'static [&'static str]| {
-        let c = &c;
-        async move {
-            let text = c.must(args).await;
-            serde_json::from_str::<serde_json::Value>(&text).unwrap()
-        }
-    };
-    let web = get(&["get", "deployment", "web", "-n", "shop", "-o", "json"]).await;
+    let web = c.json(&["get", "deployment", "web", "-n", "shop", "-o", "json"]).await;
     assert_eq!(web["spec"]["replicas"], 3);
     assert_eq!(web["metadata"]["labels"], serde_json::json!({"app": "web"}));
     let containers = web["spec"]["template"]["spec"]["containers"].as_array().unwrap();
@@ -613,7 +604,7 @@ async fn kubectl_apply(kind: &str) {
         r#"{"spec":{"template":{"spec":{"containers":[{"name":"sidecar","image":"busybox:2"}]}}}}"#,
     ])
     .await;
-    let web = get(&["get", "deployment", "web", "-n", "shop", "-o", "json"]).await;
+    let web = c.json(&["get", "deployment", "web", "-n", "shop", "-o", "json"]).await;
     let images: Vec<&str> = web["spec"]["template"]["spec"]["containers"]
         .as_array()
         .unwrap()
@@ -646,7 +637,7 @@ async fn kubectl_apply(kind: &str) {
         r#"{"spec":{"template":{"spec":{"containers":[{"name":"app","image":"busybox:4"}]}}}}"#,
     ])
     .await;
-    let web = get(&["get", "deployment", "web", "-n", "shop", "-o", "json"]).await;
+    let web = c.json(&["get", "deployment", "web", "-n", "shop", "-o", "json"]).await;
     let containers = web["spec"]["template"]["spec"]["containers"].as_array().unwrap();
     assert_eq!(containers.len(), 1, "a merge patch replaces the list: {containers:?}");
     assert_eq!(
@@ -689,9 +680,8 @@ async fn kubectl_apply(kind: &str) {
         .await;
     assert_eq!(replicas, "5");
     let scale = c
-        .must(&["get", "--raw", "/apis/apps/v1/namespaces/shop/deployments/web/scale"])
+        .json(&["get", "--raw", "/apis/apps/v1/namespaces/shop/deployments/web/scale"])
         .await;
-    let scale: serde_json::Value = serde_json::from_str(&scale).unwrap();
     assert_eq!(
         (scale["kind"].as_str(), scale["spec"]["replicas"].as_i64()),
         (Some("Scale"), Some(5))
@@ -716,9 +706,9 @@ async fn kubectl_apply(kind: &str) {
     c.must(&["label", "service", "web", "-n", "shop", "team=blue"]).await;
     c.must(&["annotate", "configmap", "settings", "-n", "shop", "note=hi"])
         .await;
-    let svc = get(&["get", "service", "web", "-n", "shop", "-o", "json"]).await;
+    let svc = c.json(&["get", "service", "web", "-n", "shop", "-o", "json"]).await;
     assert_eq!(svc["metadata"]["labels"]["team"], "blue");
-    let secret = get(&["get", "secret", "token", "-n", "shop", "-o", "json"]).await;
+    let secret = c.json(&["get", "secret", "token", "-n", "shop", "-o", "json"]).await;
     assert!(
         secret["data"]["token"].is_string() || secret["stringData"]["token"].is_string(),
         "{secret}"
@@ -807,8 +797,7 @@ fn service(name: &str, extra_spec: &str) -> String {
 }
 
 async fn svc(c: &Cluster, name: &str) -> serde_json::Value {
-    let text = c.must(&["get", "service", name, "-o", "json"]).await;
-    serde_json::from_str(&text).unwrap()
+    c.json(&["get", "service", name, "-o", "json"]).await
 }
 
 /// Service defaults, ClusterIP and NodePort allocation and release, with
@@ -993,8 +982,7 @@ async fn concurrent_service_creates_get_distinct_addresses() {
     for create in creates {
         create.await.unwrap();
     }
-    let text = c.must(&["get", "services", "-o", "json"]).await;
-    let list: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let list = c.json(&["get", "services", "-o", "json"]).await;
     let items = list["items"].as_array().unwrap();
     let ips: std::collections::HashSet<_> = items.iter().map(|s| s["spec"]["clusterIP"].to_string()).collect();
     let ports: std::collections::HashSet<_> = items
@@ -1059,8 +1047,7 @@ async fn pods_are_defaulted_validated_and_mostly_immutable() {
                   "status":{"phase":"Running"}}"#;
     let (ok, out, err) = c.kubectl(&["create", "-f", "-"], Some(pod)).await;
     assert!(ok, "{out}{err}");
-    let text = c.must(&["get", "pod", "p", "-o", "json"]).await;
-    let p: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let p = c.json(&["get", "pod", "p", "-o", "json"]).await;
     assert_eq!(p["spec"]["schedulerName"], "default-scheduler");
     assert_eq!(p["spec"]["restartPolicy"], "Always");
     assert_eq!(p["spec"]["containers"][0]["imagePullPolicy"], "Always");
@@ -1192,8 +1179,7 @@ async fn deletion_semantics(kind: &str) {
     let late = r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"late","namespace":"doomed"}}"#;
     let (ok, _, err) = c.kubectl(&["create", "-f", "-"], Some(late)).await;
     assert!(!ok && err.contains("because it is being terminated"), "{err}");
-    let text = c.must(&["get", "namespace", "doomed", "-o", "json"]).await;
-    let mut ns: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let mut ns = c.json(&["get", "namespace", "doomed", "-o", "json"]).await;
     ns["spec"]["finalizers"] = serde_json::json!([]);
     let (ok, out, err) = c
         .kubectl(

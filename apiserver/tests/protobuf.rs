@@ -239,24 +239,22 @@ async fn kubectls_imperative_commands_send_protobuf_and_work() {
         .await;
     c.must(&["create", "serviceaccount", "robot", "-n", "shop"]).await;
 
-    let get = |args: &'static [&'static str]| {
-        let c = &c;
-        async move { serde_json::from_str::<serde_json::Value>(&c.must(args).await).unwrap() }
-    };
-    let cm = get(&["get", "configmap", "settings", "-n", "shop", "-o", "json"]).await;
+    let cm = c
+        .json(&["get", "configmap", "settings", "-n", "shop", "-o", "json"])
+        .await;
     assert_eq!(cm["data"]["color"], "blue");
-    let secret = get(&["get", "secret", "creds", "-n", "shop", "-o", "json"]).await;
+    let secret = c.json(&["get", "secret", "creds", "-n", "shop", "-o", "json"]).await;
     assert_eq!(secret["data"]["token"], "czNjcmV0");
-    let web = get(&["get", "deployment", "web", "-n", "shop", "-o", "json"]).await;
+    let web = c.json(&["get", "deployment", "web", "-n", "shop", "-o", "json"]).await;
     assert_eq!(web["spec"]["replicas"], 2);
     let container = &web["spec"]["template"]["spec"]["containers"][0];
     assert_eq!(container["image"], "busybox:1");
     assert_eq!(container["command"], serde_json::json!(["sleep", "3600"]));
     assert_eq!(container["ports"][0]["containerPort"], 8080);
-    let pod = get(&["get", "pod", "one", "-n", "shop", "-o", "json"]).await;
+    let pod = c.json(&["get", "pod", "one", "-n", "shop", "-o", "json"]).await;
     assert_eq!(pod["spec"]["containers"][0]["args"], serde_json::json!(["sleep", "10"]));
     assert_eq!(pod["metadata"]["labels"]["app"], "one");
-    let svc = get(&["get", "service", "web", "-n", "shop", "-o", "json"]).await;
+    let svc = c.json(&["get", "service", "web", "-n", "shop", "-o", "json"]).await;
     assert_eq!(svc["spec"]["ports"][0]["targetPort"], 8080);
     assert!(svc["spec"]["clusterIP"].as_str().unwrap().starts_with("10."));
     c.stop().await;

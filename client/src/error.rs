@@ -102,7 +102,9 @@ impl From<tonic::Status> for Error {
             Code::PermissionDenied => 403,
             Code::Unauthenticated => 401,
             Code::InvalidArgument => 400,
-            Code::OutOfRange => 410,
+            // The API server says 410 with a Status in the details (above);
+            // a bare OutOfRange is gRPC's own "message too large".
+            Code::OutOfRange => 413,
             Code::ResourceExhausted => 429,
             Code::Unimplemented => 405,
             _ => 500,
@@ -127,7 +129,10 @@ mod tests {
         assert_eq!(e.to_string(), "pods \"p\" already exists (409 AlreadyExists)");
         let e: Error = tonic::Status::unavailable("connection refused").into();
         assert!(e.is_transient() && e.code().is_none());
-        let e: Error = tonic::Status::out_of_range("too old").into();
+        let details = br#"{"kind":"Status","code":410,"reason":"Expired","message":"too old resource version"}"#;
+        let e: Error = tonic::Status::with_details(Code::OutOfRange, "x", details.to_vec().into()).into();
         assert!(e.is_gone());
+        let e: Error = tonic::Status::out_of_range("decoded message length too large").into();
+        assert_eq!(e.code(), Some(413));
     }
 }

@@ -256,3 +256,18 @@ async fn components_connect_with_their_own_identity_and_errors_are_typed() {
     assert!(matches!(missing, Err(client::Error::Config(_))));
     cluster.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_writes_are_413_and_store_nothing() {
+    let cluster = Cluster::start("kubernate").await;
+    let cms: Api<ConfigMap> = Api::namespaced(connect(&cluster), "default");
+    // Over the store's own limit (2 MiB here), over the API server's body
+    // limit (3 MiB), and over both by far.
+    for size in [5 << 19, (3 << 20) + 1000, 5 << 20] {
+        let big = configmap("big", &"x".repeat(size));
+        let e = cms.create(&big).await.unwrap_err();
+        assert_eq!(e.code(), Some(413), "{size} bytes: {e:?}");
+    }
+    assert!(cms.get_opt("big").await.unwrap().is_none());
+    cluster.stop().await;
+}

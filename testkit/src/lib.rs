@@ -266,6 +266,12 @@ impl Cluster {
         out
     }
 
+    /// kubectl that must succeed and print JSON (`-o json`, `--raw`); the JSON.
+    pub async fn json(&self, args: &[&str]) -> serde_json::Value {
+        let out = self.must(args).await;
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("kubectl {args:?} printed no JSON ({e}):\n{out}"))
+    }
+
     /// Stops everything.
     pub async fn stop(mut self) {
         self.apiserver.take();
