@@ -22,8 +22,8 @@ pub struct Served {
     /// The CRD's name (`<plural>.<group>`).
     pub crd: String,
     pub info: &'static ResourceInfo,
-    /// The version's `openAPIV3Schema`.
-    pub schema: Value,
+    /// The version's `openAPIV3Schema` (shared: requests clone `Served`).
+    pub schema: std::sync::Arc<Value>,
 }
 
 static SERVED: LazyLock<RwLock<Vec<Served>>> = LazyLock::new(|| RwLock::new(Vec::new()));
@@ -107,7 +107,7 @@ fn resources_of(crd: &Value) -> Vec<Served> {
             Served {
                 crd: name.clone(),
                 info: Box::leak(Box::new(info)),
-                schema: v["schema"]["openAPIV3Schema"].clone(),
+                schema: std::sync::Arc::new(v["schema"]["openAPIV3Schema"].clone()),
             }
         })
         .collect()
@@ -149,8 +149,8 @@ pub fn resource(group: &str, version: &str, plural: &str) -> Option<&'static Res
 }
 
 /// Every served custom resource.
-pub fn all() -> Vec<Served> {
-    read().clone()
+pub fn all() -> Vec<&'static ResourceInfo> {
+    read().iter().map(|s| s.info).collect()
 }
 
 /// The status a CRD gets when it is stored: its names accepted, itself

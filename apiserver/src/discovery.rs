@@ -43,8 +43,8 @@ fn group_versions() -> Vec<(String, String)> {
         .into_iter()
         .map(|(g, v)| (g.to_string(), v.to_string()))
         .collect();
-    for served in crate::crd::all() {
-        let pair = (served.info.group.to_string(), served.info.version.to_string());
+    for info in crate::crd::all() {
+        let pair = (info.group.to_string(), info.version.to_string());
         if !pairs.contains(&pair) {
             pairs.push(pair);
         }
@@ -102,8 +102,7 @@ pub fn resource_list(group: &str, version: &str) -> Option<Value> {
     served.extend(
         crate::crd::all()
             .into_iter()
-            .filter(|s| s.info.group == group && s.info.version == version)
-            .map(|s| s.info),
+            .filter(|info| info.group == group && info.version == version),
     );
     if served.is_empty() {
         return None;
