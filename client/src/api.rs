@@ -8,6 +8,7 @@
 //! delete, plus the pod subresources bind and evict.
 
 use std::marker::PhantomData;
+use std::sync::Arc;
 
 use api::proto::{ListRequest, PatchRequest, ResourceRef, WatchRequest};
 use k8s_openapi::api::core::v1::{Binding, ObjectReference, Pod};
@@ -19,6 +20,7 @@ use serde::Serialize;
 use tokio_stream::{Stream, StreamExt};
 
 use crate::connection::Client;
+use crate::dynamic::ApiResource;
 use crate::error::{Error, Result};
 
 /// What a type needs to be served through [`Api`]: every k8s-openapi
@@ -137,6 +139,8 @@ impl DeleteParams {
 pub struct Api<K> {
     client: Client,
     namespace: Option<String>,
+    /// Where the objects live when the type cannot say (dynamic objects).
+    resource: Option<Arc<ApiResource>>,
     kind: PhantomData<fn() -> K>,
 }
 
@@ -145,6 +149,7 @@ impl<K> Clone for Api<K> {
         Api {
             client: self.client.clone(),
             namespace: self.namespace.clone(),
+            resource: self.resource.clone(),
             kind: PhantomData,
         }
     }
@@ -161,6 +166,7 @@ impl<K: Object> Api<K> {
         Api {
             client,
             namespace: Some(namespace.to_string()),
+            resource: None,
             kind: PhantomData,
         }
     }
@@ -170,7 +176,32 @@ impl<K: Object> Api<K> {
         Api {
             client,
             namespace: None,
+            resource: None,
             kind: PhantomData,
+        }
+    }
+
+    pub(crate) fn with_resource(client: Client, resource: Arc<ApiResource>, namespace: Option<&str>) -> Api<K> {
+        Api {
+            client,
+            namespace: namespace.map(str::to_string),
+            resource: Some(resource),
+            kind: PhantomData,
+        }
+    }
+
+    /// Whether the objects live in namespaces.
+    fn namespaced_kind(&self) -> bool {
+        match &self.resource {
+            Some(r) => r.namespaced,
+            None => is_namespaced::<K>(),
+        }
+    }
+
+    fn kind_name(&self) -> &str {
+        match &self.resource {
+            Some(r) => &r.kind,
+            None => K::KIND,
         }
     }
 
@@ -183,11 +214,15 @@ impl<K: Object> Api<K> {
     }
 
     fn reference(&self, name: &str, subresource: &str) -> ResourceRef {
+        let (group, version, plural) = match &self.resource {
+            Some(r) => (r.group.as_str(), r.version.as_str(), r.plural.as_str()),
+            None => (K::GROUP, K::VERSION, K::URL_PATH_SEGMENT),
+        };
         ResourceRef {
-            group: K::GROUP.to_string(),
-            version: K::VERSION.to_string(),
-            resource: K::URL_PATH_SEGMENT.to_string(),
-            namespace: if is_namespaced::<K>() {
+            group: group.to_string(),
+            version: version.to_string(),
+            resource: plural.to_string(),
+            namespace: if self.namespaced_kind() {
                 self.namespace.clone().unwrap_or_default()
             } else {
                 String::new()
@@ -203,20 +238,24 @@ impl<K: Object> Api<K> {
         let name = meta
             .name
             .as_deref()
-            .ok_or_else(|| Error::Config(format!("the {} has no metadata.name", K::KIND)))?;
+            .ok_or_else(|| Error::Config(format!("the {} has no metadata.name", self.kind_name())))?;
         let mut r = self.reference(name, subresource);
-        if let (Some(ns), true) = (&meta.namespace, is_namespaced::<K>()) {
+        if let (Some(ns), true) = (&meta.namespace, self.namespaced_kind()) {
             r.namespace = ns.clone();
         }
         Ok(r)
     }
 
     fn body(&self, object: &K) -> Result<Vec<u8>> {
-        let mut value = serde_json::to_value(object).map_err(|e| Error::decode(K::KIND, e))?;
+        let mut value = serde_json::to_value(object).map_err(|e| Error::decode(self.kind_name(), e))?;
         // k8s-openapi types leave apiVersion and kind to the serializer.
-        value["apiVersion"] = serde_json::json!(K::API_VERSION);
-        value["kind"] = serde_json::json!(K::KIND);
-        serde_json::to_vec(&value).map_err(|e| Error::decode(K::KIND, e))
+        let api_version = match &self.resource {
+            Some(r) => r.api_version(),
+            None => K::API_VERSION.to_string(),
+        };
+        value["apiVersion"] = serde_json::json!(api_version);
+        value["kind"] = serde_json::json!(self.kind_name());
+        serde_json::to_vec(&value).map_err(|e| Error::decode(self.kind_name(), e))
     }
 
     pub async fn get(&self, name: &str) -> Result<K> {
@@ -328,7 +367,7 @@ impl<K: Object> Api<K> {
 
     pub async fn create(&self, object: &K) -> Result<K> {
         let mut r = self.reference("", "");
-        if let (Some(ns), true) = (&object.metadata().namespace, is_namespaced::<K>()) {
+        if let (Some(ns), true) = (&object.metadata().namespace, self.namespaced_kind()) {
             r.namespace = ns.clone();
         }
         decode(self.client.create(r, self.body(object)?).await?)

@@ -20,16 +20,20 @@
 //! - [`leader_election`]: one active replica, through a Lease.
 //! - [`events`]: Events about objects, repeats folded into counts.
 //! - [`backoff`]: exponential backoff with jitter.
+//! - [`dynamic`]: objects of kinds known only at run time.
+//! - [`label_selector`]: label selectors matched and spelled.
 //!
 //! `docs/client.md` walks through a complete controller built from these.
 
 pub mod api;
 pub mod backoff;
 pub mod connection;
+pub mod dynamic;
 pub mod error;
 pub mod events;
 pub mod indexer;
 pub mod informer;
+pub mod label_selector;
 pub mod leader_election;
 pub mod rate_limiter;
 pub mod reflector;

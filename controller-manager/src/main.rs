@@ -1,9 +1,26 @@
-//! `kubernate-controller-manager`: the component's entry point. The component itself is not built
-//! yet, so the binary prints its usage and exits non-zero rather than pretend.
+//! `kubernate-controller-manager`: the core control loops.
 
-fn main() -> std::process::ExitCode {
-    common::unimplemented::exit(
-        "kubernate-controller-manager",
-        "The control loops that move actual state toward desired state.",
-    )
+use std::process::ExitCode;
+
+use clap::Parser;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let config = controller_manager::config::Config::parse();
+    let telemetry = match common::telemetry::init("kubernate-controller-manager", &config.telemetry) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("kubernate-controller-manager: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = controller_manager::run(config, common::shutdown::on_signal()).await;
+    telemetry.shutdown().await;
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("kubernate-controller-manager: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
