@@ -65,7 +65,8 @@ impl Error {
         matches!(self, Error::Transport(_)) || matches!(self.code(), Some(429 | 500 | 503 | 504))
     }
 
-    pub(crate) fn decode(what: impl Into<String>, e: impl std::fmt::Display) -> Error {
+    /// An object or message that could not be encoded or decoded.
+    pub fn decode(what: impl Into<String>, e: impl std::fmt::Display) -> Error {
         Error::Decode {
             what: what.into(),
             message: e.to_string(),

@@ -54,6 +54,10 @@ pub struct Config {
     #[arg(long)]
     pub kubeconfig: PathBuf,
 
+    /// The API server's address, overriding the kubeconfig's.
+    #[arg(long)]
+    pub master: Option<String>,
+
     /// Controllers to run: `*` for all, a name to enable, `-name` to disable
     /// (e.g. `*,-nodelifecycle`). `kubernate-controller-manager --help` lists
     /// the names under CONTROLLERS.

@@ -22,6 +22,7 @@ pub mod context;
 pub mod controller;
 pub mod controller_ref_manager;
 pub mod controller_utils;
+pub mod deployment;
 pub mod expectations;
 pub mod replicaset;
 
@@ -50,7 +51,11 @@ pub type StartFn = fn(&Context) -> Runner;
 pub const CONTROLLERS: &[(&str, StartFn)] = &[
     ("replicaset", replicaset::start::<ReplicaSet>),
     ("replicationcontroller", replicaset::start::<ReplicationController>),
+    ("deployment", deployment::start),
 ];
+
+/// The index of pods (and other dependents) by owner uid.
+pub const OWNER_INDEX: &str = "owner-uid";
 
 /// How long the caches get to fill before the controllers give up.
 const SYNC_TIMEOUT: Duration = Duration::from_secs(120);
@@ -109,8 +114,11 @@ async fn run_controllers(ctx: Context, leading: CancellationToken) -> Result<(),
 /// Runs the controller manager until `stop`.
 pub async fn run(config: Config, stop: CancellationToken) -> Result<(), Error> {
     check_controller_names(&config)?;
-    let resolved = common::kubeconfig::Kubeconfig::load_resolved(&config.kubeconfig)
+    let mut resolved = common::kubeconfig::Kubeconfig::load_resolved(&config.kubeconfig)
         .map_err(|e| Error::Kubeconfig(e.to_string()))?;
+    if let Some(server) = &config.master {
+        resolved.server = server.clone();
+    }
     let client = Client::from_resolved(&resolved)?;
     let registry = common::metrics::registry();
     let listener = tokio::net::TcpListener::bind(config.metrics_bind_address)

@@ -1,0 +1,184 @@
+//! A cluster (store + API server) with the controller manager running
+//! against it, and a stand-in for kubelets: the controllers are tested
+//! end to end, and pods "run" because the test writes their status the
+//! way a kubelet would.
+
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use client::api::timestamp_now;
+use client::{Api, Client, DeleteParams, ListParams, Patch};
+use k8s_openapi::api::core::v1::Pod;
+use serde_json::json;
+use testkit::{binary, free_port, ChildGuard, Cluster};
+
+pub struct Env {
+    pub cluster: Cluster,
+    pub client: Client,
+    manager: Option<ChildGuard>,
+    args: Vec<String>,
+    pub metrics_port: u16,
+}
+
+impl Env {
+    /// A cluster and a controller manager with `args` added to its flags.
+    pub async fn start(args: &[&str]) -> Env {
+        let cluster = Cluster::start("kubernate").await;
+        let mut config = common::kubeconfig::Kubeconfig::load_resolved(&cluster.kubeconfig()).unwrap();
+        config.server = cluster.server.clone();
+        let client = Client::from_resolved(&config).unwrap();
+        let mut env = Env {
+            cluster,
+            client,
+            manager: None,
+            args: args.iter().map(|s| s.to_string()).collect(),
+            metrics_port: free_port(),
+        };
+        env.start_manager();
+        env
+    }
+
+    pub fn start_manager(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.cluster.dir.path().join("controller-manager.log"))
+            .unwrap();
+        let child = Command::new(binary("kubernate-controller-manager"))
+            .arg("--kubeconfig")
+            .arg(self.cluster.kubeconfig_of("controller-manager"))
+            .args(["--master", &self.cluster.server])
+            .args(["--metrics-bind-address", &format!("127.0.0.1:{}", self.metrics_port)])
+            .args(["--leader-elect-retry-period", "500ms"])
+            .args(&self.args)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.manager = Some(ChildGuard(child));
+    }
+
+    /// kill -9 of the controller manager.
+    pub fn kill_manager(&mut self) {
+        self.manager = None;
+    }
+
+    pub fn manager_log(&self) -> String {
+        std::fs::read_to_string(self.cluster.dir.path().join("controller-manager.log")).unwrap_or_default()
+    }
+
+    pub fn api<K: client::api::Object>(&self, namespace: &str) -> Api<K> {
+        Api::namespaced(self.client.clone(), namespace)
+    }
+
+    /// `kubectl apply -f -` of a YAML manifest.
+    pub async fn apply(&self, manifest: &str) {
+        let (ok, out, err) = self.cluster.kubectl(&["apply", "-f", "-"], Some(manifest)).await;
+        assert!(ok, "kubectl apply failed: {out}{err}");
+    }
+
+    /// Plays the kubelet of node `node` for every pod until the returned
+    /// flag is cleared: binds unscheduled pods, reports them Running and
+    /// Ready, and finishes graceful deletions.
+    pub fn fake_kubelet(&self, node: &str) -> Arc<AtomicBool> {
+        let running = Arc::new(AtomicBool::new(true));
+        let flag = running.clone();
+        let pods: Api<Pod> = Api::all(self.client.clone());
+        let node = node.to_string();
+        let client = self.client.clone();
+        tokio::spawn(async move {
+            while flag.load(Ordering::SeqCst) {
+                if let Ok(list) = pods.list(&ListParams::default()).await {
+                    for pod in list.items {
+                        let _ = run_pod(&client, &pod, &node).await;
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        });
+        running
+    }
+
+    pub async fn metrics(&self) -> String {
+        let out = tokio::process::Command::new("curl")
+            .args(["-sf", &format!("http://127.0.0.1:{}/metrics", self.metrics_port)])
+            .output()
+            .await
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).to_string()
+    }
+}
+
+/// One kubelet step for one pod.
+pub async fn run_pod(client: &Client, pod: &Pod, node: &str) -> client::Result<()> {
+    let namespace = pod.metadata.namespace.as_deref().unwrap_or_default();
+    let name = pod.metadata.name.as_deref().unwrap_or_default();
+    let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    if pod.metadata.deletion_timestamp.is_some() {
+        let params = DeleteParams {
+            grace_period_seconds: Some(0),
+            ..Default::default()
+        };
+        api.delete(name, &params).await?;
+        return Ok(());
+    }
+    if pod.spec.as_ref().and_then(|s| s.node_name.as_deref()).is_none() {
+        api.bind(name, node).await?;
+    }
+    let ready = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+    if !ready {
+        set_ready(&api, name, true).await?;
+    }
+    Ok(())
+}
+
+/// Writes a pod's status as Running with Ready = `ready`.
+pub async fn set_ready(api: &Api<Pod>, name: &str, ready: bool) -> client::Result<Pod> {
+    let now = timestamp_now().to_string();
+    let status = if ready { "True" } else { "False" };
+    let patch = json!({"status": {
+        "phase": "Running",
+        "conditions": [{"type": "Ready", "status": status, "lastTransitionTime": now}],
+    }});
+    api.patch_status(name, &Patch::Merge(patch)).await
+}
+
+/// Polls `check` every 100 ms until it returns `Some`, at most `timeout`.
+pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The pods in `namespace` that `selector` selects and that are not being
+/// deleted.
+pub async fn live_pods(client: &Client, namespace: &str, selector: &str) -> Vec<Pod> {
+    let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    let list = api.list(&ListParams::default().labels(selector)).await.unwrap();
+    list.items
+        .into_iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .collect()
+}
