@@ -84,6 +84,45 @@ impl Metadata for DynamicObject {
     }
 }
 
+/// Only the metadata of an object of any kind: what the garbage collector
+/// needs of every object in the cluster, without keeping their specs in
+/// memory (the rest of the JSON is skipped while decoding).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PartialObjectMetadata {
+    #[serde(default)]
+    pub metadata: ObjectMeta,
+}
+
+impl Resource for PartialObjectMetadata {
+    const API_VERSION: &'static str = "";
+    const GROUP: &'static str = "";
+    const KIND: &'static str = "object";
+    const VERSION: &'static str = "";
+    const URL_PATH_SEGMENT: &'static str = "";
+    type Scope = NamespaceResourceScope;
+}
+
+impl Metadata for PartialObjectMetadata {
+    type Ty = ObjectMeta;
+
+    fn metadata(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+
+    fn metadata_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.metadata
+    }
+}
+
+impl Api<PartialObjectMetadata> {
+    /// The metadata of the objects of `resource` in `namespace` (`None`:
+    /// every namespace, or a cluster-scoped kind). Reads only: writes
+    /// through it would send the metadata alone.
+    pub fn metadata_only(client: Client, resource: ApiResource, namespace: Option<&str>) -> Api<PartialObjectMetadata> {
+        Api::with_resource(client, Arc::new(resource), namespace)
+    }
+}
+
 impl Api<DynamicObject> {
     /// The objects of `resource` in `namespace` (`None`: every namespace,
     /// or a cluster-scoped kind).

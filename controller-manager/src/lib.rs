@@ -24,7 +24,9 @@ pub mod controller_ref_manager;
 pub mod controller_utils;
 pub mod deployment;
 pub mod expectations;
+pub mod garbage_collector;
 pub mod replicaset;
+pub mod resources;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -52,6 +54,7 @@ pub const CONTROLLERS: &[(&str, StartFn)] = &[
     ("replicaset", replicaset::start::<ReplicaSet>),
     ("replicationcontroller", replicaset::start::<ReplicationController>),
     ("deployment", deployment::start),
+    ("garbagecollector", garbage_collector::start),
 ];
 
 /// The index of pods (and other dependents) by owner uid.
