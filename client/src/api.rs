@@ -386,6 +386,13 @@ impl<K: Object> Api<K> {
         decode(self.client.update(r, self.body(object)?).await?)
     }
 
+    /// Replaces the object through a subresource that takes the whole
+    /// object (`namespaces/{name}/finalize`, say).
+    pub async fn replace_subresource(&self, subresource: &str, object: &K) -> Result<K> {
+        let r = self.reference_of(object, subresource)?;
+        decode(self.client.update(r, self.body(object)?).await?)
+    }
+
     pub async fn patch(&self, name: &str, patch: &Patch) -> Result<K> {
         self.patch_subresource(name, "", patch).await
     }

@@ -15,17 +15,25 @@ pub struct Context {
     pub factory: Arc<SharedInformerFactory>,
     pub config: Arc<Config>,
     pub registry: Registry,
+    /// The cluster CA (PEM) that pods are told to trust.
+    pub root_ca: Arc<String>,
     queue_metrics: Metrics,
 }
 
 impl Context {
-    pub fn new(client: Client, config: Arc<Config>, registry: Registry) -> prometheus::Result<Context> {
+    pub fn new(
+        client: Client,
+        config: Arc<Config>,
+        registry: Registry,
+        root_ca: String,
+    ) -> prometheus::Result<Context> {
         let queue_metrics = Metrics::register(&registry)?;
         Ok(Context {
             factory: Arc::new(SharedInformerFactory::new(client.clone())),
             client,
             config,
             registry,
+            root_ca: Arc::new(root_ca),
             queue_metrics,
         })
     }

@@ -25,8 +25,11 @@ pub mod controller_utils;
 pub mod deployment;
 pub mod expectations;
 pub mod garbage_collector;
+pub mod namespace;
 pub mod replicaset;
 pub mod resources;
+pub mod root_ca_publisher;
+pub mod serviceaccount;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -55,6 +58,9 @@ pub const CONTROLLERS: &[(&str, StartFn)] = &[
     ("replicationcontroller", replicaset::start::<ReplicationController>),
     ("deployment", deployment::start),
     ("garbagecollector", garbage_collector::start),
+    ("namespace", namespace::start),
+    ("serviceaccount", serviceaccount::start),
+    ("root-ca-cert-publisher", root_ca_publisher::start),
 ];
 
 /// The index of pods (and other dependents) by owner uid.
@@ -130,8 +136,13 @@ pub async fn run(config: Config, stop: CancellationToken) -> Result<(), Error> {
     tracing::info!(address = %listener.local_addr().unwrap_or(config.metrics_bind_address), "serving /metrics");
     tokio::spawn(common::metrics::serve(listener, registry.clone(), stop.clone()));
 
+    let root_ca = match &config.root_ca_file {
+        Some(path) => std::fs::read(path).map_err(|e| Error::Kubeconfig(format!("{}: {e}", path.display())))?,
+        None => resolved.ca_pem.clone(),
+    };
+    let root_ca = String::from_utf8(root_ca).map_err(|_| Error::Kubeconfig("the root CA is not PEM text".into()))?;
     let config = Arc::new(config);
-    let ctx = Context::new(client.clone(), config.clone(), registry.clone())?;
+    let ctx = Context::new(client.clone(), config.clone(), registry.clone(), root_ca)?;
     if !config.leader_elect {
         return run_controllers(ctx, stop).await;
     }
