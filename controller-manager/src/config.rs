@@ -104,6 +104,11 @@ pub struct Config {
     #[arg(long, default_value = "20s", value_parser = parse_duration)]
     pub pod_gc_period: Duration,
 
+    /// Pod changes within this period reach a Service's Endpoints and
+    /// EndpointSlices in one write (0: each change at once).
+    #[arg(long, default_value = "0s", value_parser = parse_duration)]
+    pub endpoint_updates_batch_period: Duration,
+
     /// How often the garbage collector re-reads which kinds exist (CRDs).
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     pub discovery_period: Duration,

@@ -23,12 +23,15 @@ pub mod controller;
 pub mod controller_ref_manager;
 pub mod controller_utils;
 pub mod deployment;
+pub mod endpoints;
+pub mod endpointslice;
 pub mod expectations;
 pub mod garbage_collector;
 pub mod namespace;
 pub mod replicaset;
 pub mod resources;
 pub mod root_ca_publisher;
+pub mod service_pods;
 pub mod serviceaccount;
 
 use std::future::Future;
@@ -61,6 +64,8 @@ pub const CONTROLLERS: &[(&str, StartFn)] = &[
     ("namespace", namespace::start),
     ("serviceaccount", serviceaccount::start),
     ("root-ca-cert-publisher", root_ca_publisher::start),
+    ("endpoint", endpoints::start),
+    ("endpointslice", endpointslice::start),
 ];
 
 /// The index of pods (and other dependents) by owner uid.
