@@ -17,7 +17,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use crate::context::Context;
 use crate::controller::{self, Reconciler};
-use crate::service_pods::{is_serving, pod_ip, selected_pods, target_port, watch_pods};
+use crate::service_pods::{is_serving, pod_ip, resolved_ports, selected_pods, watch_pods, PortSet};
 use crate::Runner;
 
 pub struct EndpointsController {
@@ -72,18 +72,12 @@ fn address(pod: &Pod, ip: &str) -> EndpointAddress {
 
 /// The subsets: addresses grouped by the ports they resolve to.
 pub fn subsets(service: &Service, pods: &[Arc<Pod>]) -> Vec<EndpointSubset> {
-    let ports = service.spec.as_ref().and_then(|s| s.ports.clone()).unwrap_or_default();
-    let mut groups: BTreeMap<Vec<(Option<String>, i32, Option<String>)>, (Vec<EndpointAddress>, Vec<EndpointAddress>)> =
-        BTreeMap::new();
+    let mut groups: BTreeMap<PortSet, (Vec<EndpointAddress>, Vec<EndpointAddress>)> = BTreeMap::new();
     for pod in pods {
         let Some(ip) = pod_ip(pod) else { continue };
-        let resolved: Vec<_> = ports
-            .iter()
-            .filter_map(|p| target_port(p, pod).map(|n| (p.name.clone(), n, p.protocol.clone())))
-            .collect();
-        if resolved.is_empty() && !ports.is_empty() {
+        let Some(resolved) = resolved_ports(service, pod) else {
             continue;
-        }
+        };
         let group = groups.entry(resolved).or_default();
         if is_serving(service, pod) {
             group.0.push(address(pod, ip));
@@ -102,7 +96,7 @@ pub fn subsets(service: &Service, pods: &[Arc<Pod>]) -> Vec<EndpointSubset> {
                     .map(|(name, port, protocol)| EndpointPort {
                         name,
                         port,
-                        protocol: Some(protocol.unwrap_or_else(|| "TCP".into())),
+                        protocol: Some(protocol),
                         app_protocol: None,
                     })
                     .collect()

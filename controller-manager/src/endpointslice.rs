@@ -24,7 +24,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use crate::context::Context;
 use crate::controller::{self, Reconciler};
 use crate::controller_utils::controller_ref;
-use crate::service_pods::{is_serving, pod_ip, selected_pods, target_port, watch_pods};
+use crate::service_pods::{is_serving, pod_ip, resolved_ports, selected_pods, watch_pods, PortSet};
 use crate::Runner;
 
 pub const MAX_ENDPOINTS: usize = 100;
@@ -90,24 +90,15 @@ pub fn start(ctx: &Context) -> Runner {
     Box::new(move |stop| Box::pin(controller::run("endpointslice", controller, queue, workers, stop)))
 }
 
-type PortSet = Vec<(Option<String>, i32, String)>;
-
 /// The desired slice contents, grouped by (address type, ports).
 fn desired(service: &Service, pods: &[Arc<Pod>]) -> BTreeMap<(String, PortSet), Vec<Endpoint>> {
-    let ports = service.spec.as_ref().and_then(|s| s.ports.clone()).unwrap_or_default();
     let mut groups: BTreeMap<(String, PortSet), Vec<Endpoint>> = BTreeMap::new();
     for pod in pods {
         let Some(ip) = pod_ip(pod) else { continue };
         let family = if ip.contains(':') { "IPv6" } else { "IPv4" };
-        let resolved: PortSet = ports
-            .iter()
-            .filter_map(|p| {
-                target_port(p, pod).map(|n| (p.name.clone(), n, p.protocol.clone().unwrap_or_else(|| "TCP".into())))
-            })
-            .collect();
-        if resolved.is_empty() && !ports.is_empty() {
+        let Some(resolved) = resolved_ports(service, pod) else {
             continue;
-        }
+        };
         let terminating = pod.metadata.deletion_timestamp.is_some();
         let serving = crate::controller_utils::is_pod_ready(pod);
         groups

@@ -28,11 +28,14 @@ pub mod endpointslice;
 pub mod expectations;
 pub mod garbage_collector;
 pub mod namespace;
+pub mod node_lifecycle;
+pub mod pod_gc;
 pub mod replicaset;
 pub mod resources;
 pub mod root_ca_publisher;
 pub mod service_pods;
 pub mod serviceaccount;
+pub mod taints;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -66,6 +69,8 @@ pub const CONTROLLERS: &[(&str, StartFn)] = &[
     ("root-ca-cert-publisher", root_ca_publisher::start),
     ("endpoint", endpoints::start),
     ("endpointslice", endpointslice::start),
+    ("nodelifecycle", node_lifecycle::start),
+    ("podgc", pod_gc::start),
 ];
 
 /// The index of pods (and other dependents) by owner uid.

@@ -161,17 +161,15 @@ impl<K: Replicated> ReplicaSetController<K> {
                 }
             }
             created += size;
-            if let Some(e) = failed.first() {
+            let failures = failed.len();
+            if let Some(e) = failed.into_iter().next() {
                 // Creations that failed or were never tried will not be observed.
-                for _ in 0..(failed.len() + count - created) {
+                for _ in 0..(failures + count - created) {
                     self.expectations.creation_observed(key);
                 }
                 let message = format!("Error creating: {e}");
                 self.event(owner, "Warning", "FailedCreate", &message).await;
-                return Err(failed
-                    .into_iter()
-                    .next()
-                    .unwrap_or_else(|| client::Error::Config(message)));
+                return Err(e);
             }
             batch *= 2;
         }

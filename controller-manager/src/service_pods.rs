@@ -64,6 +64,26 @@ pub fn target_port(port: &ServicePort, pod: &Pod) -> Option<i32> {
     }
 }
 
+/// The Service's ports as resolved on one pod: (name, port, protocol).
+pub type PortSet = Vec<(Option<String>, i32, String)>;
+
+/// The ports `pod` serves for `service`; `None` if the Service has ports
+/// and the pod has none of them.
+pub fn resolved_ports(service: &Service, pod: &Pod) -> Option<PortSet> {
+    let ports = service
+        .spec
+        .as_ref()
+        .and_then(|s| s.ports.as_deref())
+        .unwrap_or_default();
+    let resolved: PortSet = ports
+        .iter()
+        .filter_map(|p| {
+            target_port(p, pod).map(|n| (p.name.clone(), n, p.protocol.clone().unwrap_or_else(|| "TCP".into())))
+        })
+        .collect();
+    (!resolved.is_empty() || ports.is_empty()).then_some(resolved)
+}
+
 /// Enqueues, after `delay` (0: at once), the Services in the pod's
 /// namespace whose selector matches it, before or after the change.
 pub fn watch_pods(pods: &Informer<Pod>, services: &Arc<Informer<Service>>, queue: &WorkQueue<String>, delay: Duration) {

@@ -3,6 +3,8 @@
 //! progress deadline, and a controller-manager restart mid-rollout. Pods
 //! "run" because a stand-in kubelet writes their status.
 
+#![allow(clippy::unwrap_used)] // a panic in a test is a failed test
+
 mod support;
 
 use std::collections::BTreeSet;
@@ -51,11 +53,13 @@ fn ready(pod: &Pod) -> bool {
             .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
 
+/// (sum of ReplicaSet spec.replicas, ready pods, images of pods alive)
+type Sample = (i32, usize, BTreeSet<String>);
+
 /// Samples the world every 50 ms until stopped; returns what it saw.
 struct Sampler {
     running: Arc<AtomicBool>,
-    /// (sum of ReplicaSet spec.replicas, ready pods, images of pods alive)
-    samples: Arc<Mutex<Vec<(i32, usize, BTreeSet<String>)>>>,
+    samples: Arc<Mutex<Vec<Sample>>>,
 }
 
 impl Sampler {
@@ -85,7 +89,7 @@ impl Sampler {
         Sampler { running, samples }
     }
 
-    fn stop(self) -> Vec<(i32, usize, BTreeSet<String>)> {
+    fn stop(self) -> Vec<Sample> {
         self.running.store(false, Ordering::SeqCst);
         let samples = self.samples.lock().unwrap().clone();
         samples

@@ -2,6 +2,8 @@
 //! follow pods' readiness, named ports resolve per pod, selector-less
 //! Services are left alone, and everything goes with the Service.
 
+#![allow(clippy::unwrap_used)] // a panic in a test is a failed test
+
 mod support;
 
 use std::time::Duration;

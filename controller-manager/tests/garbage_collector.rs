@@ -2,6 +2,8 @@
 //! propagation through kubectl, dangling owner references, and custom
 //! resources as owners.
 
+#![allow(clippy::unwrap_used)] // a panic in a test is a failed test
+
 mod support;
 
 use std::time::Duration;

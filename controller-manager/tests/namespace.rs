@@ -1,6 +1,8 @@
 //! The namespace, service account and root CA publisher controllers end
 //! to end.
 
+#![allow(clippy::unwrap_used)] // a panic in a test is a failed test
+
 mod support;
 
 use std::time::Duration;

@@ -1,6 +1,8 @@
 //! The ReplicaSet and ReplicationController controllers against a real
 //! API server and store.
 
+#![allow(clippy::unwrap_used)] // a panic in a test is a failed test
+
 mod support;
 
 use std::time::Duration;

@@ -120,6 +120,10 @@ pub async fn run_pod(client: &Client, pod: &Pod, node: &str) -> client::Result<(
     let namespace = pod.metadata.namespace.as_deref().unwrap_or_default();
     let name = pod.metadata.name.as_deref().unwrap_or_default();
     let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    let bound_to = pod.spec.as_ref().and_then(|s| s.node_name.as_deref());
+    if bound_to.is_some_and(|n| n != node) {
+        return Ok(()); // Another node's pod.
+    }
     if pod.metadata.deletion_timestamp.is_some() {
         let params = DeleteParams {
             grace_period_seconds: Some(0),
@@ -128,7 +132,7 @@ pub async fn run_pod(client: &Client, pod: &Pod, node: &str) -> client::Result<(
         api.delete(name, &params).await?;
         return Ok(());
     }
-    if pod.spec.as_ref().and_then(|s| s.node_name.as_deref()).is_none() {
+    if bound_to.is_none() {
         api.bind(name, node).await?;
     }
     // A pod reported once keeps its status: tests may change it.
