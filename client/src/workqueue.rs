@@ -168,6 +168,16 @@ impl<T: Eq + Hash + Clone + Send + Sync + 'static> WorkQueue<T> {
                 metrics,
             }),
         };
+        if let Some(m) = &queue.shared.metrics {
+            // Every series exists from the start (at zero), as in client-go,
+            // so dashboards and alerts see an idle queue, not a missing one.
+            let label = [name];
+            m.depth.with_label_values(&label).set(0.0);
+            m.adds.with_label_values(&label).inc_by(0.0);
+            m.retries.with_label_values(&label).inc_by(0.0);
+            m.unfinished.with_label_values(&label).set(0.0);
+            m.longest.with_label_values(&label).set(0.0);
+        }
         if queue.shared.metrics.is_some() {
             if let Ok(runtime) = tokio::runtime::Handle::try_current() {
                 runtime.spawn(update_gauges(Arc::downgrade(&queue.shared)));

@@ -12,6 +12,14 @@
 //! |---|---|---|
 //! | `replicaset`, `replicationcontroller` | [`replicaset`] | `spec.replicas` pods exist |
 //! | `deployment` | [`deployment`] | ReplicaSets roll out the template |
+//! | `garbagecollector` | [`garbage_collector`] | objects whose owners are gone are gone |
+//! | `namespace` | [`namespace`] | a deleted namespace is emptied, then removed |
+//! | `serviceaccount` | [`serviceaccount`] | every namespace has a `default` ServiceAccount |
+//! | `root-ca-cert-publisher` | [`root_ca_publisher`] | every namespace has `kube-root-ca.crt` |
+//! | `endpoint` | [`endpoints`] | Services' Endpoints list their ready pods |
+//! | `endpointslice` | [`endpointslice`] | … and so do their EndpointSlices |
+//! | `nodelifecycle` | [`node_lifecycle`] | silent nodes are tainted and emptied |
+//! | `podgc` | [`pod_gc`] | finished and orphaned pods do not pile up |
 //!
 //! Shared pieces: [`expectations`] (do not act on a stale cache),
 //! [`controller_ref_manager`] (adopt and release pods),
