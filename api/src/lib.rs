@@ -9,14 +9,18 @@
 //!
 //! # Layout
 //!
+//! - [`quantity`]: resource quantities (`500m`, `128Mi`) as numbers.
 //! - [`resources`]: the table of served resources (group, version, kind,
 //!   plural, short names, scope, verbs, subresources) behind discovery,
 //!   routing, RBAC names and storage keys.
+//! - [`scheduling`]: taints and tolerations, node selectors and affinity.
 //! - [`proto`]: the generic `Resources` gRPC service mirroring the REST verbs,
 //!   generated from `proto/kubernate/resource/v1/resource.proto`.
 //! - [`k8s`]: the Kubernetes types (a re-export of `k8s-openapi`).
 
+pub mod quantity;
 pub mod resources;
+pub mod scheduling;
 
 /// The Kubernetes API types, from `k8s-openapi` at Kubernetes 1.35.
 pub use k8s_openapi as k8s;

@@ -30,6 +30,21 @@ impl TokenBucket {
         }
     }
 
+    /// Takes a token if one is there now; never goes into debt.
+    pub fn try_acquire(&self) -> bool {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        let (tokens, at) = *state;
+        let refilled = (tokens + now.saturating_duration_since(at).as_secs_f64() * self.rate).min(self.burst);
+        if refilled >= 1.0 {
+            *state = (refilled - 1.0, now);
+            true
+        } else {
+            *state = (refilled, now);
+            false
+        }
+    }
+
     /// Takes one token; how long the caller must wait before using it.
     pub fn reserve(&self) -> Duration {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());

@@ -19,6 +19,10 @@ use tracing::Instrument;
 /// next change (client-go's controllers use the same bound).
 pub const MAX_RETRIES: u32 = 15;
 
+/// For controllers whose keys nothing else brings back (the garbage
+/// collector, the namespace controller): retry with backoff for ever.
+pub const RETRY_FOREVER: u32 = u32::MAX;
+
 /// A controller's reconcile step.
 pub trait Reconciler: Send + Sync + 'static {
     /// Brings the object under `key` toward its desired state. `Ok(Some(d))`
@@ -35,9 +39,21 @@ pub async fn run<R: Reconciler>(
     workers: usize,
     stop: CancellationToken,
 ) {
+    run_with_retries(name, reconciler, queue, workers, MAX_RETRIES, stop).await
+}
+
+/// [`run`], giving up on a key after `max_retries` failures in a row.
+pub async fn run_with_retries<R: Reconciler>(
+    name: &'static str,
+    reconciler: Arc<R>,
+    queue: WorkQueue<String>,
+    workers: usize,
+    max_retries: u32,
+    stop: CancellationToken,
+) {
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..workers.max(1) {
-        tasks.spawn(work(name, reconciler.clone(), queue.clone()));
+        tasks.spawn(work(name, reconciler.clone(), queue.clone(), max_retries));
     }
     tracing::info!(controller = name, workers, "controller started");
     stop.cancelled().await;
@@ -45,7 +61,7 @@ pub async fn run<R: Reconciler>(
     while tasks.join_next().await.is_some() {}
 }
 
-async fn work<R: Reconciler>(name: &'static str, reconciler: Arc<R>, queue: WorkQueue<String>) {
+async fn work<R: Reconciler>(name: &'static str, reconciler: Arc<R>, queue: WorkQueue<String>, max_retries: u32) {
     while let Some(key) = queue.get().await {
         let span = tracing::info_span!("reconcile", controller = name, key = %key);
         let outcome = reconciler.reconcile(&key).instrument(span).await;
@@ -56,7 +72,7 @@ async fn work<R: Reconciler>(name: &'static str, reconciler: Arc<R>, queue: Work
                     queue.add_after(key.clone(), delay);
                 }
             }
-            Err(e) if queue.num_requeues(&key) < MAX_RETRIES => {
+            Err(e) if queue.num_requeues(&key) < max_retries => {
                 tracing::debug!(controller = name, %key, error = %e, "reconcile failed; will retry");
                 queue.add_rate_limited(key.clone());
             }

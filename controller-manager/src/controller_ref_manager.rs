@@ -105,7 +105,7 @@ async fn release<D: Object>(client: &Client, pod: &D, owner_uid: &str) -> client
         .filter(|r| r.uid != owner_uid)
         .collect();
     let patch = json!([
-        {"op": "test", "path": "/metadata/uid", "value": meta.uid},
+        {"op": "test", "path": "/metadata/resourceVersion", "value": meta.resource_version},
         {"op": "replace", "path": "/metadata/ownerReferences", "value": references},
     ]);
     let name = meta.name.as_deref().unwrap_or_default();

@@ -75,6 +75,10 @@ pub fn subsets(service: &Service, pods: &[Arc<Pod>]) -> Vec<EndpointSubset> {
     let mut groups: BTreeMap<PortSet, (Vec<EndpointAddress>, Vec<EndpointAddress>)> = BTreeMap::new();
     for pod in pods {
         let Some(ip) = pod_ip(pod) else { continue };
+        let publish = service.spec.as_ref().and_then(|s| s.publish_not_ready_addresses) == Some(true);
+        if pod.metadata.deletion_timestamp.is_some() && !publish {
+            continue; // Shutting down: no new traffic.
+        }
         let Some(resolved) = resolved_ports(service, pod) else {
             continue;
         };

@@ -11,9 +11,9 @@
 //! unchanged slices stay, changed ones are updated in place, extra ones
 //! are deleted.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
-use std::time::Duration;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use client::indexer::key_of;
 use client::{Api, Client, DeleteParams, Event, Informer, ListParams};
@@ -32,7 +32,71 @@ pub const SERVICE_NAME: &str = "kubernetes.io/service-name";
 pub const MANAGED_BY: &str = "endpointslice.kubernetes.io/managed-by";
 pub const CONTROLLER_NAME: &str = "endpointslice-controller.k8s.io";
 
+/// What this controller last wrote for each Service, so that it does not
+/// act again before its own writes are in its cache (a slice created with
+/// `generateName` and not yet seen would otherwise be created twice).
+#[derive(Default)]
+struct Tracker {
+    /// Per Service: (slice name, resourceVersion written, or `None` if
+    /// deleted), and when.
+    written: Mutex<HashMap<String, (Vec<Written>, Instant)>>,
+}
+
+/// A slice written: its name and the resourceVersion written (`None`:
+/// deleted).
+type Written = (String, Option<i64>);
+
+/// How long to wait for our writes to show before acting anyway.
+const TRACK_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn tracked(slice: &EndpointSlice) -> Written {
+    let version = slice
+        .metadata
+        .resource_version
+        .as_deref()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    (slice.metadata.name.clone().unwrap_or_default(), Some(version))
+}
+
+impl Tracker {
+    fn caught_up(&self, key: &str, cache: &Informer<EndpointSlice>) -> bool {
+        let mut written = self.written.lock().unwrap_or_else(|p| p.into_inner());
+        let Some((slices, at)) = written.get(key) else {
+            return true;
+        };
+        let namespace = key.split_once('/').map_or("", |(ns, _)| ns);
+        let seen = slices.iter().all(|(name, version)| {
+            let cached = cache.indexer().get_named(Some(namespace), name);
+            match version {
+                None => cached.is_none(),
+                Some(v) => cached.is_some_and(|c| {
+                    c.metadata
+                        .resource_version
+                        .as_deref()
+                        .and_then(|r| r.parse::<i64>().ok())
+                        .unwrap_or(0)
+                        >= *v
+                }),
+            }
+        });
+        if seen || at.elapsed() > TRACK_TIMEOUT {
+            written.remove(key);
+            return true;
+        }
+        false
+    }
+
+    fn record(&self, key: &str, slices: Vec<Written>) {
+        if !slices.is_empty() {
+            let mut written = self.written.lock().unwrap_or_else(|p| p.into_inner());
+            written.insert(key.to_string(), (slices, Instant::now()));
+        }
+    }
+}
+
 pub struct EndpointSliceController {
+    tracker: Tracker,
     client: Client,
     services: Arc<Informer<Service>>,
     pods: Arc<Informer<Pod>>,
@@ -81,6 +145,7 @@ pub fn start(ctx: &Context) -> Runner {
     });
     watch_pods(&pods, &services, &queue, ctx.config.endpoint_updates_batch_period);
     let controller = Arc::new(EndpointSliceController {
+        tracker: Tracker::default(),
         client: ctx.client.clone(),
         services,
         pods,
@@ -175,6 +240,20 @@ impl EndpointSliceController {
 impl Reconciler for EndpointSliceController {
     async fn reconcile(&self, key: &str) -> client::Result<Option<Duration>> {
         let (namespace, _) = key.split_once('/').unwrap_or(("", key));
+        if !self.tracker.caught_up(key, &self.slices) {
+            // Our last writes are not in the cache yet: acting now could
+            // create a slice twice. The slice events bring us back.
+            return Ok(Some(Duration::from_millis(200)));
+        }
+        let mut written = Vec::new();
+        let result = self.sync(key, namespace, &mut written).await;
+        self.tracker.record(key, written);
+        result
+    }
+}
+
+impl EndpointSliceController {
+    async fn sync(&self, key: &str, namespace: &str, written: &mut Vec<Written>) -> client::Result<Option<Duration>> {
         let api: Api<EndpointSlice> = Api::namespaced(self.client.clone(), namespace);
         let mut existing: Vec<Arc<EndpointSlice>> = self.slices.indexer().by_index(SERVICE_NAME, key);
         existing.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
@@ -186,7 +265,7 @@ impl Reconciler for EndpointSliceController {
             for slice in existing {
                 let name = slice.metadata.name.as_deref().unwrap_or_default();
                 match api.delete(name, &DeleteParams::default()).await {
-                    Ok(_) => {}
+                    Ok(_) => written.push((name.to_string(), None)),
                     Err(e) if e.is_not_found() => {}
                     Err(e) => return Err(e),
                 }
@@ -220,17 +299,20 @@ impl Reconciler for EndpointSliceController {
                 let reuse = unused
                     .iter()
                     .position(|s| slice_key(s) == (family.clone(), ports.clone()));
+                let labels = self.new_slice(&service, &family, &ports, Vec::new()).metadata.labels;
                 match reuse.map(|i| unused.remove(i)) {
-                    Some(slice) if slice.endpoints == chunk => {}
+                    Some(slice) if slice.endpoints == chunk && slice.metadata.labels == labels => {}
                     Some(slice) => {
                         let mut updated = slice.as_ref().clone();
                         updated.endpoints = chunk;
-                        api.update(&updated).await?;
+                        updated.metadata.labels = labels;
+                        let updated = api.update(&updated).await?;
+                        written.push(tracked(&updated));
                     }
                     None => {
                         let slice = self.new_slice(&service, &family, &ports, chunk);
                         match api.create(&slice).await {
-                            Ok(_) => {}
+                            Ok(created) => written.push(tracked(&created)),
                             Err(e) if e.code() == Some(403) => return Ok(None),
                             Err(e) => return Err(e),
                         }
@@ -241,7 +323,7 @@ impl Reconciler for EndpointSliceController {
         for slice in unused {
             let name = slice.metadata.name.as_deref().unwrap_or_default();
             match api.delete(name, &DeleteParams::default()).await {
-                Ok(_) => {}
+                Ok(_) => written.push((name.to_string(), None)),
                 Err(e) if e.is_not_found() => {}
                 Err(e) => return Err(e),
             }

@@ -48,7 +48,16 @@ pub fn start(ctx: &Context) -> Runner {
         namespaces,
     });
     let workers = ctx.config.concurrent_syncs;
-    Box::new(move |stop| Box::pin(controller::run("namespace", controller, queue, workers, stop)))
+    Box::new(move |stop| {
+        Box::pin(controller::run_with_retries(
+            "namespace",
+            controller,
+            queue,
+            workers,
+            controller::RETRY_FOREVER,
+            stop,
+        ))
+    })
 }
 
 /// What is left in a namespace after a round of deletes.

@@ -50,6 +50,7 @@ pub struct NodeLifecycleController {
     leases: Arc<Informer<Lease>>,
     pods: Arc<Informer<Pod>>,
     health: Mutex<HashMap<String, Health>>,
+    taints_seen: Mutex<HashMap<(String, String), i64>>,
     grace: Duration,
     period: Duration,
     eviction_limiter: TokenBucket,
@@ -67,6 +68,7 @@ pub fn start(ctx: &Context) -> Runner {
             .informer_for::<Lease>(Some("kube-node-lease"), ListParams::default()),
         pods,
         health: Mutex::new(HashMap::new()),
+        taints_seen: Mutex::new(HashMap::new()),
         grace: ctx.config.node_monitor_grace_period,
         period: ctx.config.node_monitor_period,
         eviction_limiter: TokenBucket::new(ctx.config.node_eviction_rate.max(0.001), 1),
@@ -92,8 +94,19 @@ impl NodeLifecycleController {
     async fn run(self: Arc<Self>, stop: CancellationToken) {
         tracing::info!(grace = ?self.grace, period = ?self.period, "node lifecycle controller started");
         loop {
-            for node in self.nodes.indexer().list() {
-                if let Err(e) = self.monitor(&node).await {
+            let nodes = self.nodes.indexer().list();
+            let unhealthy = nodes.iter().filter(|n| ready_status(n) != "True").count();
+            // Every node down at once (more than one): a partition between
+            // us and them is likelier than a dead cluster; evict nothing.
+            let full_disruption = nodes.len() > 1 && unhealthy == nodes.len();
+            if full_disruption {
+                tracing::warn!(
+                    nodes = nodes.len(),
+                    "every node is unhealthy: no evictions until some recover"
+                );
+            }
+            for node in nodes {
+                if let Err(e) = self.monitor(&node, full_disruption).await {
                     tracing::warn!(node = ?node.metadata.name, error = %e, "node health check failed");
                 }
             }
@@ -131,15 +144,17 @@ impl NodeLifecycleController {
         entry.seen.elapsed() > self.grace
     }
 
-    async fn monitor(&self, node: &Node) -> client::Result<()> {
+    async fn monitor(&self, node: &Node, full_disruption: bool) -> client::Result<()> {
         let name = node.metadata.name.clone().unwrap_or_default();
         let mut node = node.clone();
         if self.silent(&name, self.heartbeat(&node, &name)) && ready_status(&node) != "Unknown" {
             node = self.mark_unknown(&node, &name).await?;
             self.mark_pods_not_ready(&name).await;
         }
-        self.reconcile_taints(&node, &name).await?;
-        self.evict(&node, &name).await;
+        self.reconcile_taints(&node, &name, full_disruption).await?;
+        if !full_disruption {
+            self.evict(&node, &name).await;
+        }
         Ok(())
     }
 
@@ -167,9 +182,12 @@ impl NodeLifecycleController {
             }
         }
         let api: Api<Node> = Api::all(self.client.clone());
-        let updated = api
-            .patch_status(name, &Patch::Merge(json!({"status": {"conditions": conditions}})))
-            .await?;
+        // Only over the status we read: a kubelet that just reported wins.
+        let patch = json!([
+            {"op": "test", "path": "/metadata/resourceVersion", "value": node.metadata.resource_version},
+            {"op": "add", "path": "/status/conditions", "value": conditions},
+        ]);
+        let updated = api.patch_status(name, &Patch::Json(patch)).await?;
         let _ = self
             .recorder
             .record(
@@ -209,7 +227,7 @@ impl NodeLifecycleController {
     }
 
     /// Adds the taints the Ready condition calls for and removes the others.
-    async fn reconcile_taints(&self, node: &Node, name: &str) -> client::Result<()> {
+    async fn reconcile_taints(&self, node: &Node, name: &str, full_disruption: bool) -> client::Result<()> {
         let wanted_key = match ready_status(node) {
             "True" => None,
             "False" => Some(NOT_READY),
@@ -225,11 +243,10 @@ impl NodeLifecycleController {
         if let Some(key) = wanted_key {
             for effect in ["NoSchedule", "NoExecute"] {
                 if !desired.iter().any(|t| t.key == key && t.effect == effect) {
-                    if effect == "NoExecute" {
-                        let wait = self.eviction_limiter.reserve();
-                        if !wait.is_zero() {
-                            tokio::time::sleep(wait).await;
-                        }
+                    // NoExecute evicts: at the limited rate, and not at all when
+                    // every node looks down (more likely our view than the nodes).
+                    if effect == "NoExecute" && (full_disruption || !self.eviction_limiter.try_acquire()) {
+                        continue;
                     }
                     desired.push(Taint {
                         key: key.to_string(),
@@ -261,6 +278,12 @@ impl NodeLifecycleController {
         }
     }
 
+    /// When this controller first saw a taint that carries no timeAdded.
+    fn first_seen(&self, node: &str, taint: &Taint, now: i64) -> i64 {
+        let mut seen = self.taints_seen.lock().unwrap_or_else(|p| p.into_inner());
+        *seen.entry((node.to_string(), taint.key.clone())).or_insert(now)
+    }
+
     /// Deletes the node's pods that do not tolerate its NoExecute taints
     /// (any more).
     async fn evict(&self, node: &Node, name: &str) {
@@ -275,12 +298,7 @@ impl NodeLifecycleController {
         if taints.is_empty() {
             return;
         }
-        let tainted_at = taints
-            .iter()
-            .filter_map(|t| t.time_added.as_ref())
-            .map(|t| t.0.as_second())
-            .max()
-            .unwrap_or_else(now_seconds);
+        let now = now_seconds();
         for pod in self.pods.indexer().by_index(NODE_INDEX, name) {
             if pod.metadata.deletion_timestamp.is_some() {
                 continue;
@@ -290,11 +308,18 @@ impl NodeLifecycleController {
                 .as_ref()
                 .and_then(|s| s.tolerations.clone())
                 .unwrap_or_default();
-            let due = match toleration_window(&tolerations, &taints) {
-                None => true,
-                Some(None) => false,
-                Some(Some(seconds)) => tainted_at + seconds <= now_seconds(),
-            };
+            // Each taint on its own clock: since it was added (or first seen).
+            let due = taints.iter().any(|taint| {
+                let since = match &taint.time_added {
+                    Some(t) => t.0.as_second(),
+                    None => self.first_seen(name, taint, now),
+                };
+                match toleration_window(&tolerations, std::slice::from_ref(taint)) {
+                    None => true,
+                    Some(None) => false,
+                    Some(Some(seconds)) => since + seconds <= now,
+                }
+            });
             if !due {
                 continue;
             }

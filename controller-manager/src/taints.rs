@@ -1,23 +1,8 @@
 //! Taints and tolerations, as the node lifecycle controller evicts by
-//! them: does a pod tolerate a taint, and for how long.
+//! them: for how long does a pod tolerate a node's NoExecute taints.
 
+use api::scheduling::tolerates;
 use k8s_openapi::api::core::v1::{Taint, Toleration};
-
-/// Whether `toleration` matches `taint` (key, value and effect).
-pub fn tolerates(toleration: &Toleration, taint: &Taint) -> bool {
-    let effect_ok = toleration
-        .effect
-        .as_deref()
-        .is_none_or(|e| e.is_empty() || e == taint.effect);
-    if !effect_ok {
-        return false;
-    }
-    let key = toleration.key.as_deref().unwrap_or("");
-    match toleration.operator.as_deref().unwrap_or("Equal") {
-        "Exists" => key.is_empty() || key == taint.key,
-        _ => key == taint.key && toleration.value.as_deref().unwrap_or("") == taint.value.as_deref().unwrap_or(""),
-    }
-}
 
 /// For a pod on a node with these NoExecute `taints`: `None` if some taint
 /// is not tolerated (evict now), else the shortest tolerationSeconds that

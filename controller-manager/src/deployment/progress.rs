@@ -147,14 +147,17 @@ pub async fn sync_status(r: &mut Rollout<'_>) -> client::Result<Option<Duration>
         .unwrap_or_default();
     let mut requeue = None;
     if paused {
-        set(
-            &mut status,
-            "Progressing",
-            "Unknown",
-            PAUSED,
-            "Deployment is paused".into(),
-            false,
-        );
+        // A rollout that already timed out stays timed out while paused.
+        if current_reason.as_deref() != Some(TIMED_OUT) {
+            set(
+                &mut status,
+                "Progressing",
+                "Unknown",
+                PAUSED,
+                "Deployment is paused".into(),
+                false,
+            );
+        }
     } else {
         if current_reason.as_deref() == Some(PAUSED) {
             set(

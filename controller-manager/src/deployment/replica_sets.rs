@@ -201,8 +201,8 @@ pub async fn scale(
     api.patch(name, &Patch::Merge(patch)).await
 }
 
-/// Marks an existing ReplicaSet as the given revision (and hands down the
-/// Deployment's annotations, as when it was created).
+/// Marks an existing ReplicaSet as the given revision, and hands down the
+/// Deployment's annotations and minReadySeconds, as when it was created.
 pub async fn set_revision(
     api: &Api<ReplicaSet>,
     rs: &ReplicaSet,
@@ -215,8 +215,9 @@ pub async fn set_revision(
         .map(|(k, v)| (k, v.into()))
         .collect();
     annotations.insert(REVISION.into(), revision.to_string().into());
-    api.patch(name, &Patch::Merge(json!({"metadata": {"annotations": annotations}})))
-        .await
+    let min_ready = d.spec.as_ref().and_then(|s| s.min_ready_seconds);
+    let patch = json!({"metadata": {"annotations": annotations}, "spec": {"minReadySeconds": min_ready}});
+    api.patch(name, &Patch::Merge(patch)).await
 }
 
 #[cfg(test)]

@@ -92,7 +92,11 @@ impl<'a> Rollout<'a> {
         let revision = self.max_old_revision() + 1;
         match self.new_rs.take() {
             Some(rs) => {
-                let rs = if rsets::revision(&rs.metadata) < revision {
+                let min_ready = self.spec().min_ready_seconds;
+                let stale = rsets::revision(&rs.metadata) < revision
+                    || rs.spec.as_ref().and_then(|s| s.min_ready_seconds) != min_ready;
+                let revision = revision.max(rsets::revision(&rs.metadata));
+                let rs = if stale {
                     rsets::set_revision(&self.api, &rs, &self.d, revision).await?
                 } else {
                     rs
@@ -258,15 +262,18 @@ impl<'a> Rollout<'a> {
     /// to their current sizes; the rounding remainder goes to the largest.
     async fn scale_proportionally(&mut self, active: &[Which]) -> client::Result<()> {
         let (surge, _) = surge_and_unavailable(&self.d);
-        let allowed = rsets::desired_replicas(&self.d) + surge;
+        let desired = rsets::desired_replicas(&self.d);
+        let allowed = if desired == 0 { 0 } else { desired + surge };
         let sizes: Vec<i32> = active
             .iter()
             .map(|w| spec_replicas(self.get(*w).unwrap_or(&ReplicaSet::default())))
             .collect();
         let total: i32 = sizes.iter().sum();
-        if total == allowed || total == 0 {
+        if total == 0 {
             return Ok(());
         }
+        // Even with nothing to add, every ReplicaSet is written so that its
+        // desired-replicas annotation follows the Deployment's size.
         let mut targets: Vec<i32> = sizes
             .iter()
             .map(|s| i32::try_from(i64::from(*s) * i64::from(allowed) / i64::from(total)).unwrap_or(*s))

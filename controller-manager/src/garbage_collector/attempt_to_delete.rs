@@ -150,8 +150,9 @@ impl Reconciler for AttemptToDelete {
                     o
                 })
                 .collect();
+            // Only if nothing changed since the read (an adoption, say).
             let patch = json!([
-                {"op": "test", "path": "/metadata/uid", "value": uid},
+                {"op": "test", "path": "/metadata/resourceVersion", "value": object.metadata.resource_version},
                 {"op": "replace", "path": "/metadata/ownerReferences", "value": kept},
             ]);
             return match api.patch(&node.identity.name, &Patch::Json(patch)).await {

@@ -182,19 +182,21 @@ async fn monitor(gc: Arc<GarbageCollector>, period: Duration, stop: Cancellation
 
 fn start_workers(gc: &Arc<GarbageCollector>, stop: &CancellationToken) {
     let deleter = Arc::new(attempt_to_delete::AttemptToDelete(gc.clone()));
-    tokio::spawn(controller::run(
+    tokio::spawn(controller::run_with_retries(
         "garbagecollector",
         deleter,
         gc.attempt_to_delete.clone(),
         WORKERS,
+        controller::RETRY_FOREVER,
         stop.clone(),
     ));
     let orphaner = Arc::new(attempt_to_orphan::AttemptToOrphan(gc.clone()));
-    tokio::spawn(controller::run(
+    tokio::spawn(controller::run_with_retries(
         "garbagecollector-orphan",
         orphaner,
         gc.attempt_to_orphan.clone(),
         2,
+        controller::RETRY_FOREVER,
         stop.clone(),
     ));
 }
