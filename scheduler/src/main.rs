@@ -1,9 +1,26 @@
-//! `kubernate-scheduler`: the component's entry point. The component itself is not built
-//! yet, so the binary prints its usage and exits non-zero rather than pretend.
+//! `kubernate-scheduler`: assigns pods to nodes.
 
-fn main() -> std::process::ExitCode {
-    common::unimplemented::exit(
-        "kubernate-scheduler",
-        "Assigns unscheduled pods to nodes through filter and score plugins.",
-    )
+use std::process::ExitCode;
+
+use clap::Parser;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let flags = scheduler::config::Flags::parse();
+    let telemetry = match common::telemetry::init("kubernate-scheduler", &flags.telemetry) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("kubernate-scheduler: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = scheduler::run(flags, common::shutdown::on_signal()).await;
+    telemetry.shutdown().await;
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("kubernate-scheduler: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -28,14 +28,24 @@ pub struct NodeInfo {
 
 /// The host ports a pod asks for.
 pub fn host_ports(pod: &Pod) -> Vec<HostPort> {
-    let Some(spec) = pod.spec.as_ref() else { return Vec::new() };
+    let Some(spec) = pod.spec.as_ref() else {
+        return Vec::new();
+    };
     spec.containers
         .iter()
         .flat_map(|c| c.ports.iter().flatten())
         .filter(|p| p.host_port.is_some_and(|h| h > 0))
         .map(|p| {
-            let ip = p.host_ip.clone().filter(|ip| !ip.is_empty()).unwrap_or_else(|| "0.0.0.0".into());
-            (ip, p.protocol.clone().unwrap_or_else(|| "TCP".into()), p.host_port.unwrap_or(0))
+            let ip = p
+                .host_ip
+                .clone()
+                .filter(|ip| !ip.is_empty())
+                .unwrap_or_else(|| "0.0.0.0".into());
+            (
+                ip,
+                p.protocol.clone().unwrap_or_else(|| "TCP".into()),
+                p.host_port.unwrap_or(0),
+            )
         })
         .collect()
 }

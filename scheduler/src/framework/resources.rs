@@ -97,7 +97,10 @@ fn container_requests(c: &Container) -> Resource {
 /// container's if that is more, plus the pod overhead; `pods` is 1.
 pub fn pod_requests(pod: &Pod) -> Resource {
     let Some(spec) = pod.spec.as_ref() else {
-        return Resource { pods: 1, ..Default::default() };
+        return Resource {
+            pods: 1,
+            ..Default::default()
+        };
     };
     let mut total = Resource::default();
     for c in &spec.containers {

@@ -34,10 +34,7 @@ type Domain = (String, String);
 /// namespaceSelector means every namespace.
 pub fn term_selects(term: &PodAffinityTerm, owner_namespace: Option<&str>, pod: &Pod) -> bool {
     let namespace = pod.metadata.namespace.as_deref();
-    let every_namespace = term
-        .namespace_selector
-        .as_ref()
-        .is_some_and(label_selector::is_empty);
+    let every_namespace = term.namespace_selector.as_ref().is_some_and(label_selector::is_empty);
     let listed = term.namespaces.as_deref().unwrap_or_default();
     let namespace_ok = every_namespace
         || if listed.is_empty() {
@@ -128,14 +125,16 @@ impl Plugin for InterPodAffinity {
                 }
             }
         }
-        s.first_of_group = s.affinity.iter().all(HashMap::is_empty)
-            && terms.affinity.iter().all(|t| term_selects(t, namespace, pod));
+        s.first_of_group =
+            s.affinity.iter().all(HashMap::is_empty) && terms.affinity.iter().all(|t| term_selects(t, namespace, pod));
         state.write(FILTER_STATE, s);
         Ok(())
     }
 
     fn filter(&self, state: &CycleState, pod: &Pod, node: &NodeInfo) -> Result<(), Status> {
-        let Some(s) = state.read::<FilterState>(FILTER_STATE) else { return Ok(()) };
+        let Some(s) = state.read::<FilterState>(FILTER_STATE) else {
+            return Ok(());
+        };
         let labels = node.labels();
         let in_domain = |d: &Domain| labels.and_then(|l| l.get(&d.0)) == Some(&d.1);
         if s.existing_anti.keys().any(in_domain) {
@@ -172,7 +171,10 @@ impl Plugin for InterPodAffinity {
             let namespace = pod.metadata.namespace.as_deref();
             for node in &snapshot.nodes {
                 for existing in &node.pods {
-                    let weighted = preferred.iter().map(|w| (w, 1)).chain(preferred_anti.iter().map(|w| (w, -1)));
+                    let weighted = preferred
+                        .iter()
+                        .map(|w| (w, 1))
+                        .chain(preferred_anti.iter().map(|w| (w, -1)));
                     for (w, sign) in weighted {
                         let term = &w.pod_affinity_term;
                         if term_selects(term, namespace, existing) {
@@ -188,7 +190,9 @@ impl Plugin for InterPodAffinity {
     }
 
     fn score(&self, state: &CycleState, _: &Pod, node: &NodeInfo) -> i64 {
-        let Some(scores) = state.read::<HashMap<Domain, i64>>(SCORE_STATE) else { return 0 };
+        let Some(scores) = state.read::<HashMap<Domain, i64>>(SCORE_STATE) else {
+            return 0;
+        };
         let labels = node.labels();
         scores
             .iter()
@@ -203,7 +207,11 @@ impl Plugin for InterPodAffinity {
             scores.iter().copied().min().unwrap_or(0),
         );
         for s in scores.iter_mut() {
-            *s = if max > min { MAX_NODE_SCORE * (*s - min) / (max - min) } else { 0 };
+            *s = if max > min {
+                MAX_NODE_SCORE * (*s - min) / (max - min)
+            } else {
+                0
+            };
         }
     }
 }
@@ -237,21 +245,46 @@ mod tests {
     fn required_affinity_and_anti_affinity() {
         let a = node_with_labels("a", &[("zone", "a")], &[labelled("db", &[("app", "db")])]);
         let b = node_with_labels("b", &[("zone", "b")], &[]);
-        let near_db = with_affinity("w", &[("app", "web")], serde_json::json!({"podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": term("db")}}));
-        assert_eq!(filter(&near_db, &[a.clone(), b.clone()]), vec![Ok(()), Err(vec![REASON_AFFINITY.to_string()])]);
-        let away = with_affinity("w", &[("app", "web")], serde_json::json!({"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": term("db")}}));
-        assert_eq!(filter(&away, &[a.clone(), b.clone()]), vec![Err(vec![REASON_ANTI_AFFINITY.to_string()]), Ok(())]);
+        let near_db = with_affinity(
+            "w",
+            &[("app", "web")],
+            serde_json::json!({"podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": term("db")}}),
+        );
+        assert_eq!(
+            filter(&near_db, &[a.clone(), b.clone()]),
+            vec![Ok(()), Err(vec![REASON_AFFINITY.to_string()])]
+        );
+        let away = with_affinity(
+            "w",
+            &[("app", "web")],
+            serde_json::json!({"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": term("db")}}),
+        );
+        assert_eq!(
+            filter(&away, &[a.clone(), b.clone()]),
+            vec![Err(vec![REASON_ANTI_AFFINITY.to_string()]), Ok(())]
+        );
         // An existing pod that wants no web pods near it.
-        let hermit = with_affinity("h", &[("app", "h")], serde_json::json!({"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": term("web")}}));
-        let c = node_with_labels("c", &[("zone", "c")], &[Arc::new(hermit)]);
+        let hermit = with_affinity(
+            "h",
+            &[("app", "h")],
+            serde_json::json!({"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": term("web")}}),
+        );
+        let c = node_with_labels("c", &[("zone", "c")], &[hermit]);
         let web = labelled("w", &[("app", "web")]);
-        assert_eq!(filter(&web, &[c, b]), vec![Err(vec![REASON_EXISTING_ANTI_AFFINITY.to_string()]), Ok(())]);
+        assert_eq!(
+            filter(&web, &[c, b]),
+            vec![Err(vec![REASON_EXISTING_ANTI_AFFINITY.to_string()]), Ok(())]
+        );
     }
 
     #[test]
     fn the_first_pod_of_a_self_affine_group_goes_anywhere() {
         let a = node_with_labels("a", &[("zone", "a")], &[]);
-        let pod = with_affinity("w", &[("app", "web")], serde_json::json!({"podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": term("web")}}));
+        let pod = with_affinity(
+            "w",
+            &[("app", "web")],
+            serde_json::json!({"podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": term("web")}}),
+        );
         assert_eq!(filter(&pod, &[a]), vec![Ok(())]);
     }
 }

@@ -16,7 +16,12 @@ impl Plugin for NodeName {
     }
 
     fn filter(&self, _: &CycleState, pod: &Pod, node: &NodeInfo) -> Result<(), Status> {
-        match pod.spec.as_ref().and_then(|s| s.node_name.as_deref()).filter(|n| !n.is_empty()) {
+        match pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.node_name.as_deref())
+            .filter(|n| !n.is_empty())
+        {
             Some(wanted) if wanted != node.name() => Err(Status::unresolvable(NAME, REASON)),
             _ => Ok(()),
         }

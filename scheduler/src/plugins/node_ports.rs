@@ -18,7 +18,9 @@ impl Plugin for NodePorts {
 
     fn filter(&self, _: &CycleState, pod: &Pod, node: &NodeInfo) -> Result<(), Status> {
         let wanted = host_ports(pod);
-        let conflict = wanted.iter().any(|w| node.used_ports.iter().any(|u| ports_conflict(w, u)));
+        let conflict = wanted
+            .iter()
+            .any(|w| node.used_ports.iter().any(|u| ports_conflict(w, u)));
         if conflict {
             Err(Status::unschedulable(NAME, REASON))
         } else {

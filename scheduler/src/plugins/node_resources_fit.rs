@@ -57,8 +57,14 @@ fn least_allocated() -> String {
 
 fn default_resources() -> Vec<ResourceWeight> {
     vec![
-        ResourceWeight { name: "cpu".into(), weight: 1 },
-        ResourceWeight { name: "memory".into(), weight: 1 },
+        ResourceWeight {
+            name: "cpu".into(),
+            weight: 1,
+        },
+        ResourceWeight {
+            name: "memory".into(),
+            weight: 1,
+        },
     ]
 }
 
@@ -132,14 +138,21 @@ pub fn insufficient(requests: &Resource, node: &NodeInfo, ignored: &[String]) ->
 /// scoring defaults for cpu and memory.
 fn usage(resource: &str, pod: &Pod, node: &NodeInfo) -> (i64, i64) {
     match resource {
-        "cpu" => (node.non_zero_requested.0 + non_zero_requests(pod).0, node.allocatable.milli_cpu),
-        "memory" => (node.non_zero_requested.1 + non_zero_requests(pod).1, node.allocatable.memory),
+        "cpu" => (
+            node.non_zero_requested.0 + non_zero_requests(pod).0,
+            node.allocatable.milli_cpu,
+        ),
+        "memory" => (
+            node.non_zero_requested.1 + non_zero_requests(pod).1,
+            node.allocatable.memory,
+        ),
         "ephemeral-storage" => (
             node.requested.ephemeral_storage + pod_requests(pod).ephemeral_storage,
             node.allocatable.ephemeral_storage,
         ),
         other => (
-            node.requested.scalar.get(other).copied().unwrap_or(0) + pod_requests(pod).scalar.get(other).copied().unwrap_or(0),
+            node.requested.scalar.get(other).copied().unwrap_or(0)
+                + pod_requests(pod).scalar.get(other).copied().unwrap_or(0),
             node.allocatable.scalar.get(other).copied().unwrap_or(0),
         ),
     }
@@ -203,9 +216,10 @@ impl Plugin for NodeResourcesFit {
             } else {
                 match strategy.type_.as_str() {
                     "MostAllocated" => requested.min(capacity) * MAX_NODE_SCORE / capacity,
-                    "RequestedToCapacityRatio" => {
-                        shape_score(&strategy.requested_to_capacity_ratio.shape, requested.min(capacity) * 100 / capacity)
-                    }
+                    "RequestedToCapacityRatio" => shape_score(
+                        &strategy.requested_to_capacity_ratio.shape,
+                        requested.min(capacity) * 100 / capacity,
+                    ),
                     _ if requested > capacity => 0,
                     _ => (capacity - requested) * MAX_NODE_SCORE / capacity,
                 }
@@ -229,8 +243,16 @@ mod tests {
     fn fit(strategy: &str) -> NodeResourcesFit {
         let mut args = Args::default();
         args.scoring_strategy.type_ = strategy.into();
-        args.scoring_strategy.requested_to_capacity_ratio.shape =
-            vec![ShapePoint { utilization: 0, score: 0 }, ShapePoint { utilization: 100, score: 10 }];
+        args.scoring_strategy.requested_to_capacity_ratio.shape = vec![
+            ShapePoint {
+                utilization: 0,
+                score: 0,
+            },
+            ShapePoint {
+                utilization: 100,
+                score: 10,
+            },
+        ];
         NodeResourcesFit::new(args).unwrap()
     }
 
@@ -238,7 +260,9 @@ mod tests {
     fn filter_reports_every_missing_resource() {
         let n = node("n", "2", "4Gi", &[pod("p", "1500m", "3Gi")]);
         let want = pod("q", "1", "2Gi");
-        let err = fit("LeastAllocated").filter(&CycleState::default(), &want, &n).unwrap_err();
+        let err = fit("LeastAllocated")
+            .filter(&CycleState::default(), &want, &n)
+            .unwrap_err();
         assert_eq!(err.reasons, vec!["Insufficient cpu", "Insufficient memory"]);
         let small = pod("q", "500m", "1Gi");
         assert!(fit("LeastAllocated").filter(&CycleState::default(), &small, &n).is_ok());

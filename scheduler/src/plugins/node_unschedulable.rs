@@ -25,7 +25,11 @@ impl Plugin for NodeUnschedulable {
             effect: "NoSchedule".into(),
             ..Default::default()
         };
-        let tolerations = pod.spec.as_ref().and_then(|s| s.tolerations.as_deref()).unwrap_or_default();
+        let tolerations = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.tolerations.as_deref())
+            .unwrap_or_default();
         if api::scheduling::tolerated(tolerations, &taint) {
             Ok(())
         } else {

@@ -61,7 +61,9 @@ fn counts_for(constraint: &TopologySpreadConstraint, pod: &Pod, other: &Pod) -> 
     if other.metadata.namespace != pod.metadata.namespace || other.metadata.deletion_timestamp.is_some() {
         return false;
     }
-    let Some(selector) = &constraint.label_selector else { return false };
+    let Some(selector) = &constraint.label_selector else {
+        return false;
+    };
     let mut labels = other.metadata.labels.clone().unwrap_or_default();
     // matchLabelKeys: the incoming pod's values of these keys join the selector.
     for key in constraint.match_label_keys.iter().flatten() {
@@ -78,7 +80,11 @@ fn eligible(constraint: &TopologySpreadConstraint, pod: &Pod, node: &NodeInfo) -
     let has_key = node.labels().is_some_and(|l| l.contains_key(&constraint.topology_key));
     let honor_affinity = constraint.node_affinity_policy.as_deref().unwrap_or("Honor") == "Honor";
     let honor_taints = constraint.node_taints_policy.as_deref() == Some("Honor");
-    let tolerations = pod.spec.as_ref().and_then(|s| s.tolerations.as_deref()).unwrap_or_default();
+    let tolerations = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.tolerations.as_deref())
+        .unwrap_or_default();
     let taints_ok = !honor_taints
         || node
             .node
@@ -95,7 +101,9 @@ fn eligible(constraint: &TopologySpreadConstraint, pod: &Pod, node: &NodeInfo) -
 fn count(pod: &Pod, constraint: &TopologySpreadConstraint, nodes: &[Arc<NodeInfo>]) -> Counted {
     let mut counts: HashMap<String, i64> = HashMap::new();
     for node in nodes.iter().filter(|n| eligible(constraint, pod, n)) {
-        let Some(value) = node.labels().and_then(|l| l.get(&constraint.topology_key)) else { continue };
+        let Some(value) = node.labels().and_then(|l| l.get(&constraint.topology_key)) else {
+            continue;
+        };
         let matching = node.pods.iter().filter(|p| counts_for(constraint, pod, p)).count();
         *counts.entry(value.clone()).or_default() += i64::try_from(matching).unwrap_or(0);
     }
@@ -127,7 +135,9 @@ impl Plugin for PodTopologySpread {
     }
 
     fn filter(&self, state: &CycleState, _pod: &Pod, node: &NodeInfo) -> Result<(), Status> {
-        let Some(counted) = state.read::<Vec<Counted>>(FILTER_STATE) else { return Ok(()) };
+        let Some(counted) = state.read::<Vec<Counted>>(FILTER_STATE) else {
+            return Ok(());
+        };
         for c in counted {
             let Some(value) = node.labels().and_then(|l| l.get(&c.constraint.topology_key)) else {
                 return Err(Status::unresolvable(NAME, REASON_MISSING_LABEL));
@@ -150,7 +160,9 @@ impl Plugin for PodTopologySpread {
     }
 
     fn score(&self, state: &CycleState, _pod: &Pod, node: &NodeInfo) -> i64 {
-        let Some(counted) = state.read::<Vec<Counted>>(SCORE_STATE) else { return 0 };
+        let Some(counted) = state.read::<Vec<Counted>>(SCORE_STATE) else {
+            return 0;
+        };
         counted
             .iter()
             .filter_map(|c| {
@@ -171,7 +183,11 @@ impl Plugin for PodTopologySpread {
             scores.iter().copied().min().unwrap_or(0),
         );
         for s in scores.iter_mut() {
-            *s = if max == 0 { MAX_NODE_SCORE } else { MAX_NODE_SCORE * (max + min - *s) / max };
+            *s = if max == 0 {
+                MAX_NODE_SCORE
+            } else {
+                MAX_NODE_SCORE * (max + min - *s) / max
+            };
         }
     }
 }
@@ -203,27 +219,44 @@ mod tests {
         let mut p = labelled(name, &[("app", "web")]);
         p.spec.as_mut().unwrap().topology_spread_constraints = Some(vec![serde_json::from_value(serde_json::json!({
             "maxSkew": 1, "topologyKey": "zone", "whenUnsatisfiable": when,
-            "labelSelector": {"matchLabels": {"app": "web"}}})).unwrap()]);
+            "labelSelector": {"matchLabels": {"app": "web"}}}))
+        .unwrap()]);
         p
     }
 
     #[test]
     fn do_not_schedule_keeps_the_skew() {
-        let a = node_with_labels("a", &[("zone", "a")], &[labelled("w1", &[("app", "web")]), labelled("w2", &[("app", "web")])]);
+        let a = node_with_labels(
+            "a",
+            &[("zone", "a")],
+            &[labelled("w1", &[("app", "web")]), labelled("w2", &[("app", "web")])],
+        );
         let b = node_with_labels("b", &[("zone", "b")], &[labelled("w3", &[("app", "web")])]);
         let bare = node_with_labels("c", &[], &[]);
-        let snapshot = Snapshot { nodes: vec![a.clone(), b.clone(), bare.clone()] };
+        let snapshot = Snapshot {
+            nodes: vec![a.clone(), b.clone(), bare.clone()],
+        };
         let pod = spreading("new", "DoNotSchedule");
         let mut state = CycleState::default();
         PodTopologySpread.pre_filter(&mut state, &pod, &snapshot).unwrap();
-        assert_eq!(PodTopologySpread.filter(&state, &pod, &a).unwrap_err().reasons, vec![REASON]);
+        assert_eq!(
+            PodTopologySpread.filter(&state, &pod, &a).unwrap_err().reasons,
+            vec![REASON]
+        );
         assert!(PodTopologySpread.filter(&state, &pod, &b).is_ok());
-        assert_eq!(PodTopologySpread.filter(&state, &pod, &bare).unwrap_err().reasons, vec![REASON_MISSING_LABEL]);
+        assert_eq!(
+            PodTopologySpread.filter(&state, &pod, &bare).unwrap_err().reasons,
+            vec![REASON_MISSING_LABEL]
+        );
     }
 
     #[test]
     fn schedule_anyway_prefers_emptier_domains() {
-        let a = node_with_labels("a", &[("zone", "a")], &[labelled("w1", &[("app", "web")]), labelled("w2", &[("app", "web")])]);
+        let a = node_with_labels(
+            "a",
+            &[("zone", "a")],
+            &[labelled("w1", &[("app", "web")]), labelled("w2", &[("app", "web")])],
+        );
         let b = node_with_labels("b", &[("zone", "b")], &[]);
         let nodes = vec![a.clone(), b.clone()];
         let snapshot = Snapshot { nodes: nodes.clone() };

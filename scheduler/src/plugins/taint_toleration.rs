@@ -11,11 +11,18 @@ pub const NAME: &str = "TaintToleration";
 pub struct TaintToleration;
 
 fn tolerations(pod: &Pod) -> &[Toleration] {
-    pod.spec.as_ref().and_then(|s| s.tolerations.as_deref()).unwrap_or_default()
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.tolerations.as_deref())
+        .unwrap_or_default()
 }
 
 fn taints(node: &NodeInfo) -> &[Taint] {
-    node.node.spec.as_ref().and_then(|s| s.taints.as_deref()).unwrap_or_default()
+    node.node
+        .spec
+        .as_ref()
+        .and_then(|s| s.taints.as_deref())
+        .unwrap_or_default()
 }
 
 impl Plugin for TaintToleration {
@@ -31,7 +38,11 @@ impl Plugin for TaintToleration {
         match untolerated {
             Some(t) => Err(Status::unresolvable(
                 NAME,
-                format!("node(s) had untolerated taint {{{}: {}}}", t.key, t.value.as_deref().unwrap_or("")),
+                format!(
+                    "node(s) had untolerated taint {{{}: {}}}",
+                    t.key,
+                    t.value.as_deref().unwrap_or("")
+                ),
             )),
             None => Ok(()),
         }
@@ -41,7 +52,11 @@ impl Plugin for TaintToleration {
         // Only tolerations that could apply to PreferNoSchedule count.
         let relevant: Vec<Toleration> = tolerations(pod)
             .iter()
-            .filter(|t| t.effect.as_deref().is_none_or(|e| e.is_empty() || e == "PreferNoSchedule"))
+            .filter(|t| {
+                t.effect
+                    .as_deref()
+                    .is_none_or(|e| e.is_empty() || e == "PreferNoSchedule")
+            })
             .cloned()
             .collect();
         let count = taints(node)
