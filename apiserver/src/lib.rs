@@ -58,6 +58,7 @@ pub mod managed_fields;
 pub mod max_in_flight;
 pub mod metrics;
 pub mod openapi;
+pub mod priority;
 pub mod protobuf;
 pub mod registry;
 pub mod request_info;

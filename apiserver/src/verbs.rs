@@ -448,6 +448,9 @@ pub async fn create(app: &App, info: &RequestInfo, body: Value, opts: &WriteOpti
     let (name, mut object) = registry::prepare_create(info, body)?;
     let (group, plural) = (info.resource.group, info.resource.plural);
     defaults::on_create(group, plural, &mut object);
+    if (group, plural) == ("", "pods") {
+        crate::priority::admit(app, &mut object).await?;
+    }
     let mut object = field_validation::decode(info, object, opts.field_validation)?;
     validation::validate(group, plural, &object, None)?;
     if !opts.apply {

@@ -281,3 +281,101 @@ impl Cluster {
         }
     }
 }
+
+/// A component binary (controller manager, scheduler …) run against a
+/// [`Cluster`] under its own identity, with its log in the cluster's
+/// directory and its metrics on a free port. Kill and start it again at
+/// will.
+pub struct Component {
+    binary: String,
+    args: Vec<String>,
+    log: PathBuf,
+    pub metrics_port: u16,
+    child: Option<ChildGuard>,
+}
+
+impl Component {
+    /// `binary --kubeconfig <identity>.kubeconfig --master <server>
+    /// --metrics-bind-address 127.0.0.1:<port> args…`, started.
+    pub fn start(cluster: &Cluster, binary: &str, identity: &str, args: &[&str]) -> Component {
+        let metrics_port = free_port();
+        let mut all = vec![
+            "--kubeconfig".to_string(),
+            cluster.kubeconfig_of(identity).to_str().unwrap().to_string(),
+            "--master".into(),
+            cluster.server.clone(),
+            "--metrics-bind-address".into(),
+            format!("127.0.0.1:{metrics_port}"),
+        ];
+        all.extend(args.iter().map(|s| s.to_string()));
+        let mut component = Component {
+            binary: binary.to_string(),
+            args: all,
+            log: cluster.dir.path().join(format!("{binary}.log")),
+            metrics_port,
+            child: None,
+        };
+        component.restart();
+        component
+    }
+
+    /// Starts it (again), appending to the same log.
+    pub fn restart(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        let child = Command::new(binary(&self.binary))
+            .args(&self.args)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(ChildGuard(child));
+    }
+
+    /// kill -9.
+    pub fn kill(&mut self) {
+        self.child = None;
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Its /metrics text (empty if it does not answer).
+    pub async fn metrics(&self) -> String {
+        let out = tokio::process::Command::new("curl")
+            .args([
+                "-sf",
+                "--max-time",
+                "5",
+                &format!("http://127.0.0.1:{}/metrics", self.metrics_port),
+            ])
+            .output()
+            .await
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).to_string()
+    }
+}
+
+/// Polls `check` every 100 ms until it returns `Some`; panics after `timeout`.
+pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

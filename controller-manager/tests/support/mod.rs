@@ -5,8 +5,6 @@
 
 #![allow(dead_code)]
 
-use std::future::Future;
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,14 +13,13 @@ use client::api::timestamp_now;
 use client::{Api, Client, DeleteParams, ListParams, Patch};
 use k8s_openapi::api::core::v1::Pod;
 use serde_json::json;
-use testkit::{binary, free_port, ChildGuard, Cluster};
+pub use testkit::wait_for;
+use testkit::{Cluster, Component};
 
 pub struct Env {
     pub cluster: Cluster,
     pub client: Client,
-    manager: Option<ChildGuard>,
-    args: Vec<String>,
-    pub metrics_port: u16,
+    manager: Component,
 }
 
 impl Env {
@@ -32,45 +29,27 @@ impl Env {
         let mut config = common::kubeconfig::Kubeconfig::load_resolved(&cluster.kubeconfig()).unwrap();
         config.server = cluster.server.clone();
         let client = Client::from_resolved(&config).unwrap();
-        let mut env = Env {
+        let mut all = vec!["--leader-elect-retry-period", "500ms"];
+        all.extend_from_slice(args);
+        let manager = Component::start(&cluster, "kubernate-controller-manager", "controller-manager", &all);
+        Env {
             cluster,
             client,
-            manager: None,
-            args: args.iter().map(|s| s.to_string()).collect(),
-            metrics_port: free_port(),
-        };
-        env.start_manager();
-        env
+            manager,
+        }
     }
 
     pub fn start_manager(&mut self) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.cluster.dir.path().join("controller-manager.log"))
-            .unwrap();
-        let child = Command::new(binary("kubernate-controller-manager"))
-            .arg("--kubeconfig")
-            .arg(self.cluster.kubeconfig_of("controller-manager"))
-            .args(["--master", &self.cluster.server])
-            .args(["--metrics-bind-address", &format!("127.0.0.1:{}", self.metrics_port)])
-            .args(["--leader-elect-retry-period", "500ms"])
-            .args(&self.args)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        self.manager = Some(ChildGuard(child));
+        self.manager.restart();
     }
 
     /// kill -9 of the controller manager.
     pub fn kill_manager(&mut self) {
-        self.manager = None;
+        self.manager.kill();
     }
 
     pub fn manager_log(&self) -> String {
-        std::fs::read_to_string(self.cluster.dir.path().join("controller-manager.log")).unwrap_or_default()
+        self.manager.log()
     }
 
     pub fn api<K: client::api::Object>(&self, namespace: &str) -> Api<K> {
@@ -106,12 +85,7 @@ impl Env {
     }
 
     pub async fn metrics(&self) -> String {
-        let out = tokio::process::Command::new("curl")
-            .args(["-sf", &format!("http://127.0.0.1:{}/metrics", self.metrics_port)])
-            .output()
-            .await
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).to_string()
+        self.manager.metrics().await
     }
 }
 
@@ -167,25 +141,6 @@ pub async fn set_ready(api: &Api<Pod>, name: &str, ready: bool) -> client::Resul
         "conditions": [{"type": "Ready", "status": status, "lastTransitionTime": now}],
     }});
     api.patch_status(name, &Patch::Merge(patch)).await
-}
-
-/// Polls `check` every 100 ms until it returns `Some`, at most `timeout`.
-pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 /// The pods in `namespace` that `selector` selects and that are not being

@@ -137,9 +137,6 @@ impl Plugin for InterPodAffinity {
         };
         let labels = node.labels();
         let in_domain = |d: &Domain| labels.and_then(|l| l.get(&d.0)) == Some(&d.1);
-        if s.existing_anti.keys().any(in_domain) {
-            return Err(Status::unschedulable(NAME, REASON_EXISTING_ANTI_AFFINITY));
-        }
         let terms = required(pod);
         for (i, term) in terms.affinity.iter().enumerate() {
             let satisfied = domain_of(node, &term.topology_key).is_some_and(|d| s.affinity[i].contains_key(&d));
@@ -152,6 +149,10 @@ impl Plugin for InterPodAffinity {
             if domain_of(node, &term.topology_key).is_some_and(|d| s.anti_affinity[i].contains_key(&d)) {
                 return Err(Status::unschedulable(NAME, REASON_ANTI_AFFINITY));
             }
+        }
+        // Upstream's order: the pod's own terms first, then existing pods'.
+        if s.existing_anti.keys().any(in_domain) {
+            return Err(Status::unschedulable(NAME, REASON_EXISTING_ANTI_AFFINITY));
         }
         Ok(())
     }
