@@ -86,7 +86,8 @@ fn in_process(nodes: usize, pods: usize) {
         let t = Instant::now();
         let p = pod(i);
         let snapshot = cache.snapshot();
-        let decision = scheduler::schedule_one::schedule(&profile, &p, &snapshot, 0, start, settings.parallelism).unwrap();
+        let decision =
+            scheduler::schedule_one::schedule(&profile, &p, &snapshot, 0, start, settings.parallelism).unwrap();
         start = (start + decision.evaluated) % nodes;
         let mut assumed = p;
         assumed.spec.as_mut().unwrap().node_name = Some(decision.node);
@@ -100,7 +101,9 @@ async fn end_to_end(nodes: usize, pods: usize) {
     let cluster = Cluster::start("kubernate-process").await;
     let mut config = common::kubeconfig::Kubeconfig::load_resolved(&cluster.kubeconfig()).unwrap();
     config.server = cluster.server.clone();
-    let client = Client::from_resolved(&config).unwrap().with_timeout(Duration::from_secs(120));
+    let client = Client::from_resolved(&config)
+        .unwrap()
+        .with_timeout(Duration::from_secs(120));
 
     let node_api: Api<Node> = Api::all(client.clone());
     let mut tasks = tokio::task::JoinSet::new();
@@ -111,7 +114,9 @@ async fn end_to_end(nodes: usize, pods: usize) {
                 let n = node(i);
                 api.create(&n).await.unwrap();
                 let status = json!({"status": serde_json::to_value(&n.status).unwrap()});
-                api.patch_status(&format!("node-{i}"), &Patch::Merge(status)).await.unwrap();
+                api.patch_status(&format!("node-{i}"), &Patch::Merge(status))
+                    .await
+                    .unwrap();
             }
         });
     }
@@ -128,14 +133,21 @@ async fn end_to_end(nodes: usize, pods: usize) {
     // Bindings as the watch sees them.
     let pod_api: Api<Pod> = Api::namespaced(client.clone(), "default");
     let list = pod_api.list(&ListParams::default()).await.unwrap();
-    let mut stream = Box::pin(pod_api.watch(&ListParams::default(), &list.resource_version, 0).await.unwrap());
+    let mut stream = Box::pin(
+        pod_api
+            .watch(&ListParams::default(), &list.resource_version, 0)
+            .await
+            .unwrap(),
+    );
     let watcher = tokio::spawn(async move {
         let mut bound: HashMap<String, Instant> = HashMap::new();
         while bound.len() < pods {
             match stream.next().await {
                 Some(Ok(WatchEvent::Modified(p) | WatchEvent::Added(p))) => {
                     if p.spec.as_ref().and_then(|s| s.node_name.as_ref()).is_some() {
-                        bound.entry(p.metadata.name.unwrap_or_default()).or_insert_with(Instant::now);
+                        bound
+                            .entry(p.metadata.name.unwrap_or_default())
+                            .or_insert_with(Instant::now);
                     }
                 }
                 Some(Ok(_)) => {}
@@ -163,15 +175,25 @@ async fn end_to_end(nodes: usize, pods: usize) {
     }
     while tasks.join_next().await.is_some() {}
     let creating = started.elapsed();
-    let bound = tokio::time::timeout(Duration::from_secs(900), watcher).await.unwrap().unwrap();
+    let bound = tokio::time::timeout(Duration::from_secs(900), watcher)
+        .await
+        .unwrap()
+        .unwrap();
     let last = bound.values().max().copied().unwrap();
-    let created = created.lock().unwrap();
-    let latencies: Vec<Duration> = bound
-        .iter()
-        .filter_map(|(name, at)| created.get(name).map(|c| at.saturating_duration_since(*c)))
-        .collect();
+    let latencies: Vec<Duration> = {
+        let created = created.lock().unwrap();
+        bound
+            .iter()
+            .filter_map(|(name, at)| created.get(name).map(|c| at.saturating_duration_since(*c)))
+            .collect()
+    };
     eprintln!("{pods} pods created in {creating:?}");
-    row("end to end (API server + store + scheduler binary)", pods, last - started, latencies);
+    row(
+        "end to end (API server + store + scheduler binary)",
+        pods,
+        last - started,
+        latencies,
+    );
     drop(scheduler);
     cluster.stop().await;
 }

@@ -27,3 +27,24 @@ impl Plugin for NodeName {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plugins::test_support::{node, pod};
+
+    #[test]
+    fn only_the_named_node_fits() {
+        let s = CycleState::default();
+        let mut named = pod("p", "1", "1Gi");
+        named.spec.as_mut().unwrap().node_name = Some("a".into());
+        for (p, n, fits) in [
+            (&named, "a", true),
+            (&named, "b", false),
+            (&pod("q", "1", "1Gi"), "b", true),
+        ] {
+            let result = NodeName.filter(&s, p, &node(n, "4", "8Gi", &[]));
+            assert_eq!(result.is_ok(), fits, "{n}");
+        }
+    }
+}

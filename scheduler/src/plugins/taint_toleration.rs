@@ -70,3 +70,49 @@ impl Plugin for TaintToleration {
         default_normalize(scores, true);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plugins::test_support::{node, pod};
+    use std::sync::Arc;
+
+    fn tainted(name: &str, taints: serde_json::Value) -> Arc<NodeInfo> {
+        let mut n = node(name, "4", "8Gi", &[]);
+        let info = Arc::make_mut(&mut n);
+        let mut raw = info.node.as_ref().clone();
+        raw.spec = Some(serde_json::from_value(serde_json::json!({"taints": taints})).unwrap());
+        info.set_node(Arc::new(raw));
+        n
+    }
+
+    #[test]
+    fn filter_on_hard_taints_score_on_soft_ones() {
+        let s = CycleState::default();
+        let hard = tainted(
+            "hard",
+            serde_json::json!([{"key": "k", "value": "v", "effect": "NoSchedule"}]),
+        );
+        let soft = tainted(
+            "soft",
+            serde_json::json!([{"key": "k", "value": "v", "effect": "PreferNoSchedule"}]),
+        );
+        let clean = node("clean", "4", "8Gi", &[]);
+        let p = pod("p", "1", "1Gi");
+        let err = TaintToleration.filter(&s, &p, &hard).unwrap_err();
+        assert_eq!(err.reasons, vec!["node(s) had untolerated taint {k: v}"]);
+        assert!(TaintToleration.filter(&s, &p, &soft).is_ok());
+        let mut scores: Vec<i64> = [&soft, &clean]
+            .iter()
+            .map(|n| TaintToleration.score(&s, &p, n))
+            .collect();
+        TaintToleration.normalize(&s, &p, &mut scores);
+        assert_eq!(scores, vec![0, 100]);
+        let mut tolerant = p.clone();
+        tolerant.spec.as_mut().unwrap().tolerations = Some(vec![serde_json::from_value(
+            serde_json::json!({"key": "k", "operator": "Exists"}),
+        )
+        .unwrap()]);
+        assert!(TaintToleration.filter(&s, &tolerant, &hard).is_ok());
+    }
+}
