@@ -17,17 +17,9 @@ use kube::api::{Api, ListParams, Patch, PatchParams, PostParams, WatchEvent, Wat
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
 use serde_json::json;
+use testkit::bench::{arg, percentile_ms};
 use testkit::Cluster;
 use tokio_stream::StreamExt;
-
-fn arg(name: &str, default: usize) -> usize {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 async fn client(c: &Cluster) -> Client {
     let kubeconfig = Kubeconfig::read_from(c.kubeconfig()).unwrap();
@@ -48,21 +40,13 @@ fn pod(i: usize) -> Pod {
     .unwrap()
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i].as_secs_f64() * 1000.0
-}
-
 fn report(system: &str, phase: &str, count: usize, elapsed: Duration, mut latencies: Vec<Duration>) {
     latencies.sort();
     println!(
         "| {system} | {phase} | {:.0} | {:.2} | {:.2} |",
         count as f64 / elapsed.as_secs_f64(),
-        percentile(&latencies, 0.5),
-        percentile(&latencies, 0.99)
+        percentile_ms(&latencies, 0.5),
+        percentile_ms(&latencies, 0.99)
     );
 }
 

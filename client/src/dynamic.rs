@@ -61,29 +61,6 @@ pub struct DynamicObject {
     pub data: serde_json::Map<String, serde_json::Value>,
 }
 
-// The constants are placeholders: an `Api<DynamicObject>` always carries
-// its `ApiResource`, and that is what requests are built from.
-impl Resource for DynamicObject {
-    const API_VERSION: &'static str = "";
-    const GROUP: &'static str = "";
-    const KIND: &'static str = "object";
-    const VERSION: &'static str = "";
-    const URL_PATH_SEGMENT: &'static str = "";
-    type Scope = NamespaceResourceScope;
-}
-
-impl Metadata for DynamicObject {
-    type Ty = ObjectMeta;
-
-    fn metadata(&self) -> &ObjectMeta {
-        &self.metadata
-    }
-
-    fn metadata_mut(&mut self) -> &mut ObjectMeta {
-        &mut self.metadata
-    }
-}
-
 /// Only the metadata of an object of any kind: what the garbage collector
 /// needs of every object in the cluster, without keeping their specs in
 /// memory (the rest of the JSON is skipped while decoding).
@@ -93,26 +70,36 @@ pub struct PartialObjectMetadata {
     pub metadata: ObjectMeta,
 }
 
-impl Resource for PartialObjectMetadata {
-    const API_VERSION: &'static str = "";
-    const GROUP: &'static str = "";
-    const KIND: &'static str = "object";
-    const VERSION: &'static str = "";
-    const URL_PATH_SEGMENT: &'static str = "";
-    type Scope = NamespaceResourceScope;
+/// `Resource` and `Metadata` for the run-time kinds. The constants are
+/// placeholders: an `Api` of these always carries its `ApiResource`, and
+/// that is what requests are built from.
+macro_rules! run_time_kind {
+    ($t:ty) => {
+        impl Resource for $t {
+            const API_VERSION: &'static str = "";
+            const GROUP: &'static str = "";
+            const KIND: &'static str = "object";
+            const VERSION: &'static str = "";
+            const URL_PATH_SEGMENT: &'static str = "";
+            type Scope = NamespaceResourceScope;
+        }
+
+        impl Metadata for $t {
+            type Ty = ObjectMeta;
+
+            fn metadata(&self) -> &ObjectMeta {
+                &self.metadata
+            }
+
+            fn metadata_mut(&mut self) -> &mut ObjectMeta {
+                &mut self.metadata
+            }
+        }
+    };
 }
 
-impl Metadata for PartialObjectMetadata {
-    type Ty = ObjectMeta;
-
-    fn metadata(&self) -> &ObjectMeta {
-        &self.metadata
-    }
-
-    fn metadata_mut(&mut self) -> &mut ObjectMeta {
-        &mut self.metadata
-    }
-}
+run_time_kind!(DynamicObject);
+run_time_kind!(PartialObjectMetadata);
 
 impl Api<PartialObjectMetadata> {
     /// The metadata of the objects of `resource` in `namespace` (`None`:

@@ -62,6 +62,38 @@ pub async fn drain(tasks: &TaskTracker, grace: Duration) -> bool {
     true
 }
 
+/// A component's `main` after its flags are parsed: sets up logs and
+/// traces under `binary`'s name, runs `run` until SIGTERM or SIGINT,
+/// flushes the traces, and turns the outcome into an exit status (the
+/// error printed as `binary: error`).
+pub async fn run_component<E, F, Fut>(
+    binary: &str,
+    telemetry: &crate::telemetry::TelemetryArgs,
+    run: F,
+) -> std::process::ExitCode
+where
+    E: std::fmt::Display,
+    F: FnOnce(CancellationToken) -> Fut,
+    Fut: std::future::Future<Output = Result<(), E>>,
+{
+    let telemetry = match crate::telemetry::init(binary, telemetry) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("{binary}: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = run(on_signal()).await;
+    telemetry.shutdown().await;
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{binary}: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,14 +10,12 @@ use std::time::Duration;
 
 use client::indexer::key_of;
 use client::{Api, Client, DeleteParams, Event, Informer};
-use k8s_openapi::api::core::v1::{
-    EndpointAddress, EndpointPort, EndpointSubset, Endpoints, ObjectReference, Pod, Service,
-};
+use k8s_openapi::api::core::v1::{EndpointAddress, EndpointPort, EndpointSubset, Endpoints, Pod, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use crate::context::Context;
 use crate::controller::{self, Reconciler};
-use crate::service_pods::{is_serving, pod_ip, resolved_ports, selected_pods, watch_pods, PortSet};
+use crate::service_pods::{is_serving, pod_ip, pod_reference, resolved_ports, selected_pods, watch_pods, PortSet};
 use crate::Runner;
 
 pub struct EndpointsController {
@@ -59,13 +57,7 @@ fn address(pod: &Pod, ip: &str) -> EndpointAddress {
     EndpointAddress {
         ip: ip.to_string(),
         node_name: pod.spec.as_ref().and_then(|s| s.node_name.clone()),
-        target_ref: Some(ObjectReference {
-            kind: Some("Pod".into()),
-            name: pod.metadata.name.clone(),
-            namespace: pod.metadata.namespace.clone(),
-            uid: pod.metadata.uid.clone(),
-            ..Default::default()
-        }),
+        target_ref: Some(pod_reference(pod)),
         hostname: None,
     }
 }

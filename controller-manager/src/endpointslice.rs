@@ -17,14 +17,14 @@ use std::time::{Duration, Instant};
 
 use client::indexer::key_of;
 use client::{Api, Client, DeleteParams, Event, Informer, ListParams};
-use k8s_openapi::api::core::v1::{ObjectReference, Pod, Service};
+use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort, EndpointSlice};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use crate::context::Context;
 use crate::controller::{self, Reconciler};
 use crate::controller_utils::controller_ref;
-use crate::service_pods::{is_serving, pod_ip, resolved_ports, selected_pods, watch_pods, PortSet};
+use crate::service_pods::{is_serving, pod_ip, pod_reference, resolved_ports, selected_pods, watch_pods, PortSet};
 use crate::Runner;
 
 pub const MAX_ENDPOINTS: usize = 100;
@@ -177,13 +177,7 @@ fn desired(service: &Service, pods: &[Arc<Pod>]) -> BTreeMap<(String, PortSet), 
                     terminating: Some(terminating),
                 }),
                 node_name: pod.spec.as_ref().and_then(|s| s.node_name.clone()),
-                target_ref: Some(ObjectReference {
-                    kind: Some("Pod".into()),
-                    name: pod.metadata.name.clone(),
-                    namespace: pod.metadata.namespace.clone(),
-                    uid: pod.metadata.uid.clone(),
-                    ..Default::default()
-                }),
+                target_ref: Some(pod_reference(pod)),
                 ..Default::default()
             });
     }

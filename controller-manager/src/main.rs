@@ -7,20 +7,9 @@ use clap::Parser;
 #[tokio::main]
 async fn main() -> ExitCode {
     let config = controller_manager::config::Config::parse();
-    let telemetry = match common::telemetry::init("kubernate-controller-manager", &config.telemetry) {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("kubernate-controller-manager: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let result = controller_manager::run(config, common::shutdown::on_signal()).await;
-    telemetry.shutdown().await;
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("kubernate-controller-manager: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    let telemetry = config.telemetry.clone();
+    common::shutdown::run_component("kubernate-controller-manager", &telemetry, |stop| {
+        controller_manager::run(config, stop)
+    })
+    .await
 }

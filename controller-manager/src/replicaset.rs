@@ -55,45 +55,42 @@ pub trait Replicated: Object {
     fn status_json(&self) -> serde_json::Value;
 }
 
+/// The fields ReplicaSets and ReplicationControllers share, by the same
+/// names.
+macro_rules! replicated_common {
+    () => {
+        fn desired_replicas(&self) -> i32 {
+            self.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1)
+        }
+        fn pod_template(&self) -> Option<&PodTemplateSpec> {
+            self.spec.as_ref().and_then(|s| s.template.as_ref())
+        }
+        fn min_ready_seconds(&self) -> i32 {
+            self.spec.as_ref().and_then(|s| s.min_ready_seconds).unwrap_or(0)
+        }
+        fn status_json(&self) -> serde_json::Value {
+            serde_json::to_value(&self.status).unwrap_or_default()
+        }
+    };
+}
+
 impl Replicated for ReplicaSet {
     const CONTROLLER: &'static str = "replicaset";
-    fn desired_replicas(&self) -> i32 {
-        self.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1)
-    }
+    replicated_common!();
     fn pod_selector(&self) -> Option<LabelSelector> {
         self.spec.as_ref().map(|s| s.selector.clone())
-    }
-    fn pod_template(&self) -> Option<&PodTemplateSpec> {
-        self.spec.as_ref().and_then(|s| s.template.as_ref())
-    }
-    fn min_ready_seconds(&self) -> i32 {
-        self.spec.as_ref().and_then(|s| s.min_ready_seconds).unwrap_or(0)
-    }
-    fn status_json(&self) -> serde_json::Value {
-        serde_json::to_value(&self.status).unwrap_or_default()
     }
 }
 
 impl Replicated for ReplicationController {
     const CONTROLLER: &'static str = "replicationcontroller";
-    fn desired_replicas(&self) -> i32 {
-        self.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1)
-    }
+    replicated_common!();
     fn pod_selector(&self) -> Option<LabelSelector> {
         let selector = self.spec.as_ref()?.selector.clone()?;
         Some(LabelSelector {
             match_labels: Some(selector),
             match_expressions: None,
         })
-    }
-    fn pod_template(&self) -> Option<&PodTemplateSpec> {
-        self.spec.as_ref().and_then(|s| s.template.as_ref())
-    }
-    fn min_ready_seconds(&self) -> i32 {
-        self.spec.as_ref().and_then(|s| s.min_ready_seconds).unwrap_or(0)
-    }
-    fn status_json(&self) -> serde_json::Value {
-        serde_json::to_value(&self.status).unwrap_or_default()
     }
 }
 

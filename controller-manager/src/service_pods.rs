@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use client::indexer::key_of;
 use client::{Event, Informer, WorkQueue};
-use k8s_openapi::api::core::v1::{Pod, Service, ServicePort};
+use k8s_openapi::api::core::v1::{ObjectReference, Pod, Service, ServicePort};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use crate::controller_utils::{is_pod_ready, is_pod_terminated};
@@ -32,6 +32,17 @@ pub fn selected_pods(service: &Service, pods: &Informer<Pod>) -> Option<Vec<Arc<
 
 pub fn pod_ip(pod: &Pod) -> Option<&str> {
     pod.status.as_ref()?.pod_ip.as_deref().filter(|ip| !ip.is_empty())
+}
+
+/// A reference to the pod, as endpoints carry it.
+pub fn pod_reference(pod: &Pod) -> ObjectReference {
+    ObjectReference {
+        kind: Some("Pod".into()),
+        name: pod.metadata.name.clone(),
+        namespace: pod.metadata.namespace.clone(),
+        uid: pod.metadata.uid.clone(),
+        ..Default::default()
+    }
 }
 
 /// Whether the pod receives traffic: ready and not terminating (or the

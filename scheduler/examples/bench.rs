@@ -20,17 +20,9 @@ use k8s_openapi::api::core::v1::{Node, Pod};
 use scheduler::cache::Cache;
 use scheduler::config::{Flags, Settings};
 use serde_json::json;
+use testkit::bench::{arg, percentile_ms};
 use testkit::{Cluster, Component};
 use tokio_stream::StreamExt;
-
-fn arg(name: &str, default: usize) -> usize {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 fn node(i: usize) -> Node {
     serde_json::from_value(json!({
@@ -52,21 +44,13 @@ fn pod(i: usize) -> Pod {
     .unwrap()
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i].as_secs_f64() * 1000.0
-}
-
 fn row(what: &str, pods: usize, elapsed: Duration, mut latencies: Vec<Duration>) {
     latencies.sort();
     println!(
         "| {what} | {pods} | {:.0} | {:.2} | {:.2} |",
         pods as f64 / elapsed.as_secs_f64(),
-        percentile(&latencies, 0.5),
-        percentile(&latencies, 0.99),
+        percentile_ms(&latencies, 0.5),
+        percentile_ms(&latencies, 0.99),
     );
 }
 

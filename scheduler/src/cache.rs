@@ -91,6 +91,10 @@ impl Cache {
 
     /// A bound pod from the watch: confirms an assumed one, or adds it.
     pub fn add_pod(&self, pod: Arc<Pod>) {
+        self.insert(pod, false);
+    }
+
+    fn insert(&self, pod: Arc<Pod>, assumed: bool) {
         let mut inner = self.lock();
         let (uid, node) = (uid(&pod), node_of(&pod));
         if let Some(old) = inner.pods.remove(&uid) {
@@ -102,7 +106,7 @@ impl Cache {
             PodState {
                 pod,
                 node,
-                assumed: false,
+                assumed,
                 deadline: None,
             },
         );
@@ -118,18 +122,7 @@ impl Cache {
 
     /// Puts a pod on its chosen node before the binding is written.
     pub fn assume(&self, pod: Arc<Pod>) {
-        let mut inner = self.lock();
-        let (uid, node) = (uid(&pod), node_of(&pod));
-        inner.attach(pod.clone(), &node);
-        inner.pods.insert(
-            uid,
-            PodState {
-                pod,
-                node,
-                assumed: true,
-                deadline: None,
-            },
-        );
+        self.insert(pod, true);
     }
 
     /// The binding was written: the watch has [`ASSUME_TTL`] to confirm it.

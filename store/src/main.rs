@@ -7,20 +7,6 @@ use clap::Parser;
 #[tokio::main]
 async fn main() -> ExitCode {
     let config = store::config::Config::parse();
-    let telemetry = match common::telemetry::init("kubernate-store", &config.telemetry) {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("kubernate-store: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let result = store::run(config, common::shutdown::on_signal()).await;
-    telemetry.shutdown().await;
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("kubernate-store: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    let telemetry = config.telemetry.clone();
+    common::shutdown::run_component("kubernate-store", &telemetry, |stop| store::run(config, stop)).await
 }

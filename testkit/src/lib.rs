@@ -151,6 +151,14 @@ impl Cluster {
         self.pki().join("admin.kubeconfig")
     }
 
+    /// The cluster-admin kubeconfig, read and pointed at this cluster's
+    /// API server (for clients built in the test process).
+    pub fn admin_config(&self) -> common::kubeconfig::Resolved {
+        let mut config = common::kubeconfig::Kubeconfig::load_resolved(&self.kubeconfig()).unwrap();
+        config.server = self.server.clone();
+        config
+    }
+
     /// The kubeconfig of another identity written by `pki init`
     /// (`scheduler`, `controller-manager`, …).
     pub fn kubeconfig_of(&self, identity: &str) -> PathBuf {
@@ -377,5 +385,29 @@ where
             "timed out after {timeout:?} waiting for {what}"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Helpers the benchmarks share.
+pub mod bench {
+    use std::time::Duration;
+
+    /// The value of `--name N` on the command line, or `default`.
+    pub fn arg(name: &str, default: usize) -> usize {
+        let args: Vec<String> = std::env::args().collect();
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    }
+
+    /// The `p` quantile (0..=1) of sorted durations, in milliseconds.
+    pub fn percentile_ms(sorted: &[Duration], p: f64) -> f64 {
+        if sorted.is_empty() {
+            return 0.0;
+        }
+        let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+        sorted[i].as_secs_f64() * 1000.0
     }
 }

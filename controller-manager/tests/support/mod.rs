@@ -26,9 +26,7 @@ impl Env {
     /// A cluster and a controller manager with `args` added to its flags.
     pub async fn start(args: &[&str]) -> Env {
         let cluster = Cluster::start("kubernate").await;
-        let mut config = common::kubeconfig::Kubeconfig::load_resolved(&cluster.kubeconfig()).unwrap();
-        config.server = cluster.server.clone();
-        let client = Client::from_resolved(&config).unwrap();
+        let client = Client::from_resolved(&cluster.admin_config()).unwrap();
         let mut all = vec!["--leader-elect-retry-period", "500ms"];
         all.extend_from_slice(args);
         let manager = Component::start(&cluster, "kubernate-controller-manager", "controller-manager", &all);

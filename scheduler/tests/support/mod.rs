@@ -22,9 +22,7 @@ pub struct Env {
 impl Env {
     pub async fn start(args: &[&str]) -> Env {
         let cluster = Cluster::start("kubernate").await;
-        let mut config = common::kubeconfig::Kubeconfig::load_resolved(&cluster.kubeconfig()).unwrap();
-        config.server = cluster.server.clone();
-        let client = Client::from_resolved(&config).unwrap();
+        let client = Client::from_resolved(&cluster.admin_config()).unwrap();
         let mut all = vec!["--leader-elect-retry-period-seconds", "0.5"];
         all.extend_from_slice(args);
         let scheduler = Component::start(&cluster, "kubernate-scheduler", "scheduler", &all);
