@@ -24,6 +24,7 @@
 //!   draining tasks under a grace period.
 //! - [`unimplemented`]: what a component binary does before it exists.
 
+pub mod flags;
 pub mod grpc;
 pub mod kubeconfig;
 pub mod metrics;

@@ -1,4 +1,134 @@
-//! The kubelet: the node agent. It will register its Node, heartbeat through
-//! a Lease, watch the pods bound to it and run them through a container
-//! runtime behind a CRI-shaped trait. Nothing is here yet: the binary says so
-//! and exits non-zero.
+//! The kubelet: the node agent. It registers its Node and keeps it alive
+//! (`node_status`), watches the pods bound to it, and runs them through a
+//! CRI-shaped [`runtime`]: one [worker](pod_workers) per pod syncing its
+//! containers toward the spec, a [PLEG](pleg) noticing container exits,
+//! and a [status](status) per pod written back to the API server.
+//!
+//! - [`runtime`]: the `Runtime` trait, the process runtime and its shim.
+//! - [`env`]: containers' environment (`valueFrom`, `envFrom`, `$(VAR)`).
+//! - [`node_status`]: registration, Lease heartbeat, Node status.
+
+pub mod config;
+pub mod env;
+pub mod metrics;
+pub mod node_status;
+pub mod pleg;
+pub mod pod_workers;
+pub mod runtime;
+pub mod status;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use client::{Client, Event, Informer, ListParams, SharedInformerFactory};
+use k8s_openapi::api::core::v1::Pod;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::pod_workers::{Backoffs, PodWorkers};
+use crate::runtime::process::ProcessRuntime;
+use crate::runtime::Runtime;
+
+/// The index of pods by uid.
+pub const UID_INDEX: &str = "uid";
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Client(#[from] client::Error),
+    #[error("{0}")]
+    Config(String),
+    #[error("runtime: {0}")]
+    Runtime(#[from] runtime::RuntimeError),
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+    #[error("cannot listen on {0}: {1}")]
+    Listen(std::net::SocketAddr, std::io::Error),
+}
+
+/// Everything the sync loop shares.
+pub struct Kubelet<R: Runtime> {
+    pub client: Client,
+    pub runtime: Arc<R>,
+    pub pods: Arc<Informer<Pod>>,
+    pub node_ip: String,
+    pub workers: PodWorkers,
+    pub backoff: Backoffs,
+    pub metrics: metrics::Metrics,
+    pub sync_period: Duration,
+    pub stop: CancellationToken,
+    /// When each pod was first seen running here (its status.startTime).
+    start_times: Mutex<HashMap<String, String>>,
+    /// When each pod was first seen, for the start-latency metric.
+    seen: Mutex<HashMap<String, Instant>>,
+}
+
+/// Runs the kubelet until `stop`.
+pub async fn run(config: Config, stop: CancellationToken) -> Result<(), Error> {
+    let mut resolved = common::kubeconfig::Kubeconfig::load_resolved(&config.kubeconfig)
+        .map_err(|e| Error::Config(format!("kubeconfig: {e}")))?;
+    if let Some(server) = &config.master {
+        resolved.server = server.clone();
+    }
+    let client = Client::from_resolved(&resolved)?;
+    if !rustix::process::getuid().is_root() {
+        tracing::warn!(
+            "not running as root: containers run as plain processes of this user, without isolation or limits"
+        );
+    }
+    let machine = node_status::Machine::measure(&config).map_err(Error::Config)?;
+    let runtime = Arc::new(ProcessRuntime::new(&config.root_dir, &machine.ip)?);
+    let node =
+        node_status::NodeStatus::new(client.clone(), &config, machine, runtime.version()).map_err(Error::Config)?;
+    let node_name = node.name().to_string();
+    let node_ip = node.ip().to_string();
+    node.register().await?;
+    tracing::info!(node = %node_name, ip = %node_ip, root = %config.root_dir.display(), "kubelet started");
+
+    let registry = common::metrics::registry();
+    let metrics = metrics::Metrics::register(&registry)?;
+    let listener = tokio::net::TcpListener::bind(config.metrics_bind_address)
+        .await
+        .map_err(|e| Error::Listen(config.metrics_bind_address, e))?;
+    tokio::spawn(common::metrics::serve(listener, registry, stop.clone()));
+
+    // Only this node's pods.
+    let factory = SharedInformerFactory::new(client.clone());
+    let pods = factory.informer_for::<Pod>(
+        None,
+        ListParams::default().fields(&format!("spec.nodeName={node_name}")),
+    );
+    pods.add_index(
+        UID_INDEX,
+        Arc::new(|p: &Pod| vec![p.metadata.uid.clone().unwrap_or_default()]),
+    );
+    let kubelet = Arc::new(Kubelet {
+        client,
+        runtime,
+        pods: pods.clone(),
+        node_ip,
+        workers: PodWorkers::default(),
+        backoff: Backoffs::default(),
+        metrics,
+        sync_period: config.sync_frequency,
+        stop: stop.clone(),
+        start_times: Mutex::new(HashMap::new()),
+        seen: Mutex::new(HashMap::new()),
+    });
+    let weak = Arc::downgrade(&kubelet);
+    pods.add_handler(move |event| {
+        let Some(k) = weak.upgrade() else { return };
+        let (Event::Added(p) | Event::Updated { new: p, .. } | Event::Deleted(p)) = event;
+        if let Some(uid) = p.metadata.uid.as_deref() {
+            k.workers.dispatch(&k, uid);
+        }
+    });
+    factory.start(&stop);
+    if !factory.wait_for_sync(Duration::from_secs(120)).await {
+        return Err(Error::Config("the pod cache did not sync within 120s".into()));
+    }
+    tokio::spawn(pleg::run(kubelet.clone(), stop.clone()));
+    node.run(&config, stop).await;
+    Ok(())
+}

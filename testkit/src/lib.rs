@@ -159,6 +159,12 @@ impl Cluster {
         config
     }
 
+    /// Issues a node's certificates and kubeconfig (`kubernate pki node`);
+    /// its identity for [`Component::start`] is `nodes/<name>`.
+    pub fn add_node(&self, name: &str) {
+        kubernate::pki::add_node(&self.pki(), name, Some(&self.server), false).unwrap();
+    }
+
     /// The kubeconfig of another identity written by `pki init`
     /// (`scheduler`, `controller-manager`, …).
     pub fn kubeconfig_of(&self, identity: &str) -> PathBuf {

@@ -1,0 +1,234 @@
+//! The process runtime: every container is a Linux process, started and
+//! watched through its [shim](super::shim), sharing the node's network
+//! (the pod IP is the node's IP).
+//!
+//! Layout under the kubelet's root directory:
+//!
+//! ```text
+//! containers/<pod uid>_<name>_<attempt>/config.json   what to run
+//!                                       log-path      where its log goes
+//!                                       pid           pid and start time, once running
+//!                                       exit.json     how it ended
+//! logs/<namespace>_<pod>_<uid>/<container>/<attempt>.log
+//! pods/<pod uid>/                                     the sandbox's directory
+//! ```
+//!
+//! Not yet: the image's root filesystem, namespaces and cgroups (the
+//! processes run on the host as the kubelet's user).
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use super::shim::{self, Exit, Started};
+use super::{ContainerConfig, ContainerStatus, Result, Runtime, RuntimeError, State};
+
+pub struct ProcessRuntime {
+    root: PathBuf,
+    /// The kubelet binary, which is also the shim.
+    shim: PathBuf,
+    ip: String,
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Option<T> {
+    serde_json::from_slice(&std::fs::read(path).ok()?).ok()
+}
+
+/// Signals the container's whole process group (it leads one), so a
+/// shell's children stop with it; a process that leads no group of its
+/// own is signalled alone.
+fn signal(pid: i32, signal: rustix::process::Signal) {
+    let Some(pid) = rustix::process::Pid::from_raw(pid) else {
+        return;
+    };
+    if rustix::process::getpgid(Some(pid)).is_ok_and(|g| g == pid) {
+        let _ = rustix::process::kill_process_group(pid, signal);
+    } else {
+        let _ = rustix::process::kill_process(pid, signal);
+    }
+}
+
+impl ProcessRuntime {
+    pub fn new(root: &Path, ip: &str) -> Result<ProcessRuntime> {
+        std::fs::create_dir_all(root.join("containers"))?;
+        std::fs::create_dir_all(root.join("logs"))?;
+        std::fs::create_dir_all(root.join("pods"))?;
+        Ok(ProcessRuntime {
+            root: root.to_path_buf(),
+            shim: std::env::current_exe()?,
+            ip: ip.to_string(),
+        })
+    }
+
+    fn dir(&self, id: &str) -> PathBuf {
+        self.root.join("containers").join(id)
+    }
+
+    pub fn pod_dir(&self, pod_uid: &str) -> PathBuf {
+        self.root.join("pods").join(pod_uid)
+    }
+
+    /// `logs/<namespace>_<pod>_<uid>/<container>/<attempt>.log`, as
+    /// upstream lays out /var/log/pods.
+    pub fn log_path(&self, c: &ContainerConfig) -> PathBuf {
+        self.root
+            .join("logs")
+            .join(format!("{}_{}_{}", c.pod_namespace, c.pod_name, c.pod_uid))
+            .join(&c.name)
+            .join(format!("{}.log", c.attempt))
+    }
+
+    fn status_of(&self, id: &str) -> Option<ContainerStatus> {
+        let dir = self.dir(id);
+        let config: ContainerConfig = read_json(&dir.join(shim::CONFIG))?;
+        let log_path = self.log_path(&config);
+        let state = if let Some(exit) = read_json::<Exit>(&dir.join(shim::EXIT)) {
+            State::Exited {
+                exit_code: exit.exit_code,
+                started_at: exit.started_at,
+                finished_at: exit.finished_at,
+                reason: exit.reason,
+                message: exit.message,
+            }
+        } else if let Some(started) = read_json::<Started>(&dir.join(shim::PID)) {
+            // A shim still alive is about to write the exit: not over yet.
+            if started.process_alive() || started.shim_alive() {
+                State::Running {
+                    pid: started.pid,
+                    started_at: started.started_at,
+                }
+            } else {
+                // The process is gone and its shim could not say how.
+                State::Exited {
+                    exit_code: 137,
+                    started_at: started.started_at,
+                    finished_at: shim::now_seconds(),
+                    reason: "Error".into(),
+                    message: Some("the container's process ended while nothing watched it".into()),
+                }
+            }
+        } else {
+            State::Created
+        };
+        Some(ContainerStatus {
+            id: id.to_string(),
+            config,
+            state,
+            log_path,
+        })
+    }
+
+    fn exited(&self, id: &str) -> bool {
+        matches!(self.status_of(id).map(|s| s.state), Some(State::Exited { .. }) | None)
+    }
+}
+
+impl Runtime for ProcessRuntime {
+    fn version(&self) -> String {
+        format!("process://{}", env!("CARGO_PKG_VERSION"))
+    }
+
+    fn run_pod_sandbox(&self, pod_uid: &str) -> Result<String> {
+        std::fs::create_dir_all(self.pod_dir(pod_uid))?;
+        Ok(self.ip.clone())
+    }
+
+    fn remove_pod_sandbox(&self, pod_uid: &str) -> Result<()> {
+        match std::fs::remove_dir_all(self.pod_dir(pod_uid)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
+            _ => Ok(()),
+        }
+    }
+
+    fn create_container(&self, config: &ContainerConfig) -> Result<String> {
+        let id = format!("{}_{}_{}", config.pod_uid, config.name, config.attempt);
+        let dir = self.dir(&id);
+        std::fs::create_dir_all(&dir)?;
+        let bytes = serde_json::to_vec(config).map_err(std::io::Error::other)?;
+        shim::write_atomic(&dir.join(shim::CONFIG), &bytes)?;
+        let log = self.log_path(config);
+        shim::write_atomic(&dir.join(shim::LOG_PATH), log.to_string_lossy().as_bytes())?;
+        Ok(id)
+    }
+
+    fn start_container(&self, id: &str) -> Result<()> {
+        let dir = self.dir(id);
+        if !dir.join(shim::CONFIG).exists() {
+            return Err(RuntimeError::NotFound(id.to_string()));
+        }
+        let mut child = tokio::process::Command::new(&self.shim)
+            .arg("shim")
+            .arg("--dir")
+            .arg(&dir)
+            .process_group(0)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| RuntimeError::CannotRun {
+                what: id.to_string(),
+                message: e.to_string(),
+            })?;
+        // Reap the shim when it ends (it is our child while we live).
+        tokio::spawn(async move {
+            let _ = child.wait().await;
+        });
+        // Started means the shim wrote the pid, or the exit when it could not run.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if dir.join(shim::PID).exists() || dir.join(shim::EXIT).exists() {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        Err(RuntimeError::CannotRun {
+            what: id.to_string(),
+            message: "the shim did not start the process within 5s".into(),
+        })
+    }
+
+    async fn stop_container(&self, id: &str, grace: Duration) -> Result<()> {
+        let Some(status) = self.status_of(id) else {
+            return Err(RuntimeError::NotFound(id.to_string()));
+        };
+        let State::Running { pid, .. } = status.state else {
+            return Ok(());
+        };
+        signal(pid, rustix::process::Signal::TERM);
+        let deadline = Instant::now() + grace;
+        while Instant::now() < deadline {
+            if self.exited(id) {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        signal(pid, rustix::process::Signal::KILL);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline && !self.exited(id) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(())
+    }
+
+    fn remove_container(&self, id: &str) -> Result<()> {
+        if let Some(status) = self.status_of(id) {
+            if let State::Running { pid, .. } = status.state {
+                signal(pid, rustix::process::Signal::KILL);
+            }
+        }
+        match std::fs::remove_dir_all(self.dir(id)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
+            _ => Ok(()),
+        }
+    }
+
+    fn list_containers(&self) -> Vec<ContainerStatus> {
+        let Ok(entries) = std::fs::read_dir(self.root.join("containers")) else {
+            return Vec::new();
+        };
+        entries
+            .filter_map(|e| e.ok())
+            .filter_map(|e| self.status_of(&e.file_name().to_string_lossy()))
+            .collect()
+    }
+}

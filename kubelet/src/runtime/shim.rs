@@ -1,0 +1,189 @@
+//! The container shim: a small process between the runtime and each
+//! container, like containerd's shim or conmon.
+//!
+//! The kubelet starts `kubernate-kubelet shim --dir DIR` in its own
+//! process group, so it outlives a kubelet restart. The shim reads the
+//! container's `config.json` from DIR, starts the container's process,
+//! writes its pid (`pid`), copies its stdout and stderr into the log file
+//! in the CRI format kubectl logs reads (`<RFC 3339 time> <stream> F
+//! <line>`), and when the process ends writes how (`exit.json`). A
+//! restarted kubelet finds running containers by their pid and finished
+//! ones by their exit file: nothing is started twice and no exit code is
+//! lost.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::sync::Mutex;
+
+use super::ContainerConfig;
+
+pub const CONFIG: &str = "config.json";
+pub const PID: &str = "pid";
+pub const EXIT: &str = "exit.json";
+pub const LOG_PATH: &str = "log-path";
+
+/// How a container ended, as the shim records it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Exit {
+    pub exit_code: i32,
+    pub started_at: i64,
+    pub finished_at: i64,
+    pub reason: String,
+    pub message: Option<String>,
+}
+
+/// The pid and the process's start time (clock ticks since boot, from
+/// /proc), which tells a live container from a reused pid.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Started {
+    pub pid: i32,
+    pub proc_start: u64,
+    pub started_at: i64,
+    /// The shim itself: while it lives, the exit is still to be written.
+    pub shim_pid: i32,
+    pub shim_start: u64,
+}
+
+impl Started {
+    pub fn process_alive(&self) -> bool {
+        proc_start(self.pid).is_some_and(|t| t == self.proc_start)
+    }
+
+    pub fn shim_alive(&self) -> bool {
+        proc_start(self.shim_pid).is_some_and(|t| t == self.shim_start)
+    }
+}
+
+pub fn now_seconds() -> i64 {
+    client::api::timestamp_now().as_second()
+}
+
+/// Field 22 of /proc/PID/stat: when the process started.
+pub fn proc_start(pid: i32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces; fields after ") " count from 3.
+    let rest = stat.rsplit_once(") ")?.1;
+    rest.split(' ').nth(19)?.parse().ok()
+}
+
+/// Writes a file so readers see all of it or nothing.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(tmp, path)
+}
+
+async fn copy_lines(stream: impl tokio::io::AsyncRead + Unpin, name: &'static str, log: Arc<Mutex<tokio::fs::File>>) {
+    let mut lines = BufReader::new(stream).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        let stamp = client::api::timestamp_now().to_string();
+        let entry = format!("{stamp} {name} F {line}\n");
+        let mut file = log.lock().await;
+        if file.write_all(entry.as_bytes()).await.is_err() {
+            return;
+        }
+    }
+}
+
+fn record_exit(dir: &Path, exit: &Exit) -> std::io::Result<()> {
+    let bytes = serde_json::to_vec(exit).map_err(std::io::Error::other)?;
+    write_atomic(&dir.join(EXIT), &bytes)
+}
+
+/// The shim's whole life; returns the process's exit code.
+pub async fn run(dir: PathBuf) -> std::io::Result<i32> {
+    let config: ContainerConfig =
+        serde_json::from_slice(&std::fs::read(dir.join(CONFIG))?).map_err(std::io::Error::other)?;
+    let log_path = PathBuf::from(std::fs::read_to_string(dir.join(LOG_PATH))?.trim());
+    if let Some(parent) = log_path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    let log = tokio::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .await?;
+    let log = Arc::new(Mutex::new(log));
+    let started_at = now_seconds();
+    let Some((program, args)) = config.argv.split_first() else {
+        let exit = Exit {
+            exit_code: 128,
+            started_at,
+            finished_at: now_seconds(),
+            reason: "ContainerCannotRun".into(),
+            message: Some("no command given and the image has no default".into()),
+        };
+        record_exit(&dir, &exit)?;
+        return Ok(128);
+    };
+    let mut command = tokio::process::Command::new(program);
+    command
+        .args(args)
+        .env_clear()
+        .envs(config.env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        // Its own process group, so a stop reaches its children too.
+        .process_group(0);
+    if let Some(wd) = config.working_dir.as_deref().filter(|w| !w.is_empty()) {
+        command.current_dir(wd);
+    }
+    let mut child = match command.spawn() {
+        Ok(c) => c,
+        Err(e) => {
+            let exit = Exit {
+                exit_code: 128,
+                started_at,
+                finished_at: now_seconds(),
+                reason: "ContainerCannotRun".into(),
+                message: Some(format!("exec: {program:?}: {e}")),
+            };
+            record_exit(&dir, &exit)?;
+            return Ok(128);
+        }
+    };
+    let pid = child.id().and_then(|p| i32::try_from(p).ok()).unwrap_or(0);
+    let shim_pid = i32::try_from(std::process::id()).unwrap_or(0);
+    let started = Started {
+        pid,
+        proc_start: proc_start(pid).unwrap_or(0),
+        started_at,
+        shim_pid,
+        shim_start: proc_start(shim_pid).unwrap_or(0),
+    };
+    write_atomic(
+        &dir.join(PID),
+        &serde_json::to_vec(&started).map_err(std::io::Error::other)?,
+    )?;
+    let mut copies = Vec::new();
+    if let Some(out) = child.stdout.take() {
+        copies.push(tokio::spawn(copy_lines(out, "stdout", log.clone())));
+    }
+    if let Some(err) = child.stderr.take() {
+        copies.push(tokio::spawn(copy_lines(err, "stderr", log.clone())));
+    }
+    let status = child.wait().await?;
+    for c in copies {
+        let _ = c.await;
+    }
+    use std::os::unix::process::ExitStatusExt;
+    let (exit_code, reason) = match (status.code(), status.signal()) {
+        (Some(0), _) => (0, "Completed"),
+        (Some(code), _) => (code, "Error"),
+        (None, Some(signal)) => (128 + signal, "Error"),
+        (None, None) => (255, "Error"),
+    };
+    let exit = Exit {
+        exit_code,
+        started_at,
+        finished_at: now_seconds(),
+        reason: reason.into(),
+        message: None,
+    };
+    record_exit(&dir, &exit)?;
+    Ok(exit_code)
+}

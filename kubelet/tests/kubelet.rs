@@ -1,0 +1,285 @@
+//! The kubelet end to end with the real API server and store and the
+//! process runtime: registration and heartbeat, a pod with an init
+//! container and two containers running with their environment and logs,
+//! graceful deletion, a crash loop backing off, and a kubelet restart that
+//! adopts its running containers.
+
+#![allow(clippy::unwrap_used)] // a panic in a test is a failed test
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use client::{Api, Client};
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Node, Pod};
+use serde_json::json;
+use testkit::{wait_for, Cluster, Component};
+
+const T: Duration = Duration::from_secs(60);
+const NODE: &str = "node-1";
+
+struct Env {
+    cluster: Cluster,
+    client: Client,
+    kubelet: Component,
+    root: PathBuf,
+}
+
+impl Env {
+    async fn start() -> Env {
+        let cluster = Cluster::start("kubernate").await;
+        cluster.add_node(NODE);
+        let client = Client::from_resolved(&cluster.admin_config()).unwrap();
+        let root = cluster.dir.path().join("kubelet");
+        let kubelet = Component::start(
+            &cluster,
+            "kubernate-kubelet",
+            &format!("nodes/{NODE}"),
+            &[
+                "--hostname-override",
+                NODE,
+                "--root-dir",
+                root.to_str().unwrap(),
+                "--node-ip",
+                "127.0.0.1",
+                "--capacity-cpu",
+                "4",
+                "--capacity-memory",
+                "8Gi",
+                "--sync-frequency",
+                "5s",
+            ],
+        );
+        Env {
+            cluster,
+            client,
+            kubelet,
+            root,
+        }
+    }
+
+    fn pods(&self) -> Api<Pod> {
+        Api::namespaced(self.client.clone(), "default")
+    }
+
+    async fn apply(&self, manifest: &str) {
+        let (ok, out, err) = self.cluster.kubectl(&["apply", "-f", "-"], Some(manifest)).await;
+        assert!(ok, "kubectl apply failed: {out}{err}");
+    }
+
+    async fn running(&self, name: &str) -> Pod {
+        wait_for(&format!("{name} Running and Ready"), T, || async {
+            let pod = self.pods().get(name).await.ok()?;
+            let status = pod.status.clone()?;
+            let ready = status
+                .conditions
+                .iter()
+                .flatten()
+                .any(|c| c.type_ == "Ready" && c.status == "True");
+            (status.phase.as_deref() == Some("Running") && ready).then_some(pod)
+        })
+        .await
+    }
+
+    /// Stops whatever containers are left (their shims outlive the kubelet).
+    async fn stop(self) {
+        kill_all(&self.root);
+        self.cluster.stop().await;
+    }
+}
+
+/// The pids of every container recorded under the kubelet's root.
+fn container_pids(root: &Path) -> Vec<i32> {
+    let Ok(dirs) = std::fs::read_dir(root.join("containers")) else {
+        return Vec::new();
+    };
+    dirs.filter_map(|d| d.ok())
+        .filter_map(|d| std::fs::read(d.path().join("pid")).ok())
+        .filter_map(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .filter_map(|v| v["pid"].as_i64().and_then(|p| i32::try_from(p).ok()))
+        .collect()
+}
+
+fn alive(pid: i32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .unwrap_or_default()
+            .contains(") Z ")
+}
+
+fn kill_all(root: &Path) {
+    for pid in container_pids(root) {
+        // Only a live container leading its own process group.
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let group = stat
+            .rsplit_once(") ")
+            .and_then(|(_, rest)| rest.split(' ').nth(2)?.parse::<i32>().ok());
+        if pid > 1 && group == Some(pid) {
+            let _ = std::process::Command::new("kill")
+                .args(["-9", "--", &format!("-{pid}")])
+                .status();
+        }
+    }
+}
+
+fn log_of(root: &Path, pod: &Pod, container: &str) -> String {
+    let dir = root.join("logs").join(format!(
+        "default_{}_{}",
+        pod.metadata.name.as_deref().unwrap(),
+        pod.metadata.uid.as_deref().unwrap()
+    ));
+    std::fs::read_to_string(dir.join(container).join("0.log")).unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_node_registers_and_heartbeats() {
+    let env = Env::start().await;
+    let nodes: Api<Node> = Api::all(env.client.clone());
+    let node = wait_for("the node Ready", T, || async {
+        let n = nodes.get_opt(NODE).await.ok()??;
+        let ready = n
+            .status
+            .as_ref()?
+            .conditions
+            .iter()
+            .flatten()
+            .any(|c| c.type_ == "Ready" && c.status == "True");
+        ready.then_some(n)
+    })
+    .await;
+    let labels = node.metadata.labels.unwrap();
+    assert_eq!(labels["kubernetes.io/hostname"], NODE);
+    assert_eq!(labels["kubernetes.io/os"], "linux");
+    let status = node.status.unwrap();
+    assert_eq!(status.capacity.as_ref().unwrap()["cpu"].0, "4");
+    assert_eq!(status.allocatable.as_ref().unwrap()["memory"].0, "8Gi");
+    assert!(status
+        .addresses
+        .unwrap()
+        .iter()
+        .any(|a| a.type_ == "InternalIP" && a.address == "127.0.0.1"));
+    let leases: Api<Lease> = Api::namespaced(env.client.clone(), "kube-node-lease");
+    let first = wait_for("the lease", T, || async { leases.get_opt(NODE).await.ok()? }).await;
+    assert_eq!(first.spec.as_ref().unwrap().holder_identity.as_deref(), Some(NODE));
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pod_runs_its_init_and_app_containers_and_stops_gracefully() {
+    let env = Env::start().await;
+    env.apply(&format!(
+        r#"
+apiVersion: v1
+kind: ConfigMap
+metadata: {{name: settings, namespace: default}}
+data: {{greeting: hello}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: web, namespace: default}}
+spec:
+  nodeName: {NODE}
+  terminationGracePeriodSeconds: 5
+  initContainers:
+  - {{name: init, image: busybox, command: [sh, -c, "echo init-done"]}}
+  containers:
+  - {{name: one, image: busybox, command: [sh, -c, "echo one; sleep 3600"]}}
+  - name: two
+    image: busybox
+    command: [sh, -c, "echo two $GREETING $(POD_NAME); sleep 3600"]
+    env:
+    - {{name: GREETING, valueFrom: {{configMapKeyRef: {{name: settings, key: greeting}}}}}}
+    - {{name: POD_NAME, valueFrom: {{fieldRef: {{fieldPath: metadata.name}}}}}}
+"#
+    ))
+    .await;
+    let pod = env.running("web").await;
+    let status = pod.status.clone().unwrap();
+    assert_eq!(status.pod_ip.as_deref(), Some("127.0.0.1"));
+    let init = &status.init_container_statuses.unwrap()[0];
+    assert_eq!(init.state.as_ref().unwrap().terminated.as_ref().unwrap().exit_code, 0);
+    for c in status.container_statuses.unwrap() {
+        assert!(c.ready && c.started == Some(true) && c.restart_count == 0, "{c:?}");
+        assert!(c.state.unwrap().running.is_some());
+    }
+    wait_for("the logs", T, || async {
+        let (init, one, two) = (
+            log_of(&env.root, &pod, "init"),
+            log_of(&env.root, &pod, "one"),
+            log_of(&env.root, &pod, "two"),
+        );
+        (init.contains(" stdout F init-done")
+            && one.contains(" stdout F one")
+            && two.contains(" stdout F two hello web"))
+        .then_some(())
+    })
+    .await;
+
+    let pids = container_pids(&env.root);
+    assert!(pids.iter().filter(|p| alive(**p)).count() >= 2);
+    let started = std::time::Instant::now();
+    env.cluster.must(&["delete", "pod", "web", "--wait=false"]).await;
+    wait_for("the pod gone", T, || async {
+        env.pods().get_opt("web").await.unwrap().is_none().then_some(())
+    })
+    .await;
+    assert!(
+        started.elapsed() < Duration::from_secs(5 + 10),
+        "took {:?}",
+        started.elapsed()
+    );
+    wait_for("processes gone", T, || async {
+        pids.iter().all(|p| !alive(*p)).then_some(())
+    })
+    .await;
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crashing_container_backs_off_with_growing_restarts() {
+    let env = Env::start().await;
+    env.apply(&format!(
+        r#"{{"apiVersion": "v1", "kind": "Pod", "metadata": {{"name": "crash", "namespace": "default"}},
+            "spec": {{"nodeName": "{NODE}", "containers": [{{"name": "c", "image": "busybox", "command": ["sh", "-c", "echo boom; exit 3"]}}]}}}}"#
+    ))
+    .await;
+    let c = wait_for("CrashLoopBackOff after a restart", Duration::from_secs(90), || async {
+        let pod = env.pods().get("crash").await.ok()?;
+        let c = pod.status?.container_statuses?.into_iter().next()?;
+        let waiting = c.state.as_ref()?.waiting.as_ref()?.reason.clone()?;
+        (c.restart_count >= 1 && waiting == "CrashLoopBackOff").then_some(c)
+    })
+    .await;
+    let last = c.last_state.unwrap().terminated.unwrap();
+    assert_eq!((last.exit_code, last.reason.as_deref()), (3, Some("Error")));
+    let pod = env.pods().get("crash").await.unwrap();
+    assert_eq!(
+        pod.status.unwrap().phase.as_deref(),
+        Some("Running"),
+        "restartPolicy Always keeps it Running"
+    );
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_kubelet_adopts_its_running_containers() {
+    let mut env = Env::start().await;
+    env.apply(&format!(
+        r#"{{"apiVersion": "v1", "kind": "Pod", "metadata": {{"name": "steady", "namespace": "default"}},
+            "spec": {{"nodeName": "{NODE}", "containers": [{{"name": "c", "image": "busybox", "command": ["sleep", "3600"]}}]}}}}"#
+    ))
+    .await;
+    env.running("steady").await;
+    let before = container_pids(&env.root);
+    assert_eq!(before.len(), 1);
+    env.kubelet.kill();
+    assert!(alive(before[0]), "containers outlive their kubelet");
+    env.kubelet.restart();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let pod = env.running("steady").await;
+    assert_eq!(container_pids(&env.root), before, "nothing started twice");
+    let c = &pod.status.unwrap().container_statuses.unwrap()[0];
+    assert_eq!(c.restart_count, 0);
+    let _ = json!({});
+    env.stop().await;
+}
