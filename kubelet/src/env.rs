@@ -8,6 +8,9 @@ use std::collections::BTreeMap;
 use client::{Api, Client};
 use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, Secret};
 
+/// The PATH of a container whose spec sets none (an image's usual one).
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
 /// Why a container cannot be given its environment
 /// (`CreateContainerConfigError`).
 #[derive(Debug, thiserror::Error)]
@@ -150,6 +153,14 @@ pub async fn resolve(client: &Client, pod: &Pod, container: &Container) -> Resul
     };
     let mut vars: BTreeMap<String, String> = BTreeMap::new();
     let mut order: Vec<String> = Vec::new();
+    // What every container gets, as container runtimes and the kubelet set it.
+    for (k, v) in [
+        ("PATH", DEFAULT_PATH.to_string()),
+        ("HOSTNAME", pod.metadata.name.clone().unwrap_or_default()),
+    ] {
+        vars.insert(k.to_string(), v);
+        order.push(k.to_string());
+    }
     let set = |vars: &mut BTreeMap<String, String>, order: &mut Vec<String>, k: String, v: String| {
         if !order.contains(&k) {
             order.push(k.clone());

@@ -12,3 +12,4 @@
 //!   ([`pki::files`]).
 
 pub mod pki;
+pub mod up;

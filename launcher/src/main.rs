@@ -16,6 +16,30 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Start a cluster on this machine: store, API server, controller
+    /// manager, scheduler and one kubelet per node, as child processes.
+    Up {
+        /// Where the cluster lives (PKI, data, logs); kept between runs.
+        #[arg(long, default_value = "./kubernate")]
+        dir: PathBuf,
+        /// How many nodes (kubelets) to run.
+        #[arg(long, default_value_t = 1)]
+        nodes: u32,
+        /// Return once the cluster is ready; `kubernate down` stops it.
+        #[arg(long)]
+        detach: bool,
+        /// Added to every port (2379, 6443, …) to run clusters side by side.
+        #[arg(long, default_value_t = 0)]
+        port_offset: u16,
+        /// Where the component binaries are (default: beside this one).
+        #[arg(long)]
+        bin_dir: Option<PathBuf>,
+    },
+    /// Stop the cluster `kubernate up` runs from DIR.
+    Down {
+        #[arg(long, default_value = "./kubernate")]
+        dir: PathBuf,
+    },
     /// Certificates and kubeconfigs for a cluster.
     Pki {
         #[command(subcommand)]
@@ -66,9 +90,47 @@ enum PkiCommand {
     },
 }
 
+fn up_or_down(command: Command) -> ExitCode {
+    let result = match command {
+        Command::Up {
+            dir,
+            nodes,
+            detach,
+            port_offset,
+            bin_dir,
+        } => {
+            let opts = kubernate::up::Options {
+                dir,
+                nodes: nodes.max(1),
+                port_offset,
+                bin_dir,
+            };
+            if detach {
+                let args: Vec<String> = std::env::args().collect();
+                kubernate::up::detach(&opts, &args)
+            } else {
+                match tokio::runtime::Runtime::new() {
+                    Ok(rt) => rt.block_on(kubernate::up::run(opts)),
+                    Err(e) => Err(kubernate::up::Error::Setup(format!("cannot start the runtime: {e}"))),
+                }
+            }
+        }
+        Command::Down { dir } => kubernate::up::down(&dir),
+        Command::Pki { .. } => return ExitCode::FAILURE,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("kubernate: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        command @ (Command::Up { .. } | Command::Down { .. }) => return up_or_down(command),
         Command::Pki { command } => match command {
             PkiCommand::Init {
                 dir,

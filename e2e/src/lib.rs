@@ -1,0 +1,150 @@
+//! The end-to-end harness: a cluster started by the real `kubernate up
+//! --detach` in a temporary directory (on ports no other test uses),
+//! kubectl pointed at it, and `kubernate down` when the test is done.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a panic in a harness is a failed test
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+/// The ports `up` uses, before the offset.
+const PORTS: &[u16] = &[2379, 2380, 2381, 6443, 10257, 10259, 10260, 10261, 10262];
+
+fn free(port: u16) -> bool {
+    std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
+}
+
+pub struct Up {
+    pub dir: tempfile::TempDir,
+    pub offset: u16,
+    nodes: u32,
+}
+
+impl Up {
+    /// `kubernate up --detach` with `nodes` nodes; returns when ready.
+    pub fn start(nodes: u32) -> Up {
+        let dir = tempfile::tempdir().unwrap();
+        let up = Up { dir, offset: 0, nodes };
+        up.start_again()
+    }
+
+    fn start_again(mut self) -> Up {
+        for _ in 0..50 {
+            let offset = 1000 + fastrand_offset();
+            if PORTS.iter().all(|p| free(p + offset)) {
+                self.offset = offset;
+                break;
+            }
+        }
+        self.up();
+        self
+    }
+
+    /// Runs `kubernate up --detach` (again, on the same directory).
+    pub fn up(&self) {
+        let out = Command::new(testkit::binary("kubernate"))
+            .args(["up", "--detach", "--dir", self.dir.path().to_str().unwrap()])
+            .args([
+                "--nodes",
+                &self.nodes.to_string(),
+                "--port-offset",
+                &self.offset.to_string(),
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "kubernate up failed: {}{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            self.log("up")
+        );
+    }
+
+    pub fn down(&self) {
+        let out = Command::new(testkit::binary("kubernate"))
+            .args(["down", "--dir", self.dir.path().to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "kubernate down failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    pub fn kubeconfig(&self) -> PathBuf {
+        self.dir.path().join("pki").join("admin.kubeconfig")
+    }
+
+    pub fn log(&self, component: &str) -> String {
+        std::fs::read_to_string(self.dir.path().join("logs").join(format!("{component}.log"))).unwrap_or_default()
+    }
+
+    /// kubectl (bounded by 60 s): (success, stdout, stderr).
+    pub async fn kubectl(&self, args: &[&str]) -> (bool, String, String) {
+        let out = tokio::process::Command::new("timeout")
+            .args(["-k", "5", "60", "kubectl", "--kubeconfig"])
+            .arg(self.kubeconfig())
+            .args(args)
+            .output()
+            .await
+            .unwrap();
+        let text = |b: &[u8]| String::from_utf8_lossy(b).to_string();
+        (out.status.success(), text(&out.stdout), text(&out.stderr))
+    }
+
+    pub async fn must(&self, args: &[&str]) -> String {
+        let (ok, out, err) = self.kubectl(args).await;
+        assert!(ok, "kubectl {args:?} failed:\n{out}\n{err}");
+        out
+    }
+
+    pub async fn json(&self, args: &[&str]) -> serde_json::Value {
+        let out = self.must(args).await;
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("kubectl {args:?}: not JSON ({e}): {out}"))
+    }
+
+    /// The pods of a label selector that are not being deleted.
+    pub async fn pods(&self, selector: &str) -> Vec<serde_json::Value> {
+        let list = self.json(&["get", "pods", "-l", selector, "-o", "json"]).await;
+        list["items"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
+            .collect()
+    }
+}
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        let _ = Command::new(testkit::binary("kubernate"))
+            .args(["down", "--dir", self.dir.path().to_str().unwrap_or_default()])
+            .output();
+    }
+}
+
+/// A pseudo-random port offset from the clock and pid (no extra crate).
+fn fastrand_offset() -> u16 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    u16::try_from((nanos ^ std::process::id().wrapping_mul(2654435761)) % 40_000).unwrap_or(0)
+}
+
+/// Whether a pod is Running with every container ready.
+pub fn running_and_ready(pod: &serde_json::Value) -> bool {
+    pod["status"]["phase"] == "Running"
+        && pod["status"]["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|c| c["type"] == "Ready" && c["status"] == "True")
+}
+
+pub const T: Duration = Duration::from_secs(90);
+pub use testkit::wait_for;

@@ -1,0 +1,112 @@
+//! Whole clusters from `kubernate up`, used the way a person would use
+//! them: through kubectl.
+
+#![allow(clippy::unwrap_used)] // a panic in a test is a failed test
+
+use e2e::{running_and_ready, wait_for, Up, T};
+
+async fn ready_pods(up: &Up, selector: &str, n: usize) {
+    wait_for(&format!("{n} pods {selector} Running and Ready"), T, || async {
+        let pods = up.pods(selector).await;
+        (pods.len() == n && pods.iter().all(running_and_ready)).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deployment_runs_scales_rolls_out_and_goes() {
+    let up = Up::start(1);
+    up.must(&[
+        "create",
+        "deployment",
+        "web",
+        "--image=busybox",
+        "--replicas=3",
+        "--",
+        "sh",
+        "-c",
+        "echo serving; sleep 3600",
+    ])
+    .await;
+    ready_pods(&up, "app=web", 3).await;
+    up.must(&["scale", "deployment/web", "--replicas=5"]).await;
+    ready_pods(&up, "app=web", 5).await;
+    up.must(&["scale", "deployment/web", "--replicas=1"]).await;
+    ready_pods(&up, "app=web", 1).await;
+
+    up.must(&["set", "env", "deployment/web", "COLOR=blue"]).await;
+    up.must(&["rollout", "status", "deployment/web", "--timeout=90s"]).await;
+    let pods = up.pods("app=web").await;
+    let env = &pods[0]["spec"]["containers"][0]["env"];
+    assert_eq!(env[0]["value"], "blue", "{env}");
+    up.must(&["rollout", "undo", "deployment/web"]).await;
+    up.must(&["rollout", "status", "deployment/web", "--timeout=90s"]).await;
+    wait_for("the old template back", T, || async {
+        let pods = up.pods("app=web").await;
+        (pods.len() == 1 && pods[0]["spec"]["containers"][0]["env"].is_null() && running_and_ready(&pods[0]))
+            .then_some(())
+    })
+    .await;
+
+    up.must(&["delete", "deployment", "web"]).await;
+    wait_for("ReplicaSets and pods gone", T, || async {
+        let rs = up.must(&["get", "replicasets", "-o", "name"]).await;
+        let (ok, pods, _) = up.kubectl(&["get", "pods", "-o", "name"]).await;
+        (ok && rs.trim().is_empty() && pods.trim().is_empty()).then_some(())
+    })
+    .await;
+    up.down();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crashing_container_shows_crash_loop_back_off() {
+    let up = Up::start(1);
+    up.must(&[
+        "run",
+        "crash",
+        "--image=busybox",
+        "--",
+        "sh",
+        "-c",
+        "echo failing; exit 1",
+    ])
+    .await;
+    wait_for("CrashLoopBackOff with restarts", T, || async {
+        let pod = up.json(&["get", "pod", "crash", "-o", "json"]).await;
+        let c = &pod["status"]["containerStatuses"][0];
+        let restarts = c["restartCount"].as_i64().unwrap_or(0);
+        (restarts >= 1 && c["state"]["waiting"]["reason"] == "CrashLoopBackOff").then_some(())
+    })
+    .await;
+    let table = up.must(&["get", "pod", "crash"]).await;
+    assert!(table.contains("CrashLoopBackOff"), "{table}");
+    up.down();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopping_and_starting_the_cluster_keeps_objects_and_running_pods() {
+    let up = Up::start(2);
+    up.must(&[
+        "create",
+        "deployment",
+        "keep",
+        "--image=busybox",
+        "--replicas=2",
+        "--",
+        "sleep",
+        "3600",
+    ])
+    .await;
+    up.must(&["create", "configmap", "settings", "--from-literal=a=1"])
+        .await;
+    ready_pods(&up, "app=keep", 2).await;
+    let nodes = up.must(&["get", "nodes", "-o", "name"]).await;
+    assert_eq!(nodes.lines().count(), 2, "{nodes}");
+    up.down();
+    assert!(!std::path::Path::new(&up.dir.path().join("up.pid")).exists());
+    up.up();
+    ready_pods(&up, "app=keep", 2).await;
+    let cm = up.json(&["get", "configmap", "settings", "-o", "json"]).await;
+    assert_eq!(cm["data"]["a"], "1");
+    up.down();
+}
