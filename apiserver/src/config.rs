@@ -31,6 +31,14 @@ pub struct Config {
     /// CA that client certificates must chain to.
     #[arg(long)]
     pub client_ca_file: PathBuf,
+    /// The API server's client certificate for kubelets (pods/log).
+    #[arg(long)]
+    pub kubelet_client_certificate: Option<PathBuf>,
+    #[arg(long)]
+    pub kubelet_client_key: Option<PathBuf>,
+    /// CA of the kubelets' serving certificates (default: --client-ca-file).
+    #[arg(long)]
+    pub kubelet_certificate_authority: Option<PathBuf>,
     /// Largest request body accepted, in bytes.
     #[arg(long, default_value_t = 3 * 1024 * 1024)]
     pub max_request_body_bytes: usize,

@@ -58,6 +58,7 @@ pub mod managed_fields;
 pub mod max_in_flight;
 pub mod metrics;
 pub mod openapi;
+pub mod pod_logs;
 pub mod priority;
 pub mod protobuf;
 pub mod registry;

@@ -36,6 +36,8 @@ pub struct App {
     pub max_in_flight: crate::max_in_flight::MaxInFlight,
     /// Service ClusterIPs and NodePorts.
     pub allocator: crate::allocator::Allocator,
+    /// How the API server calls kubelets (pods/log), if it can.
+    pub kubelet_tls: Option<std::sync::Arc<rustls::ClientConfig>>,
 }
 
 type Result<T> = std::result::Result<T, ApiError>;
@@ -210,6 +212,9 @@ async fn serve_resource(
         Some((resource, include)) => table::from_response(resource, &value, include),
         None => value,
     };
+    if verb == "get" && info.resource.plural == "pods" && info.subresource.as_deref() == Some("log") {
+        return crate::pod_logs::proxy(app, info, query).await;
+    }
     match verb {
         "get" => ok(readable(verbs::get(app, info).await?)),
         "list" => ok(readable(verbs::list(app, info, query).await?)),

@@ -283,6 +283,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             config.max_mutating_requests_inflight,
         ),
         allocator,
+        kubelet_tls: crate::pod_logs::kubelet_tls(&config)?,
     });
     let advertise = match &config.advertise_address {
         Some(a) => a.clone(),

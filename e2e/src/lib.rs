@@ -9,7 +9,9 @@ use std::process::Command;
 use std::time::Duration;
 
 /// The ports `up` uses, before the offset.
-const PORTS: &[u16] = &[2379, 2380, 2381, 6443, 10257, 10259, 10260, 10261, 10262];
+const PORTS: &[u16] = &[
+    2379, 2380, 2381, 6443, 10257, 10259, 10260, 10261, 10262, 11250, 11251, 11252,
+];
 
 fn free(port: u16) -> bool {
     std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()

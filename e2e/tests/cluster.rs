@@ -29,6 +29,8 @@ async fn a_deployment_runs_scales_rolls_out_and_goes() {
     ])
     .await;
     ready_pods(&up, "app=web", 3).await;
+    let logs = up.must(&["logs", "deployment/web"]).await;
+    assert_eq!(logs, "serving\n");
     up.must(&["scale", "deployment/web", "--replicas=5"]).await;
     ready_pods(&up, "app=web", 5).await;
     up.must(&["scale", "deployment/web", "--replicas=1"]).await;

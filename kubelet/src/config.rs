@@ -47,6 +47,21 @@ pub struct Config {
     /// The node's address (default: the first non-loopback IPv4 address).
     #[arg(long)]
     pub node_ip: Option<IpAddr>,
+    /// The kubelet API's port (TLS; logs for `kubectl logs`).
+    #[arg(long, default_value_t = 10250)]
+    pub port: u16,
+    /// The address the kubelet API listens on.
+    #[arg(long, default_value = "0.0.0.0")]
+    pub address: IpAddr,
+    /// The kubelet API's serving certificate and key (the PKI's
+    /// nodes/<name>-serving.*); without them the API is not served.
+    #[arg(long)]
+    pub tls_cert_file: Option<PathBuf>,
+    #[arg(long)]
+    pub tls_private_key_file: Option<PathBuf>,
+    /// CA of the clients (the API server) allowed to call the kubelet API.
+    #[arg(long)]
+    pub client_ca_file: Option<PathBuf>,
     /// Serve /metrics and /healthz (plain HTTP) here.
     #[arg(long, default_value = "127.0.0.1:10255")]
     pub metrics_bind_address: SocketAddr,

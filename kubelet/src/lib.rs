@@ -6,6 +6,7 @@
 //!
 //! - [`runtime`]: the `Runtime` trait, the process runtime and its shim.
 //! - [`env`]: containers' environment (`valueFrom`, `envFrom`, `$(VAR)`).
+//! - [`prober`]: liveness, readiness and startup probes.
 //! - [`node_status`]: registration, Lease heartbeat, Node status.
 
 pub mod config;
@@ -14,7 +15,9 @@ pub mod metrics;
 pub mod node_status;
 pub mod pleg;
 pub mod pod_workers;
+pub mod prober;
 pub mod runtime;
+pub mod server;
 pub mod status;
 
 use std::collections::HashMap;
@@ -55,6 +58,7 @@ pub struct Kubelet<R: Runtime> {
     pub node_ip: String,
     pub workers: PodWorkers,
     pub backoff: Backoffs,
+    pub probes: prober::Probes,
     pub metrics: metrics::Metrics,
     pub sync_period: Duration,
     pub stop: CancellationToken,
@@ -62,6 +66,44 @@ pub struct Kubelet<R: Runtime> {
     start_times: Mutex<HashMap<String, String>>,
     /// When each pod was first seen, for the start-latency metric.
     seen: Mutex<HashMap<String, Instant>>,
+}
+
+/// Serves the kubelet API (logs) when it has a serving certificate.
+async fn serve_api<R: Runtime>(
+    config: &Config,
+    kubelet: Arc<Kubelet<R>>,
+    stop: &CancellationToken,
+) -> Result<(), Error> {
+    let (Some(cert), Some(key), Some(ca)) = (
+        &config.tls_cert_file,
+        &config.tls_private_key_file,
+        &config.client_ca_file,
+    ) else {
+        tracing::warn!(
+            "no --tls-cert-file/--tls-private-key-file/--client-ca-file: the kubelet API (kubectl logs) is not served"
+        );
+        return Ok(());
+    };
+    let files = common::tls::ServerFiles {
+        cert: cert.clone(),
+        key: key.clone(),
+        client_ca: ca.clone(),
+    };
+    let tls = files
+        .load(common::tls::ClientAuth::Required, &[b"http/1.1"])
+        .map_err(|e| Error::Config(format!("kubelet API TLS: {e}")))?;
+    let address = std::net::SocketAddr::new(config.address, config.port);
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .map_err(|e| Error::Listen(address, e))?;
+    tracing::info!(%address, "serving the kubelet API");
+    tokio::spawn(common::serve::serve_tls(
+        listener,
+        tls,
+        server::router(kubelet),
+        stop.clone(),
+    ));
+    Ok(())
 }
 
 /// Runs the kubelet until `stop`.
@@ -110,6 +152,7 @@ pub async fn run(config: Config, stop: CancellationToken) -> Result<(), Error> {
         node_ip,
         workers: PodWorkers::default(),
         backoff: Backoffs::default(),
+        probes: prober::Probes::default(),
         metrics,
         sync_period: config.sync_frequency,
         stop: stop.clone(),
@@ -129,6 +172,8 @@ pub async fn run(config: Config, stop: CancellationToken) -> Result<(), Error> {
         return Err(Error::Config("the pod cache did not sync within 120s".into()));
     }
     tokio::spawn(pleg::run(kubelet.clone(), stop.clone()));
+    tokio::spawn(prober::run(kubelet.clone(), stop.clone()));
+    serve_api(&config, kubelet.clone(), &stop).await?;
     node.run(&config, stop).await;
     Ok(())
 }

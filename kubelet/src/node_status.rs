@@ -153,6 +153,8 @@ pub struct NodeStatus {
     runtime_version: String,
     labels: BTreeMap<String, String>,
     taints: Vec<Taint>,
+    /// The kubelet API's port, published in the Node's status.
+    port: u16,
 }
 
 impl NodeStatus {
@@ -188,6 +190,7 @@ impl NodeStatus {
             runtime_version,
             labels,
             taints,
+            port: config.port,
         })
     }
 
@@ -245,7 +248,7 @@ impl NodeStatus {
                 "kubeProxyVersion": "", "operatingSystem": "linux",
                 "architecture": std::env::consts::ARCH.replace("x86_64", "amd64").replace("aarch64", "arm64"),
             },
-            "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": self.port}},
         })
     }
 

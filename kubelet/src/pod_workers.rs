@@ -179,6 +179,7 @@ impl<R: Runtime> Kubelet<R> {
             .runtime
             .run_pod_sandbox(uid)
             .map_err(|e| client::Error::Config(e.to_string()))?;
+        self.kill_unhealthy(&pod).await;
         let mut waiting = Waiting::new();
         let next = self.start_containers(&pod, &mut waiting).await;
         let containers = self.containers_of(uid);
@@ -306,6 +307,26 @@ impl<R: Runtime> Kubelet<R> {
         }
     }
 
+    /// Kills the containers whose liveness or startup probe failed; the
+    /// restart policy decides what follows.
+    async fn kill_unhealthy(&self, pod: &Pod) {
+        let uid = pod.metadata.uid.as_deref().unwrap_or_default();
+        let grace = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.termination_grace_period_seconds)
+            .unwrap_or(30);
+        for c in self.containers_of(uid) {
+            if matches!(c.state, State::Running { .. }) && self.should_kill(&c.id) {
+                tracing::info!(pod = %pod_key(pod), container = %c.config.name, "probe failed: restarting the container");
+                let grace = Duration::from_secs(u64::try_from(grace).unwrap_or(0));
+                if let Err(e) = self.runtime.stop_container(&c.id, grace).await {
+                    tracing::warn!(error = %e, "could not stop an unhealthy container");
+                }
+            }
+        }
+    }
+
     /// Keeps the newest two attempts of each container (the second is
     /// lastState); removes older ones.
     fn collect_dead(&self, uid: &str, containers: &[ContainerStatus]) {
@@ -344,7 +365,8 @@ impl<R: Runtime> Kubelet<R> {
                 })
                 .clone()
         };
-        let status = status::pod_status(pod, containers, waiting, ip, &self.node_ip, &start_time);
+        let probes = |c: &Container, id: &str| (self.probes.ready(c, id), self.probes.started(c, id));
+        let status = status::pod_status(pod, containers, waiting, &probes, ip, &self.node_ip, &start_time);
         let current = serde_json::to_value(&pod.status).unwrap_or_default();
         let changed = status.as_object().into_iter().flatten().any(|(k, v)| {
             let mut theirs = current.get(k).cloned().unwrap_or_default();

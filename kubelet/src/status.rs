@@ -47,7 +47,10 @@ pub fn attempts<'a>(
     (latest, mine.pop())
 }
 
-fn container_status(spec: &Container, runtime: &[ContainerStatus], waiting: &Waiting) -> Value {
+/// (ready, started) of a running container, from its probes.
+pub type Readiness<'a> = &'a dyn Fn(&Container, &str) -> (bool, bool);
+
+fn container_status(spec: &Container, runtime: &[ContainerStatus], waiting: &Waiting, probes: Readiness<'_>) -> Value {
     let (latest, previous) = attempts(runtime, &spec.name);
     let running = matches!(latest.map(|c| &c.state), Some(State::Running { .. }));
     let state = match (latest, waiting.get(&spec.name)) {
@@ -58,6 +61,10 @@ fn container_status(spec: &Container, runtime: &[ContainerStatus], waiting: &Wai
         (_, Some((reason, message))) => json!({"waiting": {"reason": reason, "message": message}}),
         (Some(c), None) => terminated(c).unwrap_or_else(|| json!({"waiting": {"reason": "ContainerCreating"}})),
         (None, None) => json!({"waiting": {"reason": "ContainerCreating"}}),
+    };
+    let (ready, started) = match latest {
+        Some(c) if running => probes(spec, &c.id),
+        _ => (false, false),
     };
     // A container waiting to restart shows its last run as lastState.
     let last = if running || waiting.contains_key(&spec.name) {
@@ -73,8 +80,8 @@ fn container_status(spec: &Container, runtime: &[ContainerStatus], waiting: &Wai
         "name": spec.name,
         "image": spec.image.clone().unwrap_or_default(),
         "imageID": "",
-        "ready": running,
-        "started": running,
+        "ready": ready,
+        "started": started,
         "restartCount": latest.map_or(0, |c| c.config.attempt),
         "state": state,
         "lastState": last.and_then(terminated).unwrap_or_else(|| json!({})),
@@ -167,6 +174,7 @@ pub fn pod_status(
     pod: &Pod,
     runtime: &[ContainerStatus],
     waiting: &Waiting,
+    probes: Readiness<'_>,
     pod_ip: &str,
     host_ip: &str,
     start_time: &str,
@@ -176,13 +184,13 @@ pub fn pod_status(
     let containers: Vec<Value> = spec
         .containers
         .iter()
-        .map(|c| container_status(c, runtime, waiting))
+        .map(|c| container_status(c, runtime, waiting, probes))
         .collect();
     let inits: Vec<Value> = spec
         .init_containers
         .iter()
         .flatten()
-        .map(|c| container_status(c, runtime, waiting))
+        .map(|c| container_status(c, runtime, waiting, probes))
         .collect();
     let phase = phase(pod, runtime, initialized, init_failed);
     let all_ready = containers.iter().all(|c| c["ready"] == json!(true));

@@ -31,6 +31,14 @@ impl Env {
         cluster.add_node(NODE);
         let client = Client::from_resolved(&cluster.admin_config()).unwrap();
         let root = cluster.dir.path().join("kubelet");
+        let pki = cluster.pki();
+        let file = |f: &str| pki.join(f).to_str().unwrap().to_string();
+        let (cert, key, ca) = (
+            file(&format!("nodes/{NODE}-serving.crt")),
+            file(&format!("nodes/{NODE}-serving.key")),
+            file("ca.crt"),
+        );
+        let api_port = testkit::free_port().to_string();
         let kubelet = Component::start(
             &cluster,
             "kubernate-kubelet",
@@ -48,6 +56,16 @@ impl Env {
                 "8Gi",
                 "--sync-frequency",
                 "5s",
+                "--address",
+                "127.0.0.1",
+                "--port",
+                &api_port,
+                "--tls-cert-file",
+                &cert,
+                "--tls-private-key-file",
+                &key,
+                "--client-ca-file",
+                &ca,
             ],
         );
         Env {
@@ -215,6 +233,18 @@ spec:
     })
     .await;
 
+    // kubectl logs, through the API server's pods/log and the kubelet API.
+    assert_eq!(env.cluster.must(&["logs", "web", "-c", "two"]).await, "two hello web\n");
+    assert_eq!(env.cluster.must(&["logs", "web", "-c", "init"]).await, "init-done\n");
+    assert_eq!(
+        env.cluster.must(&["logs", "web", "-c", "one", "--tail=1"]).await,
+        "one\n"
+    );
+    let stamped = env.cluster.must(&["logs", "web", "-c", "one", "--timestamps"]).await;
+    assert!(stamped.ends_with(" one\n") && stamped.starts_with("20"), "{stamped}");
+    let (ok, _, err) = env.cluster.kubectl(&["logs", "web", "-c", "nope"], None).await;
+    assert!(!ok && err.contains("container nope is not valid for pod web"), "{err}");
+
     let pids = container_pids(&env.root);
     assert!(pids.iter().filter(|p| alive(**p)).count() >= 2);
     let started = std::time::Instant::now();
@@ -281,5 +311,55 @@ async fn a_restarted_kubelet_adopts_its_running_containers() {
     let c = &pod.status.unwrap().container_statuses.unwrap()[0];
     assert_eq!(c.restart_count, 0);
     let _ = json!({});
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probes_restart_unhealthy_containers_and_gate_readiness() {
+    let env = Env::start().await;
+    let flags = env.cluster.dir.path().join("flags");
+    std::fs::create_dir_all(&flags).unwrap();
+    let f = flags.to_str().unwrap();
+    env.apply(&format!(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: probed, namespace: default}}
+spec:
+  nodeName: {NODE}
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: c
+    image: busybox
+    command: [sleep, "3600"]
+    readinessProbe: {{exec: {{command: [test, -f, "{f}/ready"]}}, periodSeconds: 1, failureThreshold: 1}}
+    livenessProbe: {{exec: {{command: [sh, -c, "test ! -f {f}/dead"]}}, periodSeconds: 1, failureThreshold: 2}}
+"#
+    ))
+    .await;
+    let status = |pod: Pod| pod.status?.container_statuses?.into_iter().next();
+    wait_for("running but not ready", T, || async {
+        let c = status(env.pods().get("probed").await.ok()?)?;
+        (c.state.as_ref()?.running.is_some() && !c.ready).then_some(())
+    })
+    .await;
+    std::fs::write(flags.join("ready"), "").unwrap();
+    env.running("probed").await;
+    std::fs::remove_file(flags.join("ready")).unwrap();
+    wait_for("not ready again", T, || async {
+        (!status(env.pods().get("probed").await.ok()?)?.ready).then_some(())
+    })
+    .await;
+
+    // Liveness fails: the container is killed and started again.
+    std::fs::write(flags.join("dead"), "").unwrap();
+    wait_for("a liveness restart", T, || async {
+        let c = status(env.pods().get("probed").await.ok()?)?;
+        (c.restart_count >= 1).then_some(())
+    })
+    .await;
+    std::fs::remove_file(flags.join("dead")).unwrap();
+    std::fs::write(flags.join("ready"), "").unwrap();
+    env.running("probed").await;
     env.stop().await;
 }

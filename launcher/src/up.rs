@@ -317,6 +317,10 @@ fn components(opts: &Options) -> Result<Vec<Component>, Error> {
                 &p("apiserver.key"),
                 "--client-ca-file",
                 &p("ca.crt"),
+                "--kubelet-client-certificate",
+                &p("apiserver-kubelet-client.crt"),
+                "--kubelet-client-key",
+                &p("apiserver-kubelet-client.key"),
             ]),
         ),
         (
@@ -353,6 +357,14 @@ fn components(opts: &Options) -> Result<Vec<Component>, Error> {
             &root.to_string_lossy(),
             "--metrics-bind-address",
             &format!("127.0.0.1:{port}"),
+            "--port",
+            &(opts.port(11250) + u16::try_from(i).unwrap_or(0)).to_string(),
+            "--tls-cert-file",
+            &p(&format!("nodes/{node}-serving.crt")),
+            "--tls-private-key-file",
+            &p(&format!("nodes/{node}-serving.key")),
+            "--client-ca-file",
+            &p("ca.crt"),
         ]);
         list.push((format!("kubelet-{node}"), "kubernate-kubelet", args));
     }

@@ -186,6 +186,8 @@ impl Cluster {
             .args(["--tls-cert-file", &p("apiserver.crt")])
             .args(["--tls-private-key-file", &p("apiserver.key")])
             .args(["--client-ca-file", &p("ca.crt")])
+            .args(["--kubelet-client-certificate", &p("apiserver-kubelet-client.crt")])
+            .args(["--kubelet-client-key", &p("apiserver-kubelet-client.key")])
             .args(&self.extra_args)
             .stdout(Stdio::null())
             .stderr(log)
