@@ -112,3 +112,50 @@ async fn stopping_and_starting_the_cluster_keeps_objects_and_running_pods() {
     assert_eq!(cm["data"]["a"], "1");
     up.down();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_scrapes_every_component() {
+    let up = Up::start(2);
+    let config = up.dir.path().join("prometheus.yml");
+    let check = std::process::Command::new("promtool")
+        .arg("check")
+        .arg("config")
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stdout));
+    let port = testkit::free_port();
+    let data = up.dir.path().join("prometheus-data");
+    let _prometheus = testkit::ChildGuard(
+        std::process::Command::new("prometheus")
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg(format!("--storage.tsdb.path={}", data.display()))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let targets = wait_for("every target up", T, || async {
+        let out = tokio::process::Command::new("curl")
+            .args(["-sf", &format!("http://127.0.0.1:{port}/api/v1/targets")])
+            .output()
+            .await
+            .ok()?;
+        let body: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+        let active = body["data"]["activeTargets"].as_array()?.clone();
+        (active.len() == 6 && active.iter().all(|t| t["health"] == "up")).then_some(active)
+    })
+    .await;
+    let mut jobs: Vec<String> = targets
+        .iter()
+        .filter_map(|t| t["labels"]["job"].as_str().map(str::to_string))
+        .collect();
+    jobs.sort();
+    jobs.dedup();
+    assert_eq!(
+        jobs,
+        ["apiserver", "controller-manager", "kubelet", "scheduler", "store"]
+    );
+    up.down();
+}

@@ -399,6 +399,49 @@ fn ensure_pki(opts: &Options) -> Result<(), Error> {
     Ok(())
 }
 
+/// A Prometheus configuration that scrapes every component of this
+/// cluster (`prometheus --config.file=DIR/prometheus.yml`). The API
+/// server's /metrics needs a client certificate: the admin one, until a
+/// scraper identity with RBAC exists.
+pub fn prometheus_config(opts: &Options) -> String {
+    let pki = opts.pki();
+    let target = |port: u16| format!("'127.0.0.1:{}'", opts.port(port));
+    let kubelets: Vec<String> = (0..opts.nodes)
+        .map(|i| format!("'127.0.0.1:{}'", opts.port(10260) + u16::try_from(i).unwrap_or(0)))
+        .collect();
+    format!(
+        "# Written by `kubernate up`: every component of the cluster in {dir}.
+global:
+  scrape_interval: 5s
+scrape_configs:
+- job_name: store
+  static_configs: [{{targets: [{store}]}}]
+- job_name: apiserver
+  scheme: https
+  tls_config:
+    ca_file: {ca}
+    cert_file: {cert}
+    key_file: {key}
+  static_configs: [{{targets: [{apiserver}]}}]
+- job_name: controller-manager
+  static_configs: [{{targets: [{cm}]}}]
+- job_name: scheduler
+  static_configs: [{{targets: [{scheduler}]}}]
+- job_name: kubelet
+  static_configs: [{{targets: [{kubelets}]}}]
+",
+        dir = opts.dir.display(),
+        store = target(2381),
+        ca = pki.join("ca.crt").display(),
+        cert = pki.join("admin.crt").display(),
+        key = pki.join("admin.key").display(),
+        apiserver = target(6443),
+        cm = target(10257),
+        scheduler = target(10259),
+        kubelets = kubelets.join(", "),
+    )
+}
+
 /// Runs the cluster in the foreground until SIGINT or SIGTERM.
 pub async fn run(opts: Options) -> Result<(), Error> {
     std::fs::create_dir_all(opts.dir.join("logs")).map_err(io(format!("creating {}", opts.dir.display())))?;
@@ -414,6 +457,7 @@ pub async fn run(opts: Options) -> Result<(), Error> {
     std::fs::write(pid_file(&opts.dir), std::process::id().to_string()).map_err(io("writing up.pid"))?;
     let _ = std::fs::remove_file(ready_file(&opts.dir));
     ensure_pki(&opts)?;
+    std::fs::write(opts.dir.join("prometheus.yml"), prometheus_config(&opts)).map_err(io("writing prometheus.yml"))?;
     let stop = common::shutdown::on_signal();
     let result = supervise(&opts, &stop).await;
     let _ = std::fs::remove_file(ready_file(&opts.dir));
@@ -487,9 +531,11 @@ async fn supervise(opts: &Options, stop: &tokio_util::sync::CancellationToken) -
         println!("  export KUBECONFIG={}", kubeconfig.display());
         println!("  kubectl get nodes");
         println!(
-            "Logs are in {}. Ctrl-C stops the cluster.",
-            opts.dir.join("logs").display()
+            "Logs are in {}; prometheus --config.file={} scrapes every component.",
+            opts.dir.join("logs").display(),
+            opts.dir.join("prometheus.yml").display()
         );
+        println!("Ctrl-C stops the cluster.");
         // Supervise: restart what exits.
         while !stop.is_cancelled() {
             for c in all.iter_mut() {

@@ -89,3 +89,39 @@ mod tests {
         assert_eq!(names("registry.example.com/app:2"), vec!["registry.example.com/app:2"]);
     }
 }
+
+#[cfg(test)]
+mod score_tests {
+    use super::*;
+    use crate::plugins::test_support::pod;
+
+    fn with_image(name: &str, image: &str, size: i64) -> Arc<NodeInfo> {
+        let node: k8s_openapi::api::core::v1::Node = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name},
+            "status": {"allocatable": {"cpu": "4", "memory": "8Gi", "pods": "110"},
+                       "images": [{"names": [image], "sizeBytes": size}]}}))
+        .unwrap();
+        Arc::new(NodeInfo::new(Arc::new(node)))
+    }
+
+    #[test]
+    fn nodes_with_the_image_score_higher_by_size_and_spread() {
+        let mut p = pod("p", "1", "1Gi");
+        p.spec.as_mut().unwrap().containers[0].image = Some("nginx".into());
+        let big = 500 * 1024 * 1024;
+        let has = with_image("has", "docker.io/library/nginx:latest", big);
+        let lacks = with_image("lacks", "redis:7", big);
+        let snapshot = Snapshot {
+            nodes: vec![has.clone(), lacks.clone()],
+        };
+        let mut state = CycleState::default();
+        ImageLocality.pre_score(&mut state, &p, &snapshot, &snapshot.nodes);
+        let (s_has, s_lacks) = (
+            ImageLocality.score(&state, &p, &has),
+            ImageLocality.score(&state, &p, &lacks),
+        );
+        assert_eq!(s_lacks, 0);
+        // Half the nodes have it: 250 MB effective, between the 23 MB and 1000 MB thresholds.
+        assert!(s_has > 15 && s_has < 30, "{s_has}");
+    }
+}

@@ -43,3 +43,32 @@ impl Plugin for NodeAffinity {
         default_normalize(scores, false);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plugins::test_support::{node_with_labels, pod};
+
+    #[test]
+    fn required_terms_filter_and_preferred_terms_score() {
+        let s = CycleState::default();
+        let a = node_with_labels("a", &[("zone", "a"), ("disk", "ssd")], &[]);
+        let b = node_with_labels("b", &[("zone", "b")], &[]);
+        let mut p = pod("p", "1", "1Gi");
+        p.spec.as_mut().unwrap().affinity = Some(serde_json::from_value(serde_json::json!({"nodeAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+                {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["a", "b"]}]}]},
+            "preferredDuringSchedulingIgnoredDuringExecution": [
+                {"weight": 10, "preference": {"matchExpressions": [{"key": "disk", "operator": "In", "values": ["ssd"]}]}},
+                {"weight": 5, "preference": {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["b"]}]}}]}}))
+        .unwrap());
+        assert!(NodeAffinity.filter(&s, &p, &a).is_ok());
+        assert!(NodeAffinity.filter(&s, &p, &b).is_ok());
+        let c = node_with_labels("c", &[("zone", "c")], &[]);
+        assert_eq!(NodeAffinity.filter(&s, &p, &c).unwrap_err().reasons, vec![REASON]);
+        let mut scores: Vec<i64> = [&a, &b, &c].iter().map(|n| NodeAffinity.score(&s, &p, n)).collect();
+        assert_eq!(scores, vec![10, 5, 0]);
+        NodeAffinity.normalize(&s, &p, &mut scores);
+        assert_eq!(scores, vec![100, 50, 0]);
+    }
+}
