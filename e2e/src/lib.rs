@@ -150,3 +150,33 @@ pub fn running_and_ready(pod: &serde_json::Value) -> bool {
 
 pub const T: Duration = Duration::from_secs(90);
 pub use testkit::wait_for;
+
+impl Up {
+    /// The pid of a component of this cluster (by binary name, and for
+    /// kubelets the node), found in /proc by its command line.
+    pub fn pid_of(&self, binary: &str, node: Option<&str>) -> Option<i32> {
+        let dir = self.dir.path().to_string_lossy().to_string();
+        std::fs::read_dir("/proc").ok()?.filter_map(|e| e.ok()).find_map(|e| {
+            let pid: i32 = e.file_name().to_string_lossy().parse().ok()?;
+            let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
+            let args: Vec<String> = cmdline
+                .split(|b| *b == 0)
+                .map(|a| String::from_utf8_lossy(a).to_string())
+                .collect();
+            let matches = args.first().is_some_and(|a| a.ends_with(binary))
+                && args.iter().any(|a| a.contains(&dir))
+                && node.is_none_or(|n| args.iter().any(|a| a == n));
+            matches.then_some(pid)
+        })
+    }
+
+    /// kill -9 of a component.
+    pub fn kill(&self, binary: &str, node: Option<&str>) -> i32 {
+        let pid = self
+            .pid_of(binary, node)
+            .unwrap_or_else(|| panic!("{binary} is not running"));
+        let status = Command::new("kill").args(["-9", &pid.to_string()]).status().unwrap();
+        assert!(status.success());
+        pid
+    }
+}

@@ -159,3 +159,74 @@ async fn prometheus_scrapes_every_component() {
     );
     up.down();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_components_come_back_and_the_cluster_converges() {
+    let up = Up::start(1);
+    up.must(&[
+        "create",
+        "deployment",
+        "steady",
+        "--image=busybox",
+        "--replicas=2",
+        "--",
+        "sleep",
+        "3600",
+    ])
+    .await;
+    ready_pods(&up, "app=steady", 2).await;
+    let before = up.pods("app=steady").await;
+    let ids = |pods: &[serde_json::Value]| {
+        let mut ids: Vec<String> = pods
+            .iter()
+            .map(|p| {
+                p["status"]["containerStatuses"][0]["containerID"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string()
+            })
+            .collect();
+        ids.sort();
+        ids
+    };
+
+    // kill -9 of the kubelet: restarted, it adopts its containers.
+    let old = up.kill("kubernate-kubelet", Some("node-1"));
+    wait_for("a new kubelet", T, || async {
+        up.pid_of("kubernate-kubelet", Some("node-1")).filter(|p| *p != old)
+    })
+    .await;
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    ready_pods(&up, "app=steady", 2).await;
+    let after = up.pods("app=steady").await;
+    assert_eq!(ids(&after), ids(&before), "the same containers, none started twice");
+    assert!(after
+        .iter()
+        .all(|p| p["status"]["containerStatuses"][0]["restartCount"] == 0));
+
+    // kill -9 of the API server: everyone reconnects, new work gets done.
+    let old = up.kill("kubernate-apiserver", None);
+    wait_for("a new API server", T, || async {
+        up.pid_of("kubernate-apiserver", None).filter(|p| *p != old)
+    })
+    .await;
+    wait_for("the API answering", T, || async {
+        up.kubectl(&["get", "nodes"]).await.0.then_some(())
+    })
+    .await;
+    up.must(&[
+        "create",
+        "deployment",
+        "later",
+        "--image=busybox",
+        "--replicas=2",
+        "--",
+        "sleep",
+        "3600",
+    ])
+    .await;
+    ready_pods(&up, "app=later", 2).await;
+    up.must(&["scale", "deployment/steady", "--replicas=3"]).await;
+    ready_pods(&up, "app=steady", 3).await;
+    up.down();
+}
