@@ -297,9 +297,12 @@ impl<R: Runtime> Kubelet<R> {
         let started = self
             .runtime
             .create_container(&config)
-            .and_then(|id| self.runtime.start_container(&id));
+            .and_then(|id| self.runtime.start_container(&id).map(|()| id));
         match started {
-            Ok(()) => tracing::info!(pod = %pod_key(pod), container = %spec.name, attempt, "started container"),
+            Ok(id) => {
+                tracing::info!(pod = %pod_key(pod), container = %spec.name, attempt, "started container");
+                self.post_start(pod, spec, &id).await;
+            }
             Err(e) => {
                 waiting.insert(spec.name.clone(), ("RunContainerError".into(), e.to_string()));
                 *next = Next::After(Duration::from_secs(5));
@@ -325,6 +328,45 @@ impl<R: Runtime> Kubelet<R> {
                 }
             }
         }
+    }
+
+    /// Runs the container's postStart hook; a failure kills the container
+    /// (its restart policy decides what follows), as upstream does.
+    async fn post_start(&self, pod: &Pod, spec: &Container, id: &str) {
+        let Some(hook) = spec.lifecycle.as_ref().and_then(|l| l.post_start.as_ref()) else {
+            return;
+        };
+        let Some(status) = self.runtime.list_containers().into_iter().find(|c| c.id == id) else {
+            return;
+        };
+        if let Err(why) = crate::prober::run_hook(hook, spec, &status, &self.node_ip, Duration::from_secs(30)).await {
+            tracing::warn!(pod = %pod_key(pod), container = %spec.name, %why, "postStart hook failed; killing the container");
+            let _ = self.runtime.stop_container(id, Duration::from_secs(2)).await;
+        }
+    }
+
+    /// Runs the preStop hooks of the pod's running containers, together,
+    /// within `grace`; returns what is left of it.
+    async fn pre_stop(&self, pod: &Pod, running: &[ContainerStatus], grace: Duration) -> Duration {
+        let started = Instant::now();
+        let spec = pod.spec.clone().unwrap_or_default();
+        let mut hooks = tokio::task::JoinSet::new();
+        for c in running {
+            let Some(container) = spec.containers.iter().find(|s| s.name == c.config.name).cloned() else {
+                continue;
+            };
+            let Some(hook) = container.lifecycle.as_ref().and_then(|l| l.pre_stop.clone()) else {
+                continue;
+            };
+            let (status, ip, key) = (c.clone(), self.node_ip.clone(), pod_key(pod));
+            hooks.spawn(async move {
+                if let Err(why) = crate::prober::run_hook(&hook, &container, &status, &ip, grace).await {
+                    tracing::warn!(pod = %key, container = %container.name, %why, "preStop hook failed");
+                }
+            });
+        }
+        let _ = tokio::time::timeout(grace, async { while hooks.join_next().await.is_some() {} }).await;
+        grace.saturating_sub(started.elapsed())
     }
 
     /// Keeps the newest two attempts of each container (the second is
@@ -414,6 +456,7 @@ impl<R: Runtime> Kubelet<R> {
             .into_iter()
             .filter(|c| matches!(c.state, State::Running { .. }))
             .collect();
+        let grace = self.pre_stop(pod, &running, grace).await;
         // All of a pod's containers stop together.
         let mut stops = tokio::task::JoinSet::new();
         for c in running {

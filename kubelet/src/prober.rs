@@ -83,6 +83,30 @@ fn seconds(v: Option<i32>, default: i32) -> Duration {
     Duration::from_secs(u64::try_from(v.unwrap_or(default).max(0)).unwrap_or(0))
 }
 
+/// Runs a lifecycle hook (postStart, preStop): exec, httpGet, tcpSocket
+/// or sleep, bounded by `timeout`.
+pub async fn run_hook(
+    hook: &k8s_openapi::api::core::v1::LifecycleHandler,
+    container: &Container,
+    status: &ContainerStatus,
+    pod_ip: &str,
+    timeout: Duration,
+) -> Result<(), String> {
+    if let Some(sleep) = &hook.sleep {
+        let wanted = Duration::from_secs(u64::try_from(sleep.seconds).unwrap_or(0));
+        tokio::time::sleep(wanted.min(timeout)).await;
+        return Ok(());
+    }
+    let probe = Probe {
+        exec: hook.exec.clone(),
+        http_get: hook.http_get.clone(),
+        tcp_socket: hook.tcp_socket.clone(),
+        timeout_seconds: Some(i32::try_from(timeout.as_secs().max(1)).unwrap_or(30)),
+        ..Default::default()
+    };
+    run_action(&probe, container, status, pod_ip).await
+}
+
 /// Runs one probe action; `Ok(())` is a success, `Err(why)` a failure.
 async fn run_action(
     probe: &Probe,

@@ -363,3 +363,39 @@ spec:
     env.running("probed").await;
     env.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lifecycle_hooks_run_after_start_and_before_stop() {
+    let env = Env::start().await;
+    let flags = env.cluster.dir.path().join("hooks");
+    std::fs::create_dir_all(&flags).unwrap();
+    let f = flags.to_str().unwrap();
+    env.apply(&format!(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: hooked, namespace: default}}
+spec:
+  nodeName: {NODE}
+  terminationGracePeriodSeconds: 5
+  containers:
+  - name: c
+    image: busybox
+    command: [sleep, "3600"]
+    lifecycle:
+      postStart: {{exec: {{command: [sh, -c, "echo started > {f}/poststart"]}}}}
+      preStop: {{exec: {{command: [sh, -c, "echo stopping > {f}/prestop"]}}}}
+"#
+    ))
+    .await;
+    env.running("hooked").await;
+    assert_eq!(std::fs::read_to_string(flags.join("poststart")).unwrap(), "started\n");
+    assert!(!flags.join("prestop").exists());
+    env.cluster.must(&["delete", "pod", "hooked", "--wait=false"]).await;
+    wait_for("the pod gone", T, || async {
+        env.pods().get_opt("hooked").await.unwrap().is_none().then_some(())
+    })
+    .await;
+    assert_eq!(std::fs::read_to_string(flags.join("prestop")).unwrap(), "stopping\n");
+    env.stop().await;
+}
