@@ -29,7 +29,14 @@ async fn main() {
         &cluster,
         "kubernate-kubelet",
         "nodes/node-1",
-        &["--hostname-override", "node-1", "--root-dir", root.to_str().unwrap(), "--node-ip", "127.0.0.1"],
+        &[
+            "--hostname-override",
+            "node-1",
+            "--root-dir",
+            root.to_str().unwrap(),
+            "--node-ip",
+            "127.0.0.1",
+        ],
     );
     let scheduler = Component::start(&cluster, "kubernate-scheduler", "scheduler", &["--leader-elect=false"]);
     let api: Api<Pod> = Api::namespaced(client.clone(), "default");
@@ -40,14 +47,20 @@ async fn main() {
     .await;
 
     let list = api.list(&ListParams::default()).await.unwrap();
-    let mut stream = Box::pin(api.watch(&ListParams::default(), &list.resource_version, 0).await.unwrap());
+    let mut stream = Box::pin(
+        api.watch(&ListParams::default(), &list.resource_version, 0)
+            .await
+            .unwrap(),
+    );
     let watcher = tokio::spawn(async move {
         let mut running: HashMap<String, Instant> = HashMap::new();
         while running.len() < pods {
             match stream.next().await {
                 Some(Ok(WatchEvent::Modified(p))) => {
                     if p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running") {
-                        running.entry(p.metadata.name.unwrap_or_default()).or_insert_with(Instant::now);
+                        running
+                            .entry(p.metadata.name.unwrap_or_default())
+                            .or_insert_with(Instant::now);
                     }
                 }
                 Some(Ok(_)) => {}
@@ -68,7 +81,10 @@ async fn main() {
         created.insert(format!("p-{i}"), Instant::now());
         api.create(&pod).await.unwrap();
     }
-    let running = tokio::time::timeout(Duration::from_secs(300), watcher).await.unwrap().unwrap();
+    let running = tokio::time::timeout(Duration::from_secs(300), watcher)
+        .await
+        .unwrap()
+        .unwrap();
     let total = started.elapsed();
     let mut latencies: Vec<Duration> = running
         .iter()
@@ -90,7 +106,12 @@ async fn main() {
         let _ = api.delete(&format!("p-{i}"), &DeleteParams::default()).await;
     }
     testkit::wait_for("pods gone", Duration::from_secs(120), || async {
-        api.list(&ListParams::default()).await.ok()?.items.is_empty().then_some(())
+        api.list(&ListParams::default())
+            .await
+            .ok()?
+            .items
+            .is_empty()
+            .then_some(())
     })
     .await;
     drop(scheduler);

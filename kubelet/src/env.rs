@@ -142,6 +142,29 @@ fn secret_data(s: &Secret) -> BTreeMap<String, String> {
     data
 }
 
+/// One key of a ConfigMap's or Secret's data (`None`: absent and optional).
+fn pick(
+    data: Option<BTreeMap<String, String>>,
+    name: &str,
+    key: &str,
+    optional: Option<bool>,
+    kind: &str,
+    namespace: &str,
+) -> Result<Option<String>, ConfigError> {
+    let optional = optional == Some(true);
+    match data {
+        Some(data) => match data.get(key) {
+            Some(v) => Ok(Some(v.clone())),
+            None if optional => Ok(None),
+            None => Err(ConfigError(format!(
+                "couldn't find key {key} in {kind} {namespace}/{name}"
+            ))),
+        },
+        None if optional => Ok(None),
+        None => Err(ConfigError(format!("{} \"{name}\" not found", kind.to_lowercase()))),
+    }
+}
+
 /// The container's environment, in order, with references expanded.
 pub async fn resolve(client: &Client, pod: &Pod, container: &Container) -> Result<Vec<(String, String)>, ConfigError> {
     let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
@@ -195,36 +218,16 @@ pub async fn resolve(client: &Client, pod: &Pod, container: &Container) -> Resul
             if let Some(f) = &from.field_ref {
                 field(pod, &f.field_path).unwrap_or_default()
             } else if let Some(k) = &from.config_map_key_ref {
-                let optional = k.optional == Some(true);
-                match sources.configmap(&k.name).await? {
-                    Some(cm) => match configmap_data(cm).get(&k.key) {
-                        Some(v) => v.clone(),
-                        None if optional => continue,
-                        None => {
-                            return Err(ConfigError(format!(
-                                "couldn't find key {} in ConfigMap {namespace}/{}",
-                                k.key, k.name
-                            )))
-                        }
-                    },
-                    None if optional => continue,
-                    None => return Err(ConfigError(format!("configmap \"{}\" not found", k.name))),
+                let data = sources.configmap(&k.name).await?.map(configmap_data);
+                match pick(data, &k.name, &k.key, k.optional, "ConfigMap", namespace)? {
+                    Some(v) => v,
+                    None => continue,
                 }
             } else if let Some(k) = &from.secret_key_ref {
-                let optional = k.optional == Some(true);
-                match sources.secret(&k.name).await? {
-                    Some(s) => match secret_data(s).get(&k.key) {
-                        Some(v) => v.clone(),
-                        None if optional => continue,
-                        None => {
-                            return Err(ConfigError(format!(
-                                "couldn't find key {} in Secret {namespace}/{}",
-                                k.key, k.name
-                            )))
-                        }
-                    },
-                    None if optional => continue,
-                    None => return Err(ConfigError(format!("secret \"{}\" not found", k.name))),
+                let data = sources.secret(&k.name).await?.map(secret_data);
+                match pick(data, &k.name, &k.key, k.optional, "Secret", namespace)? {
+                    Some(v) => v,
+                    None => continue,
                 }
             } else {
                 String::new()

@@ -140,6 +140,13 @@ fn kill_all(root: &Path) {
     }
 }
 
+/// A directory for files a test's containers and probes signal through.
+fn flag_dir(env: &Env, name: &str) -> PathBuf {
+    let dir = env.cluster.dir.path().join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
 fn log_of(root: &Path, pod: &Pod, container: &str) -> String {
     let dir = root.join("logs").join(format!(
         "default_{}_{}",
@@ -317,8 +324,7 @@ async fn a_restarted_kubelet_adopts_its_running_containers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn probes_restart_unhealthy_containers_and_gate_readiness() {
     let env = Env::start().await;
-    let flags = env.cluster.dir.path().join("flags");
-    std::fs::create_dir_all(&flags).unwrap();
+    let flags = flag_dir(&env, "flags");
     let f = flags.to_str().unwrap();
     env.apply(&format!(
         r#"
@@ -367,8 +373,7 @@ spec:
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lifecycle_hooks_run_after_start_and_before_stop() {
     let env = Env::start().await;
-    let flags = env.cluster.dir.path().join("hooks");
-    std::fs::create_dir_all(&flags).unwrap();
+    let flags = flag_dir(&env, "hooks");
     let f = flags.to_str().unwrap();
     env.apply(&format!(
         r#"
