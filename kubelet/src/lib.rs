@@ -16,6 +16,7 @@ pub mod node_status;
 pub mod pleg;
 pub mod pod_workers;
 pub mod prober;
+pub mod resource_metrics;
 pub mod runtime;
 pub mod server;
 pub mod status;

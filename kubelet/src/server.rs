@@ -64,17 +64,8 @@ async fn logs<R: Runtime>(
     let query: HashMap<String, String> = form_urlencoded::parse(uri.query().unwrap_or_default().as_bytes())
         .into_owned()
         .collect();
-    let Some(subject) = peer.subject() else {
-        return text(StatusCode::UNAUTHORIZED, "Unauthorized");
-    };
-    let allowed = ALLOWED_USERS.contains(&subject.common_name.as_str())
-        || subject.organizations.iter().any(|o| o == "system:masters");
-    if !allowed {
-        let message = format!(
-            "Forbidden (user={}, verb=get, resource=nodes, subresource=proxy)",
-            subject.common_name
-        );
-        return text(StatusCode::FORBIDDEN, message);
+    if let Err(denied) = authorized(&peer) {
+        return denied;
     }
     let Some(found) = kubelet.pods.indexer().get(&format!("{namespace}/{pod}")) else {
         return text(
@@ -178,9 +169,39 @@ async fn logs<R: Runtime>(
     (StatusCode::OK, [("content-type", "text/plain")], body).into_response()
 }
 
+/// Whether the caller may read from this kubelet.
+fn authorized(peer: &PeerInfo) -> Result<(), Response> {
+    let Some(subject) = peer.subject() else {
+        return Err(text(StatusCode::UNAUTHORIZED, "Unauthorized"));
+    };
+    if ALLOWED_USERS.contains(&subject.common_name.as_str())
+        || subject.organizations.iter().any(|o| o == "system:masters")
+    {
+        Ok(())
+    } else {
+        let message = format!(
+            "Forbidden (user={}, verb=get, resource=nodes, subresource=proxy)",
+            subject.common_name
+        );
+        Err(text(StatusCode::FORBIDDEN, message))
+    }
+}
+
+async fn resource_metrics<R: Runtime>(
+    State(kubelet): State<Arc<Kubelet<R>>>,
+    Extension(peer): Extension<PeerInfo>,
+) -> Response {
+    if let Err(denied) = authorized(&peer) {
+        return denied;
+    }
+    let body = crate::resource_metrics::render(&kubelet.runtime.list_containers());
+    (StatusCode::OK, [("content-type", "text/plain; version=0.0.4")], body).into_response()
+}
+
 pub fn router<R: Runtime>(kubelet: Arc<Kubelet<R>>) -> Router {
     Router::new()
         .route("/containerLogs/{namespace}/{pod}/{container}", get(logs::<R>))
+        .route("/metrics/resource", get(resource_metrics::<R>))
         .route("/healthz", get(|| async { "ok" }))
         .with_state(kubelet)
 }

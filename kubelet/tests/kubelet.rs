@@ -23,6 +23,8 @@ struct Env {
     client: Client,
     kubelet: Component,
     root: PathBuf,
+    /// The kubelet API's port.
+    api_port: String,
 }
 
 impl Env {
@@ -73,6 +75,7 @@ impl Env {
             client,
             kubelet,
             root,
+            api_port,
         }
     }
 
@@ -251,6 +254,30 @@ spec:
     assert!(stamped.ends_with(" one\n") && stamped.starts_with("20"), "{stamped}");
     let (ok, _, err) = env.cluster.kubectl(&["logs", "web", "-c", "nope"], None).await;
     assert!(!ok && err.contains("container nope is not valid for pod web"), "{err}");
+
+    // The kubelet API's resource metrics, as metrics-server reads them.
+    let pki = env.cluster.pki();
+    let out = std::process::Command::new("curl")
+        .args(["-sf", "--cacert", pki.join("ca.crt").to_str().unwrap()])
+        .args([
+            "--cert",
+            pki.join("admin.crt").to_str().unwrap(),
+            "--key",
+            pki.join("admin.key").to_str().unwrap(),
+        ])
+        .arg(format!("https://127.0.0.1:{}/metrics/resource", env.api_port))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .find(|l| {
+            l.starts_with("container_memory_working_set_bytes{container=\"one\",namespace=\"default\",pod=\"web\"}")
+        })
+        .unwrap_or_else(|| panic!("no memory for container one:\n{text}"));
+    let bytes: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+    assert!(bytes > 0.0, "{line}");
+    assert!(text.contains("pod_cpu_usage_seconds_total{namespace=\"default\",pod=\"web\"}"));
 
     let pids = container_pids(&env.root);
     assert!(pids.iter().filter(|p| alive(**p)).count() >= 2);
