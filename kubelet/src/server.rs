@@ -64,8 +64,8 @@ async fn logs<R: Runtime>(
     let query: HashMap<String, String> = form_urlencoded::parse(uri.query().unwrap_or_default().as_bytes())
         .into_owned()
         .collect();
-    if let Err(denied) = authorized(&peer) {
-        return denied;
+    if let Some(refusal) = denied(&peer) {
+        return refusal;
     }
     let Some(found) = kubelet.pods.indexer().get(&format!("{namespace}/{pod}")) else {
         return text(
@@ -169,21 +169,21 @@ async fn logs<R: Runtime>(
     (StatusCode::OK, [("content-type", "text/plain")], body).into_response()
 }
 
-/// Whether the caller may read from this kubelet.
-fn authorized(peer: &PeerInfo) -> Result<(), Response> {
+/// The refusal for a caller who may not read from this kubelet.
+fn denied(peer: &PeerInfo) -> Option<Response> {
     let Some(subject) = peer.subject() else {
-        return Err(text(StatusCode::UNAUTHORIZED, "Unauthorized"));
+        return Some(text(StatusCode::UNAUTHORIZED, "Unauthorized"));
     };
     if ALLOWED_USERS.contains(&subject.common_name.as_str())
         || subject.organizations.iter().any(|o| o == "system:masters")
     {
-        Ok(())
+        None
     } else {
         let message = format!(
             "Forbidden (user={}, verb=get, resource=nodes, subresource=proxy)",
             subject.common_name
         );
-        Err(text(StatusCode::FORBIDDEN, message))
+        Some(text(StatusCode::FORBIDDEN, message))
     }
 }
 
@@ -191,8 +191,8 @@ async fn resource_metrics<R: Runtime>(
     State(kubelet): State<Arc<Kubelet<R>>>,
     Extension(peer): Extension<PeerInfo>,
 ) -> Response {
-    if let Err(denied) = authorized(&peer) {
-        return denied;
+    if let Some(refusal) = denied(&peer) {
+        return refusal;
     }
     let body = crate::resource_metrics::render(&kubelet.runtime.list_containers());
     (StatusCode::OK, [("content-type", "text/plain; version=0.0.4")], body).into_response()
