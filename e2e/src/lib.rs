@@ -21,13 +21,25 @@ pub struct Up {
     pub dir: tempfile::TempDir,
     pub offset: u16,
     nodes: u32,
+    /// Extra `kubernate up` flags.
+    flags: Vec<String>,
 }
 
 impl Up {
     /// `kubernate up --detach` with `nodes` nodes; returns when ready.
     pub fn start(nodes: u32) -> Up {
+        Self::start_with(nodes, &[])
+    }
+
+    /// The same with extra `kubernate up` flags.
+    pub fn start_with(nodes: u32, flags: &[&str]) -> Up {
         let dir = tempfile::tempdir().unwrap();
-        let up = Up { dir, offset: 0, nodes };
+        let up = Up {
+            dir,
+            offset: 0,
+            nodes,
+            flags: flags.iter().map(|f| f.to_string()).collect(),
+        };
         up.start_again()
     }
 
@@ -53,6 +65,7 @@ impl Up {
                 "--port-offset",
                 &self.offset.to_string(),
             ])
+            .args(&self.flags)
             .output()
             .unwrap();
         assert!(
@@ -168,6 +181,16 @@ impl Up {
                 && node.is_none_or(|n| args.iter().any(|a| a == n));
             matches.then_some(pid)
         })
+    }
+
+    /// Sends a signal (`-STOP`, `-CONT`, `-9`) to a component.
+    pub fn signal(&self, binary: &str, node: Option<&str>, signal: &str) -> i32 {
+        let pid = self
+            .pid_of(binary, node)
+            .unwrap_or_else(|| panic!("{binary} is not running"));
+        let status = Command::new("kill").args([signal, &pid.to_string()]).status().unwrap();
+        assert!(status.success());
+        pid
     }
 
     /// kill -9 of a component.

@@ -230,3 +230,36 @@ async fn killed_components_come_back_and_the_cluster_converges() {
     ready_pods(&up, "app=steady", 3).await;
     up.down();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_kubelet_makes_its_node_not_ready_until_it_is_back() {
+    let up = Up::start_with(1, &["--node-monitor-grace-period", "4s"]);
+    up.must(&["run", "quiet", "--image=busybox", "--", "sleep", "3600"])
+        .await;
+    ready_pods(&up, "run=quiet", 1).await;
+    let ready = |node: serde_json::Value| {
+        node["status"]["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|c| c["type"] == "Ready")
+            .map(|c| c["status"].as_str().unwrap_or_default().to_string())
+    };
+    // A frozen kubelet stops renewing its Lease: the node goes Unknown (NotReady).
+    up.signal("kubernate-kubelet", Some("node-1"), "-STOP");
+    wait_for("node-1 NotReady", T, || async {
+        let node = up.json(&["get", "node", "node-1", "-o", "json"]).await;
+        (ready(node)? == "Unknown").then_some(())
+    })
+    .await;
+    let table = up.must(&["get", "nodes"]).await;
+    assert!(table.contains("NotReady"), "{table}");
+    up.signal("kubernate-kubelet", Some("node-1"), "-CONT");
+    wait_for("node-1 Ready again", T, || async {
+        let node = up.json(&["get", "node", "node-1", "-o", "json"]).await;
+        (ready(node)? == "True").then_some(())
+    })
+    .await;
+    ready_pods(&up, "run=quiet", 1).await;
+    up.down();
+}

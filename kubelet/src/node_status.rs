@@ -276,6 +276,17 @@ impl NodeStatus {
         Ok(())
     }
 
+    /// Whether the Node's Ready condition is the True this kubelet reports.
+    async fn status_is_current(&self) -> bool {
+        let nodes: Api<Node> = Api::all(self.client.clone());
+        let Ok(node) = nodes.get(&self.name).await else {
+            return false;
+        };
+        node.status
+            .and_then(|s| s.conditions)
+            .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+    }
+
     /// Renews (or creates) the node's Lease.
     async fn renew_lease(&self, duration: Duration) -> client::Result<()> {
         let leases: Api<Lease> = Api::namespaced(self.client.clone(), "kube-node-lease");
@@ -305,6 +316,7 @@ impl NodeStatus {
         let renew_every = config.node_lease_duration / 4;
         let mut last_lease = Instant::now() - renew_every;
         let mut last_status = Instant::now();
+        let mut last_check = Instant::now();
         loop {
             if last_lease.elapsed() >= renew_every {
                 match self.renew_lease(config.node_lease_duration).await {
@@ -312,11 +324,15 @@ impl NodeStatus {
                     Err(e) => tracing::warn!(error = %e, "could not renew the node lease"),
                 }
             }
-            if last_status.elapsed()
-                >= config
-                    .node_status_report_frequency
-                    .min(config.node_status_update_frequency * 6)
-            {
+            // Every update period: write at once if the Node says something
+            // else than we would (the node lifecycle controller marked it
+            // Unknown while we were away); otherwise every report period.
+            let mut due = last_status.elapsed() >= config.node_status_report_frequency;
+            if !due && last_check.elapsed() >= config.node_status_update_frequency {
+                last_check = Instant::now();
+                due = !self.status_is_current().await;
+            }
+            if due {
                 match self.write_status().await {
                     Ok(()) => last_status = Instant::now(),
                     Err(e) => tracing::warn!(error = %e, "could not write the node status"),

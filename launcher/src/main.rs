@@ -34,6 +34,9 @@ enum Command {
         /// Where the component binaries are (default: beside this one).
         #[arg(long)]
         bin_dir: Option<PathBuf>,
+        /// How long a node that stopped reporting stays Ready.
+        #[arg(long, default_value = "40s")]
+        node_monitor_grace_period: String,
     },
     /// Stop the cluster `kubernate up` runs from DIR.
     Down {
@@ -98,12 +101,14 @@ fn up_or_down(command: Command) -> ExitCode {
             detach,
             port_offset,
             bin_dir,
+            node_monitor_grace_period,
         } => {
             let opts = kubernate::up::Options {
                 dir,
                 nodes: nodes.max(1),
                 port_offset,
                 bin_dir,
+                node_monitor_grace_period,
             };
             if detach {
                 let args: Vec<String> = std::env::args().collect();

@@ -52,6 +52,9 @@ pub struct Options {
     pub port_offset: u16,
     /// Where the component binaries are (default: beside `kubernate`).
     pub bin_dir: Option<PathBuf>,
+    /// How long a silent node stays Ready (the controller manager's
+    /// `--node-monitor-grace-period`, e.g. `40s`).
+    pub node_monitor_grace_period: String,
 }
 
 impl Options {
@@ -331,6 +334,8 @@ fn components(opts: &Options) -> Result<Vec<Component>, Error> {
                 &p("controller-manager.kubeconfig"),
                 "--metrics-bind-address",
                 &format!("127.0.0.1:{}", opts.port(10257)),
+                "--node-monitor-grace-period",
+                &opts.node_monitor_grace_period,
             ]),
         ),
         (
