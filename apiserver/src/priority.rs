@@ -82,6 +82,13 @@ pub async fn admit(app: &App, pod: &mut Value) -> Result<(), ApiError> {
         .and_then(|c| c["preemptionPolicy"].as_str())
         .unwrap_or("PreemptLowerPriority")
         .to_string();
+    if let Some(given) = spec["preemptionPolicy"].as_str() {
+        if class.is_some() && given != policy {
+            return Err(ApiError::forbidden_because(format!(
+                "the string value of PreemptionPolicy must not be provided in pod spec; priority admission controller computed {policy} from the given PriorityClass name"
+            )));
+        }
+    }
     if let Some(spec) = pod.get_mut("spec").and_then(Value::as_object_mut) {
         spec.insert("priority".into(), json!(value));
         if let Some(c) = &class {

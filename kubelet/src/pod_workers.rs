@@ -44,11 +44,12 @@ pub struct Backoffs {
 
 impl Backoffs {
     /// Whether the container may restart now; if not, how long it still waits.
-    fn wait(&self, uid: &str, name: &str, finished: Instant) -> Option<Duration> {
+    /// (time left, the whole delay) while the back-off runs.
+    fn wait(&self, uid: &str, name: &str, finished: Instant) -> Option<(Duration, Duration)> {
         let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         let (delay, _) = entries.get(&(uid.to_string(), name.to_string())).copied()?;
         let ready = finished + delay;
-        ready.checked_duration_since(Instant::now())
+        ready.checked_duration_since(Instant::now()).map(|left| (left, delay))
     }
 
     /// A restart happened: the next one waits twice as long.
@@ -206,7 +207,8 @@ impl<R: Runtime> Kubelet<R> {
                 }
                 Some(State::Exited { .. }) if policy == "Never" => return next,
                 _ => {
-                    self.start_or_wait(pod, init, latest, true, waiting, &mut next).await;
+                    self.start_or_wait(pod, init, latest, latest.is_none(), waiting, &mut next)
+                        .await;
                     self.mark_waiting_apps(&spec.containers, waiting, "PodInitializing");
                     return next;
                 }
@@ -262,10 +264,12 @@ impl<R: Runtime> Kubelet<R> {
             let finished_ago =
                 Duration::from_secs(u64::try_from(crate::runtime::shim::now_seconds() - finished_at).unwrap_or(0));
             let finished = Instant::now().checked_sub(finished_ago).unwrap_or_else(Instant::now);
-            if let Some(left) = self.backoff.wait(&uid, &spec.name, finished) {
+            if let Some((left, delay)) = self.backoff.wait(&uid, &spec.name, finished) {
+                // The whole delay, as upstream says it: a message that changed
+                // every second would rewrite the status every second.
                 let message = format!(
                     "back-off {}s restarting failed container={} pod={}",
-                    left.as_secs().max(1),
+                    delay.as_secs(),
                     spec.name,
                     pod_key(pod)
                 );
@@ -409,6 +413,12 @@ impl<R: Runtime> Kubelet<R> {
         };
         let probes = |c: &Container, id: &str| (self.probes.ready(c, id), self.probes.started(c, id));
         let status = status::pod_status(pod, containers, waiting, &probes, ip, &self.node_ip, &start_time);
+        // Through the API types, as the API server will store it (whole-second
+        // times, absent nulls), so an unchanged status compares equal.
+        let status = serde_json::from_value::<k8s_openapi::api::core::v1::PodStatus>(status)
+            .ok()
+            .and_then(|s| serde_json::to_value(s).ok())
+            .unwrap_or_default();
         let current = serde_json::to_value(&pod.status).unwrap_or_default();
         let changed = status.as_object().into_iter().flatten().any(|(k, v)| {
             let mut theirs = current.get(k).cloned().unwrap_or_default();

@@ -222,6 +222,9 @@ impl<R: Runtime> Kubelet<R> {
             if kind != Kind::Startup && !self.probes.started(spec, &status.id) {
                 continue; // Everything waits for the startup probe.
             }
+            if kind == Kind::Startup && self.probes.result(&status.id, Kind::Startup) == Some(true) {
+                continue; // A startup probe stops once it has succeeded.
+            }
             let key = (status.id.clone(), kind);
             let due = {
                 let tracked = self.probes.lock();

@@ -117,7 +117,11 @@ async fn logs<R: Runtime>(
     }
     let mut head = lines.concat();
     if let Some(limit) = limit {
-        head.truncate(limit);
+        let mut at = limit.min(head.len());
+        while !head.is_char_boundary(at) {
+            at -= 1;
+        }
+        head.truncate(at);
     }
     if !follow {
         return (StatusCode::OK, [("content-type", "text/plain")], head).into_response();

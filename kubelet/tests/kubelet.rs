@@ -314,6 +314,21 @@ async fn a_crashing_container_backs_off_with_growing_restarts() {
         (c.restart_count >= 1 && waiting == "CrashLoopBackOff").then_some(c)
     })
     .await;
+    // Waiting out the back-off writes nothing: the status does not change.
+    let version = env.pods().get("crash").await.unwrap().metadata.resource_version;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let pod = env.pods().get("crash").await.unwrap();
+    if pod
+        .status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref())
+        .is_some_and(|c| c[0].restart_count == 1)
+    {
+        assert_eq!(
+            pod.metadata.resource_version, version,
+            "the status was rewritten while nothing changed"
+        );
+    }
     let last = c.last_state.unwrap().terminated.unwrap();
     assert_eq!((last.exit_code, last.reason.as_deref()), (3, Some("Error")));
     let pod = env.pods().get("crash").await.unwrap();
@@ -333,7 +348,14 @@ async fn a_restarted_kubelet_adopts_its_running_containers() {
             "spec": {{"nodeName": "{NODE}", "containers": [{{"name": "c", "image": "busybox", "command": ["sleep", "3600"]}}]}}}}"#
     ))
     .await;
-    env.running("steady").await;
+    let pod = env.running("steady").await;
+    // A running pod's status is written once, not on every sync.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let again = env.pods().get("steady").await.unwrap();
+    assert_eq!(
+        again.metadata.resource_version, pod.metadata.resource_version,
+        "status rewritten in a loop"
+    );
     let before = container_pids(&env.root);
     assert_eq!(before.len(), 1);
     env.kubelet.kill();

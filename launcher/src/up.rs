@@ -118,6 +118,9 @@ impl Component {
             .stdout(log)
             .stderr(err)
             .kill_on_drop(true)
+            // Its own process group: a Ctrl-C at the terminal reaches only
+            // `up`, which stops the components in order.
+            .process_group(0)
             .spawn()
             .map_err(io(format!("starting {}", self.program.display())))?;
         self.child = Some(child);
@@ -230,13 +233,25 @@ fn ready_file(dir: &Path) -> PathBuf {
     dir.join("up.ready")
 }
 
+/// The pid of the `kubernate up` running from `dir`, if it still runs (a
+/// pid reused by another program does not count).
 fn running_pid(dir: &Path) -> Option<i32> {
     let pid: i32 = std::fs::read_to_string(pid_file(dir)).ok()?.trim().parse().ok()?;
-    Path::new(&format!("/proc/{pid}")).exists().then_some(pid)
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+    let ours = args.first().is_some_and(|a| a.ends_with(b"kubernate")) && args.iter().any(|a| *a == b"up");
+    ours.then_some(pid)
 }
 
-/// Kills the containers the kubelets left behind (each leads its own
-/// process group).
+/// Field 22 of /proc/PID/stat: when the process started.
+fn proc_start(pid: i64) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(") ")?.1.split(' ').nth(19)?.parse().ok()
+}
+
+/// Kills the containers the kubelets left behind: those without an exit
+/// record whose process is the very one recorded (same start time), each
+/// with its process group.
 fn kill_containers(dir: &Path) {
     let Ok(nodes) = std::fs::read_dir(dir.join("nodes")) else {
         return;
@@ -246,21 +261,22 @@ fn kill_containers(dir: &Path) {
             continue;
         };
         for c in containers.filter_map(|c| c.ok()) {
+            if c.path().join("exit.json").exists() {
+                continue;
+            }
             let Ok(bytes) = std::fs::read(c.path().join("pid")) else {
                 continue;
             };
             let Ok(started) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
                 continue;
             };
-            let Some(pid) = started["pid"]
-                .as_i64()
-                .and_then(|p| i32::try_from(p).ok())
-                .and_then(rustix::process::Pid::from_raw)
-            else {
+            let Some(pid) = started["pid"].as_i64() else { continue };
+            let same = proc_start(pid).is_some_and(|t| Some(t) == started["proc_start"].as_u64());
+            let Some(raw) = i32::try_from(pid).ok().and_then(rustix::process::Pid::from_raw) else {
                 continue;
             };
-            if rustix::process::getpgid(Some(pid)).is_ok_and(|g| g == pid) {
-                let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+            if same {
+                let _ = rustix::process::kill_process_group(raw, rustix::process::Signal::KILL);
             }
         }
     }
@@ -624,7 +640,6 @@ pub fn detach(opts: &Options, args: &[String]) -> Result<(), Error> {
 /// `kubernate down`: stops the cluster that `up` runs from `dir`.
 pub fn down(dir: &Path) -> Result<(), Error> {
     let Some(pid) = running_pid(dir) else {
-        kill_containers(dir);
         println!("no cluster runs from {}", dir.display());
         return Ok(());
     };

@@ -115,6 +115,9 @@ struct State {
     move_cycle: u64,
     /// The move cycle at which each in-flight pod was popped.
     popped_at: HashMap<String, u64>,
+    /// In-flight pods updated during their cycle: tried again soon if
+    /// the cycle fails.
+    updated_in_flight: HashSet<String>,
 }
 
 /// The events that move unschedulable pods, and which plugins they help.
@@ -199,7 +202,9 @@ impl SchedulingQueue {
                 qp.pod = pod;
                 self.activate(&mut state, qp);
             }
-            None if in_flight => {}
+            None if in_flight => {
+                state.updated_in_flight.insert(key);
+            }
             None => self.activate(&mut state, QueuedPod::new(pod)),
         }
     }
@@ -240,6 +245,7 @@ impl SchedulingQueue {
         let mut state = self.lock();
         state.in_flight.remove(key);
         state.popped_at.remove(key);
+        state.updated_in_flight.remove(key);
     }
 
     /// The pod did not fit: to unschedulable, or to backoff if a cluster
@@ -247,7 +253,8 @@ impl SchedulingQueue {
     pub fn add_unschedulable(&self, mut qp: QueuedPod) {
         let mut state = self.lock();
         let key = qp.key.clone();
-        let moved = state.popped_at.get(&key).is_some_and(|c| *c < state.move_cycle);
+        let moved =
+            state.popped_at.get(&key).is_some_and(|c| *c < state.move_cycle) || state.updated_in_flight.remove(&key);
         state.in_flight.remove(&key);
         state.popped_at.remove(&key);
         qp.since = Instant::now();

@@ -222,7 +222,9 @@ impl Scheduler {
             self.queue.done(&qp.key);
             return;
         };
-        if assigned(&pod) || pod.metadata.deletion_timestamp.is_some() || terminal(&pod) {
+        // Bound, going, or already assumed with its binding in flight.
+        let uid = pod.metadata.uid.as_deref().unwrap_or_default();
+        if assigned(&pod) || pod.metadata.deletion_timestamp.is_some() || terminal(&pod) || self.cache.is_assumed(uid) {
             self.queue.done(&qp.key);
             return;
         }
@@ -318,8 +320,11 @@ impl Scheduler {
                 Err(e) => {
                     me.cache.forget(&uid);
                     me.finish(&profile, "error", started);
-                    if e.is_conflict() || e.is_not_found() {
-                        return; // Bound by someone else, or gone.
+                    // Bound by someone else, or gone: nothing more to do.
+                    // Any other conflict (a busy store) is tried again.
+                    let current = me.pods.indexer().get(&qp.key);
+                    if e.is_not_found() || current.as_ref().is_none_or(|p| assigned(p)) {
+                        return;
                     }
                     tracing::warn!(node, error = %e, "binding failed");
                     me.event(&pod, "Warning", "FailedScheduling", &format!("Binding rejected: {e}"))

@@ -34,19 +34,21 @@ fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Option<T> {
     serde_json::from_slice(&std::fs::read(path).ok()?).ok()
 }
 
-/// Signals the container's whole process group (it leads one), so a
-/// shell's children stop with it; a process that leads no group of its
-/// own is signalled alone.
+/// Signals the container's whole process group (its pid is its group's
+/// id: the shim made it so), so a shell's children stop with it. Callers
+/// only signal containers they have just seen alive.
 fn signal(pid: i32, signal: rustix::process::Signal) {
     let Some(pid) = rustix::process::Pid::from_raw(pid) else {
         return;
     };
-    if rustix::process::getpgid(Some(pid)).is_ok_and(|g| g == pid) {
-        let _ = rustix::process::kill_process_group(pid, signal);
-    } else {
+    if rustix::process::kill_process_group(pid, signal).is_err() {
         let _ = rustix::process::kill_process(pid, signal);
     }
 }
+
+/// How long a created container may wait for its shim before it counts
+/// as unable to run.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl ProcessRuntime {
     pub fn new(root: &Path, ip: &str) -> Result<ProcessRuntime> {
@@ -98,17 +100,36 @@ impl ProcessRuntime {
                     started_at: started.started_at,
                 }
             } else {
-                // The process is gone and its shim could not say how.
-                State::Exited {
-                    exit_code: 137,
-                    started_at: started.started_at,
-                    finished_at: shim::now_seconds(),
-                    reason: "Error".into(),
-                    message: Some("the container's process ended while nothing watched it".into()),
-                }
+                // The process is gone and its shim could not say how: record
+                // it once, so the time does not move on every look.
+                self.synthetic_exit(
+                    &dir,
+                    137,
+                    started.started_at,
+                    "Error",
+                    "the container's process ended while nothing watched it",
+                )
             }
         } else {
-            State::Created
+            let age = std::fs::metadata(dir.join(shim::CONFIG))
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .unwrap_or_default();
+            if age > START_TIMEOUT {
+                // Never started (the kubelet died between create and start, or
+                // the shim failed before writing anything).
+                let now = shim::now_seconds();
+                self.synthetic_exit(
+                    &dir,
+                    128,
+                    now,
+                    "ContainerCannotRun",
+                    "the container was created but never started",
+                )
+            } else {
+                State::Created
+            }
         };
         Some(ContainerStatus {
             id: id.to_string(),
@@ -116,6 +137,26 @@ impl ProcessRuntime {
             state,
             log_path,
         })
+    }
+
+    fn synthetic_exit(&self, dir: &Path, code: i32, started_at: i64, reason: &str, message: &str) -> State {
+        let exit = Exit {
+            exit_code: code,
+            started_at,
+            finished_at: shim::now_seconds(),
+            reason: reason.into(),
+            message: Some(message.into()),
+        };
+        if let Ok(bytes) = serde_json::to_vec(&exit) {
+            let _ = shim::write_atomic(&dir.join(shim::EXIT), &bytes);
+        }
+        State::Exited {
+            exit_code: exit.exit_code,
+            started_at: exit.started_at,
+            finished_at: exit.finished_at,
+            reason: exit.reason,
+            message: exit.message,
+        }
     }
 
     fn exited(&self, id: &str) -> bool {
@@ -143,7 +184,9 @@ impl Runtime for ProcessRuntime {
     fn create_container(&self, config: &ContainerConfig) -> Result<String> {
         let id = format!("{}_{}_{}", config.pod_uid, config.name, config.attempt);
         let dir = self.dir(&id);
-        std::fs::create_dir_all(&dir)?;
+        // Never over an existing attempt: a read that failed must not look
+        // like "no container" and start one twice.
+        std::fs::create_dir(&dir)?;
         let bytes = serde_json::to_vec(config).map_err(std::io::Error::other)?;
         shim::write_atomic(&dir.join(shim::CONFIG), &bytes)?;
         let log = self.log_path(config);
@@ -173,18 +216,7 @@ impl Runtime for ProcessRuntime {
         tokio::spawn(async move {
             let _ = child.wait().await;
         });
-        // Started means the shim wrote the pid, or the exit when it could not run.
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if dir.join(shim::PID).exists() || dir.join(shim::EXIT).exists() {
-                return Ok(());
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        Err(RuntimeError::CannotRun {
-            what: id.to_string(),
-            message: "the shim did not start the process within 5s".into(),
-        })
+        Ok(())
     }
 
     async fn stop_container(&self, id: &str, grace: Duration) -> Result<()> {

@@ -76,14 +76,24 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     std::fs::rename(tmp, path)
 }
 
+/// Copies a stream into the log line by line. It never stops reading while
+/// the stream is open (a container writing to a closed pipe would die of
+/// SIGPIPE): bytes that are not UTF-8 are replaced, and a line that cannot
+/// be written to the log is dropped.
 async fn copy_lines(stream: impl tokio::io::AsyncRead + Unpin, name: &'static str, log: Arc<Mutex<tokio::fs::File>>) {
-    let mut lines = BufReader::new(stream).lines();
-    while let Ok(Some(line)) = lines.next_line().await {
-        let stamp = client::api::timestamp_now().to_string();
-        let entry = format!("{stamp} {name} F {line}\n");
-        let mut file = log.lock().await;
-        if file.write_all(entry.as_bytes()).await.is_err() {
-            return;
+    let mut reader = BufReader::new(stream);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        match reader.read_until(b'\n', &mut line).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {
+                let text = String::from_utf8_lossy(&line);
+                let stamp = client::api::timestamp_now().to_string();
+                let entry = format!("{stamp} {name} F {}\n", text.trim_end_matches('\n'));
+                let mut file = log.lock().await;
+                let _ = file.write_all(entry.as_bytes()).await;
+            }
         }
     }
 }
@@ -167,8 +177,13 @@ pub async fn run(dir: PathBuf) -> std::io::Result<i32> {
         copies.push(tokio::spawn(copy_lines(err, "stderr", log.clone())));
     }
     let status = child.wait().await?;
+    // Children the process left behind go with it (they would hold the
+    // pipes open and the container would never be seen to end).
+    if let Some(group) = rustix::process::Pid::from_raw(pid) {
+        let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
+    }
     for c in copies {
-        let _ = c.await;
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), c).await;
     }
     use std::os::unix::process::ExitStatusExt;
     let (exit_code, reason) = match (status.code(), status.signal()) {
