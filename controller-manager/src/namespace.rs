@@ -26,10 +26,15 @@ use crate::Runner;
 const FINALIZER: &str = "kubernetes";
 /// How soon to look again while content remains.
 const RECHECK: Duration = Duration::from_secs(2);
+/// The longest wait between rechecks of a namespace whose content stays.
+const RECHECK_MAX: Duration = Duration::from_secs(30);
 
 pub struct NamespaceController {
     client: Client,
     namespaces: Arc<Informer<Namespace>>,
+    /// Rechecks so far of each namespace still holding content: each
+    /// waits twice as long (every recheck lists every kind).
+    rechecks: std::sync::Mutex<std::collections::HashMap<String, u32>>,
 }
 
 pub fn start(ctx: &Context) -> Runner {
@@ -46,6 +51,7 @@ pub fn start(ctx: &Context) -> Runner {
     let controller = Arc::new(NamespaceController {
         client: ctx.client.clone(),
         namespaces,
+        rechecks: Default::default(),
     });
     let workers = ctx.config.concurrent_syncs;
     Box::new(move |stop| {
@@ -236,7 +242,11 @@ impl Reconciler for NamespaceController {
         let remaining = self.delete_content(key).await;
         self.write_conditions(&ns, &remaining).await?;
         if !remaining.objects.is_empty() || !remaining.errors.is_empty() {
-            return Ok(Some(RECHECK));
+            let mut rechecks = self.rechecks.lock().unwrap_or_else(|p| p.into_inner());
+            let n = rechecks.entry(key.to_string()).or_insert(0);
+            *n += 1;
+            let delay = RECHECK.saturating_mul(1 << (*n - 1).min(4)).min(RECHECK_MAX);
+            return Ok(Some(delay));
         }
         let api: Api<Namespace> = Api::all(self.client.clone());
         let Some(mut current) = api.get_opt(key).await? else {
@@ -247,6 +257,7 @@ impl Reconciler for NamespaceController {
         }
         match api.replace_subresource("finalize", &current).await {
             Ok(_) => {
+                self.rechecks.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
                 tracing::info!(namespace = key, "namespace emptied and finalized");
                 Ok(None)
             }

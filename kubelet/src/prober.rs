@@ -279,6 +279,9 @@ impl<R: Runtime> Kubelet<R> {
 
 /// The probe loop.
 pub async fn run<R: Runtime>(kubelet: Arc<Kubelet<R>>, stop: CancellationToken) {
+    // Each container's probes run in their own task, so a slow probe
+    // delays only its own container; one round at a time per container.
+    let in_flight: Arc<Mutex<std::collections::HashSet<String>>> = Arc::default();
     loop {
         let containers = kubelet.runtime.list_containers();
         let ids: Vec<String> = containers.iter().map(|c| c.id.clone()).collect();
@@ -305,9 +308,20 @@ pub async fn run<R: Runtime>(kubelet: Arc<Kubelet<R>>, stop: CancellationToken) 
             if probes_of(&spec).is_empty() {
                 continue;
             }
-            if kubelet.probe_container(&pod, &spec, status, started_at).await {
-                kubelet.workers.dispatch(&kubelet, &status.config.pod_uid);
+            if !in_flight
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(status.id.clone())
+            {
+                continue;
             }
+            let (kubelet, status, in_flight) = (kubelet.clone(), status.clone(), in_flight.clone());
+            tokio::spawn(async move {
+                if kubelet.probe_container(&pod, &spec, &status, started_at).await {
+                    kubelet.workers.dispatch(&kubelet, &status.config.pod_uid);
+                }
+                in_flight.lock().unwrap_or_else(|p| p.into_inner()).remove(&status.id);
+            });
         }
         tokio::select! {
             _ = stop.cancelled() => return,

@@ -197,8 +197,12 @@ value: 1000
         p.metadata.deletion_timestamp.is_some().then_some(p)
     })
     .await;
-    let vip = pods.get("vip").await.unwrap();
-    assert_eq!(vip.status.unwrap().nominated_node_name.as_deref(), Some("only"));
+    // The preemptor is nominated to the node (written just after the victims' deletion).
+    wait_for("vip nominated", T, || async {
+        let vip = pods.get("vip").await.ok()?;
+        (vip.status?.nominated_node_name.as_deref() == Some("only")).then_some(())
+    })
+    .await;
     let force = DeleteParams {
         grace_period_seconds: Some(0),
         uid: victim.metadata.uid.clone(),
