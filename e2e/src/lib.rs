@@ -203,3 +203,25 @@ impl Up {
         pid
     }
 }
+
+impl Up {
+    /// `kubectl apply -f -` of a manifest.
+    pub async fn apply(&self, manifest: &str) -> (bool, String, String) {
+        use tokio::io::AsyncWriteExt;
+        let mut child = tokio::process::Command::new("timeout")
+            .args(["-k", "5", "60", "kubectl", "--kubeconfig"])
+            .arg(self.kubeconfig())
+            .args(["apply", "-f", "-"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(manifest.as_bytes()).await.unwrap();
+        drop(stdin);
+        let out = child.wait_with_output().await.unwrap();
+        let text = |b: &[u8]| String::from_utf8_lossy(b).to_string();
+        (out.status.success(), text(&out.stdout), text(&out.stderr))
+    }
+}

@@ -263,3 +263,84 @@ async fn a_silent_kubelet_makes_its_node_not_ready_until_it_is_back() {
     ready_pods(&up, "run=quiet", 1).await;
     up.down();
 }
+
+const SHOP: &str = r#"
+apiVersion: v1
+kind: Namespace
+metadata: {name: shop}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: settings, namespace: shop}
+data: {greeting: hello}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: token, namespace: shop}
+stringData: {value: s3cret}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: shop}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers:
+      - name: web
+        image: busybox
+        command: [sh, -c, "echo $GREETING ${#TOKEN}; sleep 3600"]
+        env:
+        - {name: GREETING, valueFrom: {configMapKeyRef: {name: settings, key: greeting}}}
+        - {name: TOKEN, valueFrom: {secretKeyRef: {name: token, key: value}}}
+        readinessProbe: {exec: {command: ["true"]}, periodSeconds: 1}
+        livenessProbe: {exec: {command: ["true"]}, periodSeconds: 2}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: shop}
+spec:
+  selector: {app: web}
+  ports: [{port: 80, targetPort: 8080}]
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_application_manifest_runs_and_its_namespace_deletion_cleans_up() {
+    let up = Up::start(1);
+    let (ok, out, err) = up.apply(SHOP).await;
+    assert!(ok, "{out}{err}");
+    wait_for("2 ready pods in shop", T, || async {
+        let list = up
+            .json(&["get", "pods", "-n", "shop", "-l", "app=web", "-o", "json"])
+            .await;
+        let pods = list["items"].as_array()?.clone();
+        (pods.len() == 2 && pods.iter().all(running_and_ready)).then_some(())
+    })
+    .await;
+    let all = up.must(&["get", "all", "-n", "shop"]).await;
+    for kind in ["deployment.apps/web", "replicaset.apps/web-", "service/web", "pod/web-"] {
+        assert!(all.contains(kind), "{kind} missing from:\n{all}");
+    }
+    // Environment from the ConfigMap and the Secret (its length only).
+    let logs = up.must(&["logs", "-n", "shop", "deployment/web"]).await;
+    assert_eq!(logs, "hello 6\n");
+    // The Service's endpoints list both ready pods.
+    wait_for("endpoints", T, || async {
+        let e = up.json(&["get", "endpoints", "web", "-n", "shop", "-o", "json"]).await;
+        let addresses = e["subsets"][0]["addresses"].as_array()?.len();
+        (addresses == 2 && e["subsets"][0]["ports"][0]["port"] == 8080).then_some(())
+    })
+    .await;
+
+    up.must(&["delete", "namespace", "shop", "--wait=false"]).await;
+    wait_for("the namespace gone", T, || async {
+        let (ok, _, err) = up.kubectl(&["get", "namespace", "shop"]).await;
+        (!ok && err.contains("not found")).then_some(())
+    })
+    .await;
+    let (_, leftovers, _) = up.kubectl(&["get", "pods", "-A", "-o", "name"]).await;
+    assert!(!leftovers.contains("web-"), "{leftovers}");
+    up.down();
+}

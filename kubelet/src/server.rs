@@ -141,30 +141,36 @@ async fn logs<R: Runtime>(
             return;
         }
         let mut reader = BufReader::new(file);
+        // A line is sent once whole: a read may end in the middle of one.
         let mut line = String::new();
+        let mut ended = false;
         loop {
-            line.clear();
             match reader.read_line(&mut line).await {
-                Ok(0) => {
-                    // Nothing new: stop once the container has ended.
-                    let running = kubelet
-                        .runtime
-                        .list_containers()
-                        .iter()
-                        .any(|c| c.id == id && matches!(c.state, Run::Running { .. }));
-                    if !running || tx.is_closed() {
-                        return;
-                    }
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
                 Ok(_) if line.ends_with('\n') => {
                     if let Some(out) = render(line.trim_end_matches('\n'), timestamps) {
                         if tx.send(Ok(Bytes::from(out))).await.is_err() {
                             return;
                         }
                     }
+                    line.clear();
                 }
-                Ok(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+                Ok(_) if ended => return, // Drained after the container ended.
+                Ok(_) => {
+                    // Nothing more for now: after the container ends, one last
+                    // read takes what it wrote just before.
+                    let running = kubelet
+                        .runtime
+                        .list_containers()
+                        .iter()
+                        .any(|c| c.id == id && matches!(c.state, Run::Running { .. }));
+                    if tx.is_closed() {
+                        return;
+                    }
+                    ended = !running;
+                    if running {
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                }
                 Err(_) => return,
             }
         }

@@ -453,3 +453,27 @@ spec:
     assert_eq!(std::fs::read_to_string(flags.join("prestop")).unwrap(), "stopping\n");
     env.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn following_logs_streams_until_the_container_ends() {
+    let env = Env::start().await;
+    env.apply(&format!(
+        r#"{{"apiVersion": "v1", "kind": "Pod", "metadata": {{"name": "talker", "namespace": "default"}},
+            "spec": {{"nodeName": "{NODE}", "restartPolicy": "Never",
+                     "containers": [{{"name": "c", "image": "busybox", "command": ["sh", "-c", "echo first; sleep 2; echo second"]}}]}}}}"#
+    ))
+    .await;
+    wait_for("talker running", T, || async {
+        let pod = env.pods().get("talker").await.ok()?;
+        (pod.status?.phase.as_deref() == Some("Running")).then_some(())
+    })
+    .await;
+    let started = std::time::Instant::now();
+    let out = env.cluster.must(&["logs", "-f", "talker"]).await;
+    assert_eq!(out, "first\nsecond\n");
+    assert!(
+        started.elapsed() >= Duration::from_millis(500),
+        "follow waited for the second line"
+    );
+    env.stop().await;
+}
