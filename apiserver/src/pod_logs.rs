@@ -96,6 +96,8 @@ pub async fn proxy(app: &App, info: &RequestInfo, query: &Query) -> Result<Respo
     let port = node["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"]
         .as_u64()
         .unwrap_or(10250);
+    let port =
+        u16::try_from(port).map_err(|_| ApiError::unavailable(format!("node {node_name} has kubelet port {port}")))?;
     let mut path = format!("/containerLogs/{namespace}/{name}/{container}");
     let params: Vec<String> = FORWARDED
         .iter()
@@ -118,16 +120,17 @@ pub async fn proxy(app: &App, info: &RequestInfo, query: &Query) -> Result<Respo
     };
     let tcp = tokio::time::timeout(
         std::time::Duration::from_secs(10),
-        tokio::net::TcpStream::connect((address.as_str(), port as u16)),
+        tokio::net::TcpStream::connect((address.as_str(), port)),
     )
     .await
     .map_err(|_| unreachable("timed out".into()))?
     .map_err(|e| unreachable(e.to_string()))?;
     let server_name =
         rustls::pki_types::ServerName::try_from(node_name.to_string()).map_err(|e| unreachable(e.to_string()))?;
-    let stream = tokio_rustls::TlsConnector::from(tls)
-        .connect(server_name, tcp)
+    let handshake = tokio_rustls::TlsConnector::from(tls).connect(server_name, tcp);
+    let stream = tokio::time::timeout(std::time::Duration::from_secs(10), handshake)
         .await
+        .map_err(|_| unreachable("the TLS handshake timed out".into()))?
         .map_err(|e| unreachable(e.to_string()))?;
     let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
@@ -139,9 +142,10 @@ pub async fn proxy(app: &App, info: &RequestInfo, query: &Query) -> Result<Respo
         .header(header::HOST, node_name)
         .body(http_body_util::Empty::<axum::body::Bytes>::new())
         .map_err(|e| ApiError::internal(e.to_string()))?;
-    let response = sender
-        .send_request(request)
+    // The response head within 30 s; the body (a follow) may stream for ever.
+    let response = tokio::time::timeout(std::time::Duration::from_secs(30), sender.send_request(request))
         .await
+        .map_err(|_| unreachable("no response within 30s".into()))?
         .map_err(|e| unreachable(e.to_string()))?;
     let status = response.status();
     let body = Body::new(response.into_body());

@@ -264,7 +264,13 @@ impl<R: Runtime> Kubelet<R> {
             let finished_ago =
                 Duration::from_secs(u64::try_from(crate::runtime::shim::now_seconds() - finished_at).unwrap_or(0));
             let finished = Instant::now().checked_sub(finished_ago).unwrap_or_else(Instant::now);
-            if let Some((left, delay)) = self.backoff.wait(&uid, &spec.name, finished) {
+            // A container that ran long enough restarts at once (its back-off resets).
+            let waiting_out = if ran >= BACKOFF_RESET {
+                None
+            } else {
+                self.backoff.wait(&uid, &spec.name, finished)
+            };
+            if let Some((left, delay)) = waiting_out {
                 // The whole delay, as upstream says it: a message that changed
                 // every second would rewrite the status every second.
                 let message = format!(

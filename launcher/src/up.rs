@@ -152,9 +152,10 @@ async fn get(tls: &Arc<rustls::ClientConfig>, port: u16, path: &str) -> Option<(
     .ok()?
     .ok()?;
     let name = rustls::pki_types::ServerName::try_from("127.0.0.1").ok()?;
-    let mut stream = tokio_rustls::TlsConnector::from(tls.clone())
-        .connect(name, tcp)
+    let handshake = tokio_rustls::TlsConnector::from(tls.clone()).connect(name, tcp);
+    let mut stream = tokio::time::timeout(Duration::from_secs(5), handshake)
         .await
+        .ok()?
         .ok()?;
     let request =
         format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nAccept: application/json\r\n\r\n");
