@@ -85,13 +85,7 @@ impl ProcessRuntime {
         let config: ContainerConfig = read_json(&dir.join(shim::CONFIG))?;
         let log_path = self.log_path(&config);
         let state = if let Some(exit) = read_json::<Exit>(&dir.join(shim::EXIT)) {
-            State::Exited {
-                exit_code: exit.exit_code,
-                started_at: exit.started_at,
-                finished_at: exit.finished_at,
-                reason: exit.reason,
-                message: exit.message,
-            }
+            State::from(exit)
         } else if let Some(started) = read_json::<Started>(&dir.join(shim::PID)) {
             // A shim still alive is about to write the exit: not over yet.
             if started.process_alive() || started.shim_alive() {
@@ -150,13 +144,7 @@ impl ProcessRuntime {
         if let Ok(bytes) = serde_json::to_vec(&exit) {
             let _ = shim::write_atomic(&dir.join(shim::EXIT), &bytes);
         }
-        State::Exited {
-            exit_code: exit.exit_code,
-            started_at: exit.started_at,
-            finished_at: exit.finished_at,
-            reason: exit.reason,
-            message: exit.message,
-        }
+        State::from(exit)
     }
 
     fn exited(&self, id: &str) -> bool {

@@ -35,6 +35,18 @@ pub struct Exit {
     pub message: Option<String>,
 }
 
+impl From<Exit> for super::State {
+    fn from(exit: Exit) -> Self {
+        super::State::Exited {
+            exit_code: exit.exit_code,
+            started_at: exit.started_at,
+            finished_at: exit.finished_at,
+            reason: exit.reason,
+            message: exit.message,
+        }
+    }
+}
+
 /// The pid and the process's start time (clock ticks since boot, from
 /// /proc), which tells a live container from a reused pid.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
