@@ -11,5 +11,6 @@
 //!   them ([`pki::authority`]), and writing key material safely
 //!   ([`pki::files`]).
 
+pub mod image;
 pub mod pki;
 pub mod up;

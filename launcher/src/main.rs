@@ -43,10 +43,31 @@ enum Command {
         #[arg(long, default_value = "./kubernate")]
         dir: PathBuf,
     },
+    /// The local image store the kubelets' process runtime reads.
+    Image {
+        #[command(subcommand)]
+        command: ImageCommand,
+    },
     /// Certificates and kubeconfigs for a cluster.
     Pki {
         #[command(subcommand)]
         command: PkiCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ImageCommand {
+    /// Load a `docker save` archive or an OCI image layout archive.
+    Import {
+        file: PathBuf,
+        /// The image store (default: the one `kubernate up --dir ./kubernate` uses).
+        #[arg(long, default_value = "./kubernate/images")]
+        store: PathBuf,
+    },
+    /// The images in the store.
+    List {
+        #[arg(long, default_value = "./kubernate/images")]
+        store: PathBuf,
     },
 }
 
@@ -121,7 +142,7 @@ fn up_or_down(command: Command) -> ExitCode {
             }
         }
         Command::Down { dir } => kubernate::up::down(&dir),
-        Command::Pki { .. } => return ExitCode::FAILURE,
+        Command::Pki { .. } | Command::Image { .. } => return ExitCode::FAILURE,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -132,10 +153,32 @@ fn up_or_down(command: Command) -> ExitCode {
     }
 }
 
+fn image(command: ImageCommand) -> ExitCode {
+    match command {
+        ImageCommand::Import { file, store } => match kubernate::image::import(&file, &store) {
+            Ok(name) => {
+                println!("imported {name} into {}", store.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("kubernate: importing {}: {e}", file.display());
+                ExitCode::FAILURE
+            }
+        },
+        ImageCommand::List { store } => {
+            for name in kubernate::image::list(&store) {
+                println!("{name}");
+            }
+            ExitCode::SUCCESS
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         command @ (Command::Up { .. } | Command::Down { .. }) => return up_or_down(command),
+        Command::Image { command } => return image(command),
         Command::Pki { command } => match command {
             PkiCommand::Init {
                 dir,
