@@ -205,8 +205,10 @@ fn describe(unpacked: &Path) -> Result<(String, Value, Vec<PathBuf>), Error> {
 
 /// Imports an archive into the store; returns the image's name.
 pub fn import(archive: &Path, store: &Path) -> Result<String, Error> {
-    let scratch = tempfile::tempdir_in(store.parent().unwrap_or(Path::new("/tmp")))
-        .map_err(io("creating a scratch directory"))?;
+    // Scratch space inside the store, so the final rename stays on one
+    // filesystem (its directory has no image.json, so it never lists).
+    std::fs::create_dir_all(store).map_err(io(format!("creating {}", store.display())))?;
+    let scratch = tempfile::tempdir_in(store).map_err(io("creating a scratch directory"))?;
     let unpacked = scratch.path().join("archive");
     untar(archive, &unpacked)?;
     let (name, config, layers) = describe(&unpacked)?;

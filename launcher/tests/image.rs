@@ -52,7 +52,8 @@ fn a_docker_save_archive_becomes_one_root_filesystem() {
     let archive = w.join("tool.tar");
     tar(&save, &archive);
 
-    let store = w.join("store");
+    // A store whose parent does not exist yet.
+    let store = w.join("cluster/images");
     let out = Command::new(env!("CARGO_BIN_EXE_kubernate"))
         .args(["image", "import"])
         .arg(&archive)
