@@ -116,6 +116,14 @@ impl Up {
         out
     }
 
+    /// `kubectl create deployment NAME --image=busybox --replicas=N -- COMMAND…`.
+    pub async fn create_deployment(&self, name: &str, replicas: u32, command: &[&str]) {
+        let replicas = format!("--replicas={replicas}");
+        let mut args = vec!["create", "deployment", name, "--image=busybox", replicas.as_str(), "--"];
+        args.extend_from_slice(command);
+        self.must(&args).await;
+    }
+
     pub async fn json(&self, args: &[&str]) -> serde_json::Value {
         let out = self.must(args).await;
         serde_json::from_str(&out).unwrap_or_else(|e| panic!("kubectl {args:?}: not JSON ({e}): {out}"))

@@ -16,18 +16,8 @@ async fn ready_pods(up: &Up, selector: &str, n: usize) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deployment_runs_scales_rolls_out_and_goes() {
     let up = Up::start(1);
-    up.must(&[
-        "create",
-        "deployment",
-        "web",
-        "--image=busybox",
-        "--replicas=3",
-        "--",
-        "sh",
-        "-c",
-        "echo serving; sleep 3600",
-    ])
-    .await;
+    up.create_deployment("web", 3, &["sh", "-c", "echo serving; sleep 3600"])
+        .await;
     ready_pods(&up, "app=web", 3).await;
     let logs = up.must(&["logs", "deployment/web"]).await;
     assert_eq!(logs, "serving\n");
@@ -88,17 +78,7 @@ async fn a_crashing_container_shows_crash_loop_back_off() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stopping_and_starting_the_cluster_keeps_objects_and_running_pods() {
     let up = Up::start(2);
-    up.must(&[
-        "create",
-        "deployment",
-        "keep",
-        "--image=busybox",
-        "--replicas=2",
-        "--",
-        "sleep",
-        "3600",
-    ])
-    .await;
+    up.create_deployment("keep", 2, &["sleep", "3600"]).await;
     up.must(&["create", "configmap", "settings", "--from-literal=a=1"])
         .await;
     ready_pods(&up, "app=keep", 2).await;
@@ -163,17 +143,7 @@ async fn prometheus_scrapes_every_component() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_components_come_back_and_the_cluster_converges() {
     let up = Up::start(1);
-    up.must(&[
-        "create",
-        "deployment",
-        "steady",
-        "--image=busybox",
-        "--replicas=2",
-        "--",
-        "sleep",
-        "3600",
-    ])
-    .await;
+    up.create_deployment("steady", 2, &["sleep", "3600"]).await;
     ready_pods(&up, "app=steady", 2).await;
     let before = up.pods("app=steady").await;
     let ids = |pods: &[serde_json::Value]| {
@@ -214,17 +184,7 @@ async fn killed_components_come_back_and_the_cluster_converges() {
         up.kubectl(&["get", "nodes"]).await.0.then_some(())
     })
     .await;
-    up.must(&[
-        "create",
-        "deployment",
-        "later",
-        "--image=busybox",
-        "--replicas=2",
-        "--",
-        "sleep",
-        "3600",
-    ])
-    .await;
+    up.create_deployment("later", 2, &["sleep", "3600"]).await;
     ready_pods(&up, "app=later", 2).await;
     up.must(&["scale", "deployment/steady", "--replicas=3"]).await;
     ready_pods(&up, "app=steady", 3).await;

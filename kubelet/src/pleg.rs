@@ -29,10 +29,10 @@ pub async fn run<R: Runtime>(kubelet: Arc<Kubelet<R>>, stop: CancellationToken) 
     let mut last: HashMap<String, (String, String)> = HashMap::new();
     loop {
         let started = Instant::now();
-        let now: HashMap<String, (String, String)> = kubelet
-            .runtime
-            .list_containers()
-            .into_iter()
+        // One listing per relist serves both the diff and the metrics.
+        let containers = kubelet.runtime.list_containers();
+        let now: HashMap<String, (String, String)> = containers
+            .iter()
             .map(|c| (c.id.clone(), (c.config.pod_uid.clone(), fingerprint(&c.state))))
             .collect();
         let mut changed: Vec<String> = now
@@ -50,7 +50,7 @@ pub async fn run<R: Runtime>(kubelet: Arc<Kubelet<R>>, stop: CancellationToken) 
         for uid in changed {
             kubelet.workers.dispatch(&kubelet, &uid);
         }
-        kubelet.metrics.update_running(&kubelet.runtime.list_containers());
+        kubelet.metrics.update_running(&containers);
         kubelet.metrics.relist_duration.observe(started.elapsed().as_secs_f64());
         last = now;
         tokio::select! {

@@ -185,7 +185,7 @@ impl<R: Runtime> Kubelet<R> {
         let next = self.start_containers(&pod, &mut waiting).await;
         let containers = self.containers_of(uid);
         self.write_status(&pod, &containers, &waiting, &ip).await?;
-        self.collect_dead(uid, &containers);
+        self.collect_dead(&containers);
         Ok(next)
     }
 
@@ -381,7 +381,7 @@ impl<R: Runtime> Kubelet<R> {
 
     /// Keeps the newest two attempts of each container (the second is
     /// lastState); removes older ones.
-    fn collect_dead(&self, uid: &str, containers: &[ContainerStatus]) {
+    fn collect_dead(&self, containers: &[ContainerStatus]) {
         let mut by_name: HashMap<&str, Vec<&ContainerStatus>> = HashMap::new();
         for c in containers {
             by_name.entry(c.config.name.as_str()).or_default().push(c);
@@ -394,7 +394,6 @@ impl<R: Runtime> Kubelet<R> {
                 }
             }
         }
-        let _ = uid;
     }
 
     async fn write_status(

@@ -58,6 +58,18 @@ pub struct Options {
 }
 
 impl Options {
+    /// Refuses a port offset that would push some port past 65535.
+    fn check(&self) -> Result<(), Error> {
+        let highest = 11250u32 + self.nodes + u32::from(self.port_offset);
+        if highest > u32::from(u16::MAX) {
+            return Err(Error::Setup(format!(
+                "--port-offset {} with {} node(s) needs port {highest}, above 65535",
+                self.port_offset, self.nodes
+            )));
+        }
+        Ok(())
+    }
+
     fn port(&self, base: u16) -> u16 {
         base + self.port_offset
     }
@@ -289,8 +301,8 @@ fn components(opts: &Options) -> Result<Vec<Component>, Error> {
     let logs = opts.dir.join("logs");
     let s = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
     let (store, peer, metrics) = (opts.port(2379), opts.port(2380), opts.port(2381));
-    let list = vec![
-        ("store", "kubernate-store", {
+    let mut list: Vec<(String, &str, Vec<String>)> = vec![
+        ("store".to_string(), "kubernate-store", {
             let mut a = s(&["--name", "store-0", "--data-dir"]);
             a.push(opts.dir.join("store").to_string_lossy().to_string());
             a.extend(s(&["--listen-client-urls", &format!("https://127.0.0.1:{store}")]));
@@ -316,7 +328,7 @@ fn components(opts: &Options) -> Result<Vec<Component>, Error> {
             a
         }),
         (
-            "apiserver",
+            "apiserver".to_string(),
             "kubernate-apiserver",
             s(&[
                 "--etcd-servers",
@@ -344,7 +356,7 @@ fn components(opts: &Options) -> Result<Vec<Component>, Error> {
             ]),
         ),
         (
-            "controller-manager",
+            "controller-manager".to_string(),
             "kubernate-controller-manager",
             s(&[
                 "--kubeconfig",
@@ -356,7 +368,7 @@ fn components(opts: &Options) -> Result<Vec<Component>, Error> {
             ]),
         ),
         (
-            "scheduler",
+            "scheduler".to_string(),
             "kubernate-scheduler",
             s(&[
                 "--kubeconfig",
@@ -366,7 +378,6 @@ fn components(opts: &Options) -> Result<Vec<Component>, Error> {
             ]),
         ),
     ];
-    let mut list: Vec<(String, &str, Vec<String>)> = list.into_iter().map(|(n, b, a)| (n.to_string(), b, a)).collect();
     for (i, node) in opts.node_names().iter().enumerate() {
         let port = opts.port(10260) + u16::try_from(i).unwrap_or(0);
         let root = opts.dir.join("nodes").join(node);
@@ -466,6 +477,7 @@ scrape_configs:
 
 /// Runs the cluster in the foreground until SIGINT or SIGTERM.
 pub async fn run(opts: Options) -> Result<(), Error> {
+    opts.check()?;
     std::fs::create_dir_all(opts.dir.join("logs")).map_err(io(format!("creating {}", opts.dir.display())))?;
     if let Some(pid) = running_pid(&opts.dir) {
         if u32::try_from(pid).ok() != Some(std::process::id()) {
@@ -590,6 +602,7 @@ async fn supervise(opts: &Options, stop: &tokio_util::sync::CancellationToken) -
 /// `up --detach`: runs the supervisor in the background and returns when
 /// the cluster is ready (or the supervisor failed).
 pub fn detach(opts: &Options, args: &[String]) -> Result<(), Error> {
+    opts.check()?;
     std::fs::create_dir_all(opts.dir.join("logs")).map_err(io(format!("creating {}", opts.dir.display())))?;
     if let Some(pid) = running_pid(&opts.dir) {
         return Err(Error::Setup(format!(
