@@ -45,7 +45,7 @@ impl Up {
 
     fn start_again(mut self) -> Up {
         for _ in 0..50 {
-            let offset = 1000 + fastrand_offset();
+            let offset = fastrand_offset();
             if PORTS.iter().all(|p| free(p + offset)) {
                 self.offset = offset;
                 break;
@@ -70,10 +70,11 @@ impl Up {
             .unwrap();
         assert!(
             out.status.success(),
-            "kubernate up failed: {}{}\n{}",
+            "kubernate up failed: {}{}\n{}\n--- components ---\n{}",
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr),
-            self.log("up")
+            self.log("up"),
+            self.log_tails()
         );
     }
 
@@ -91,6 +92,21 @@ impl Up {
 
     pub fn kubeconfig(&self) -> PathBuf {
         self.dir.path().join("pki").join("admin.kubeconfig")
+    }
+
+    /// The last lines of every component's log, for a failure message.
+    pub fn log_tails(&self) -> String {
+        let Ok(entries) = std::fs::read_dir(self.dir.path().join("logs")) else {
+            return String::new();
+        };
+        let mut out = String::new();
+        for e in entries.filter_map(|e| e.ok()) {
+            let text = std::fs::read_to_string(e.path()).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            let tail = lines[lines.len().saturating_sub(15)..].join("\n");
+            out.push_str(&format!("== {} ==\n{tail}\n", e.file_name().to_string_lossy()));
+        }
+        out
     }
 
     pub fn log(&self, component: &str) -> String {
@@ -151,12 +167,18 @@ impl Drop for Up {
 }
 
 /// A pseudo-random port offset from the clock and pid (no extra crate).
+///
+/// Offsets are multiples of 500 from 1000 to 20500: no difference between
+/// two of them equals a difference between two of `up`'s ports, so two
+/// clusters started at once never pick each other's ports, and every port
+/// stays below the ephemeral range (32768) other tests' connections use.
 fn fastrand_offset() -> u16 {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.subsec_nanos())
         .unwrap_or(0);
-    u16::try_from((nanos ^ std::process::id().wrapping_mul(2654435761)) % 40_000).unwrap_or(0)
+    let slot = (nanos ^ std::process::id().wrapping_mul(2654435761)) % 40;
+    u16::try_from(1000 + 500 * slot).unwrap_or(1000)
 }
 
 /// Whether a pod is Running with every container ready.
