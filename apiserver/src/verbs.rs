@@ -621,22 +621,47 @@ pub async fn patch(
     if info.subresource.as_deref() == Some("scale") {
         return crate::scale::patch(app, info, content_type, body, opts).await;
     }
-    let current = app
-        .storage
-        .get(info.key().as_bytes())
-        .await
-        .map_err(|e| storage_error(info, name(info), e))?;
-    let existing = parse_stored(info, &current)?;
     let schema = crate::types::find(info.resource.group, info.resource.version, info.resource.kind);
-    let patched = apply_patch(
-        info,
-        &existing,
-        content_type,
-        body,
-        schema.map(|t| t.schema_name.as_str()),
-    )?;
-    write_update(app, info, &existing, current.revision, patched, opts).await
+    // As kube-apiserver does: a patch is re-applied to the newest object when
+    // another writer got in between, unless the patch itself pinned a
+    // resourceVersion (the client's precondition, answered with the 409).
+    for _ in 0..PATCH_ATTEMPTS {
+        let current = app
+            .storage
+            .get(info.key().as_bytes())
+            .await
+            .map_err(|e| storage_error(info, name(info), e))?;
+        let existing = parse_stored(info, &current)?;
+        let patched = apply_patch(
+            info,
+            &existing,
+            content_type,
+            body,
+            schema.map(|t| t.schema_name.as_str()),
+        )?;
+        // A resourceVersion in the patch that is not the current one is a
+        // failed precondition.
+        if patched["metadata"]["resourceVersion"] != existing["metadata"]["resourceVersion"] {
+            return Err(ApiError::conflict(
+                info.resource.plural,
+                info.resource.group,
+                name(info),
+            ));
+        }
+        match write_update(app, info, &existing, current.revision, patched, opts).await {
+            Err(e) if e.code == 409 && e.reason == "Conflict" => continue,
+            other => return other,
+        }
+    }
+    Err(ApiError::conflict(
+        info.resource.plural,
+        info.resource.group,
+        name(info),
+    ))
 }
+
+/// How many times a patch is re-applied when the object keeps changing.
+const PATCH_ATTEMPTS: usize = 5;
 
 /// A patch of any type applied to `existing` (whose schema is `schema`).
 pub fn apply_patch(

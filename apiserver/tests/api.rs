@@ -1689,3 +1689,50 @@ async fn list_resource_version_matches_are_checked() {
     );
     c.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_patches_all_land_and_a_pinned_version_is_a_precondition() {
+    let c = Cluster::start("kubernate").await;
+    c.must(&["create", "configmap", "busy"]).await;
+    // Eight kubectl patches at once: each is re-applied to the newest object
+    // rather than refused, and none is lost.
+    let mut writers = tokio::task::JoinSet::new();
+    for i in 0..8 {
+        let mut cmd = tokio::process::Command::new("kubectl");
+        cmd.arg("--kubeconfig")
+            .arg(c.kubeconfig())
+            .args(["--server", &c.server]);
+        cmd.args([
+            "patch",
+            "configmap",
+            "busy",
+            "-p",
+            &format!(r#"{{"data": {{"k{i}": "v{i}"}}}}"#),
+        ]);
+        writers.spawn(async move { cmd.output().await.unwrap() });
+    }
+    while let Some(out) = writers.join_next().await {
+        let out = out.unwrap();
+        assert!(
+            out.status.success(),
+            "a concurrent patch failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let cm = c.json(&["get", "configmap", "busy", "-o", "json"]).await;
+    for i in 0..8 {
+        assert_eq!(cm["data"][format!("k{i}")], format!("v{i}"), "{cm}");
+    }
+    // A patch that names an old resourceVersion is refused, not re-applied.
+    let stale = r#"{"metadata": {"resourceVersion": "1"}, "data": {"late": "x"}}"#;
+    let (ok, _, err) = c
+        .kubectl(&["patch", "configmap", "busy", "--type=merge", "-p", stale], None)
+        .await;
+    assert!(
+        !ok && (err.contains("Conflict") || err.contains("the object has been modified")),
+        "{err}"
+    );
+    let cm = c.json(&["get", "configmap", "busy", "-o", "json"]).await;
+    assert!(cm["data"].get("late").is_none());
+    c.stop().await;
+}
