@@ -26,6 +26,7 @@
 
 pub mod flags;
 pub mod grpc;
+pub mod image_store;
 pub mod kubeconfig;
 pub mod metrics;
 pub mod serve;

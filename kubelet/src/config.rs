@@ -25,6 +25,10 @@ pub struct Config {
     /// Where pods' directories, container state and logs live.
     #[arg(long, default_value = "/var/lib/kubernate/kubelet")]
     pub root_dir: PathBuf,
+    /// The local image store (`kubernate image import --store`); a pod's
+    /// image must be there, or it waits in ErrImagePull.
+    #[arg(long, default_value = "/var/lib/kubernate/images")]
+    pub image_store: PathBuf,
     /// Extra node labels, `key=value,…`.
     #[arg(long, value_delimiter = ',')]
     pub node_labels: Vec<String>,

@@ -56,7 +56,7 @@ pub fn expand(text: &str, vars: &BTreeMap<String, String>) -> String {
 }
 
 /// A pod field by its `fieldRef.fieldPath`.
-fn field(pod: &Pod, path: &str) -> Option<String> {
+pub(crate) fn field(pod: &Pod, path: &str) -> Option<String> {
     let meta = &pod.metadata;
     let status = pod.status.as_ref();
     let bracket = |prefix: &str| path.strip_prefix(prefix).and_then(|r| r.strip_suffix("']"));
@@ -165,8 +165,65 @@ fn pick(
     }
 }
 
-/// The container's environment, in order, with references expanded.
-pub async fn resolve(client: &Client, pod: &Pod, container: &Container) -> Result<Vec<(String, String)>, ConfigError> {
+/// A container's resource by its `resourceFieldRef` (`limits.cpu`,
+/// `requests.memory`, …), divided by its divisor and rounded up, as the
+/// downward API gives it. An unset limit falls back to the request, then
+/// to 0 (upstream uses the node's allocatable).
+pub(crate) fn resource(
+    pod: &Pod,
+    default_container: Option<&str>,
+    selector: &k8s_openapi::api::core::v1::ResourceFieldSelector,
+) -> Result<String, String> {
+    use api::quantity::Quantity;
+    let name = selector
+        .container_name
+        .as_deref()
+        .filter(|n| !n.is_empty())
+        .or(default_container)
+        .ok_or_else(|| format!("resourceFieldRef {:?} needs a containerName", selector.resource))?;
+    let container = pod
+        .spec
+        .iter()
+        .flat_map(|s| s.containers.iter().chain(s.init_containers.iter().flatten()))
+        .find(|c| c.name == name)
+        .ok_or_else(|| format!("resourceFieldRef: no container {name:?}"))?;
+    let (kind, resource) = selector
+        .resource
+        .split_once('.')
+        .ok_or_else(|| format!("unsupported resource {:?}", selector.resource))?;
+    let resources = container.resources.clone().unwrap_or_default();
+    let (limits, requests) = (
+        resources.limits.unwrap_or_default(),
+        resources.requests.unwrap_or_default(),
+    );
+    let value = match kind {
+        "limits" => limits.get(resource).or_else(|| requests.get(resource)),
+        "requests" => requests.get(resource),
+        _ => return Err(format!("unsupported resource {:?}", selector.resource)),
+    };
+    let parse = |q: &str| Quantity::parse(q).map_err(|e| e.to_string());
+    let value = match value {
+        Some(v) => parse(&v.0)?.milli(),
+        None => 0,
+    };
+    let divisor = match &selector.divisor {
+        Some(d) => parse(&d.0)?.milli(),
+        None => 1000,
+    };
+    if divisor <= 0 {
+        return Err(format!("divisor of {:?} must be positive", selector.resource));
+    }
+    Ok(((value + divisor - 1) / divisor).to_string())
+}
+
+/// The container's environment, in order, with references expanded:
+/// PATH and HOSTNAME, then the image's `Env`, then `envFrom`, then `env`.
+pub async fn resolve(
+    client: &Client,
+    pod: &Pod,
+    container: &Container,
+    image_env: &[String],
+) -> Result<Vec<(String, String)>, ConfigError> {
     let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
     let mut sources = Sources {
         client,
@@ -190,6 +247,10 @@ pub async fn resolve(client: &Client, pod: &Pod, container: &Container) -> Resul
         }
         vars.insert(k, v);
     };
+    for entry in image_env {
+        let (k, v) = entry.split_once('=').unwrap_or((entry.as_str(), ""));
+        set(&mut vars, &mut order, k.to_string(), v.to_string());
+    }
     for from in container.env_from.iter().flatten() {
         let prefix = from.prefix.clone().unwrap_or_default();
         if let Some(r) = &from.config_map_ref {
@@ -217,6 +278,8 @@ pub async fn resolve(client: &Client, pod: &Pod, container: &Container) -> Resul
         } else if let Some(from) = &e.value_from {
             if let Some(f) = &from.field_ref {
                 field(pod, &f.field_path).unwrap_or_default()
+            } else if let Some(r) = &from.resource_field_ref {
+                resource(pod, Some(&container.name), r).map_err(ConfigError)?
             } else if let Some(k) = &from.config_map_key_ref {
                 let data = sources.configmap(&k.name).await?.map(configmap_data);
                 match pick(data, &k.name, &k.key, k.optional, "ConfigMap", namespace)? {
@@ -246,21 +309,96 @@ pub async fn resolve(client: &Client, pod: &Pod, container: &Container) -> Resul
         .collect())
 }
 
-/// command + args with `$(VAR)` expanded from the environment.
-pub fn argv(container: &Container, env: &[(String, String)]) -> Vec<String> {
+/// What the container runs, as Kubernetes combines the pod's `command`
+/// and `args` with the image's `Entrypoint` and `Cmd`: `command` replaces
+/// the entrypoint (and drops the image's Cmd), `args` replaces Cmd.
+/// `$(VAR)` is expanded in the pod's parts only.
+pub fn argv(container: &Container, env: &[(String, String)], image: &common::image_store::RunConfig) -> Vec<String> {
     let vars: BTreeMap<String, String> = env.iter().cloned().collect();
-    container
-        .command
-        .iter()
-        .flatten()
-        .chain(container.args.iter().flatten())
-        .map(|a| expand(a, &vars))
-        .collect()
+    let expanded = |list: &Vec<String>| list.iter().map(|a| expand(a, &vars)).collect::<Vec<_>>();
+    let command = container.command.as_ref().filter(|c| !c.is_empty());
+    let args = container.args.as_ref().filter(|a| !a.is_empty());
+    let mut argv = match command {
+        Some(c) => expanded(c),
+        None => image.entrypoint.clone().unwrap_or_default(),
+    };
+    match (args, command) {
+        (Some(a), _) => argv.extend(expanded(a)),
+        (None, None) => argv.extend(image.cmd.clone().unwrap_or_default()),
+        (None, Some(_)) => {}
+    }
+    argv
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn command_and_args_combine_with_the_image_as_kubernetes_does() {
+        use common::image_store::RunConfig;
+        let image = RunConfig {
+            entrypoint: Some(vec!["/entry".into()]),
+            cmd: Some(vec!["default".into()]),
+            ..Default::default()
+        };
+        let c = |command: Option<&[&str]>, args: Option<&[&str]>| Container {
+            command: command.map(|c| c.iter().map(|s| s.to_string()).collect()),
+            args: args.map(|a| a.iter().map(|s| s.to_string()).collect()),
+            ..Default::default()
+        };
+        let env = [("X".to_string(), "1".to_string())];
+        assert_eq!(argv(&c(None, None), &env, &image), ["/entry", "default"]);
+        assert_eq!(argv(&c(Some(&["sh"]), None), &env, &image), ["sh"]);
+        assert_eq!(argv(&c(None, Some(&["$(X)"])), &env, &image), ["/entry", "1"]);
+        assert_eq!(
+            argv(&c(Some(&["sh"]), Some(&["-c", "x"])), &env, &image),
+            ["sh", "-c", "x"]
+        );
+        assert!(argv(&c(None, None), &env, &RunConfig::default()).is_empty());
+    }
+
+    #[test]
+    fn resources_divide_and_round_up() {
+        use k8s_openapi::api::core::v1::{PodSpec, ResourceFieldSelector, ResourceRequirements};
+        use k8s_openapi::apimachinery::pkg::api::resource::Quantity as Q;
+        let pod = Pod {
+            spec: Some(PodSpec {
+                containers: vec![Container {
+                    name: "c".into(),
+                    resources: Some(ResourceRequirements {
+                        limits: Some(
+                            [
+                                ("cpu".to_string(), Q("250m".into())),
+                                ("memory".to_string(), Q("64Mi".into())),
+                            ]
+                            .into(),
+                        ),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let sel = |r: &str, d: Option<&str>| ResourceFieldSelector {
+            resource: r.into(),
+            divisor: d.map(|d| Q(d.into())),
+            container_name: None,
+        };
+        assert_eq!(resource(&pod, Some("c"), &sel("limits.cpu", None)).unwrap(), "1");
+        assert_eq!(
+            resource(&pod, Some("c"), &sel("limits.cpu", Some("1m"))).unwrap(),
+            "250"
+        );
+        assert_eq!(
+            resource(&pod, Some("c"), &sel("limits.memory", Some("1Mi"))).unwrap(),
+            "64"
+        );
+        assert_eq!(resource(&pod, Some("c"), &sel("requests.memory", None)).unwrap(), "0");
+        assert!(resource(&pod, None, &sel("limits.cpu", None)).is_err());
+    }
 
     #[test]
     fn references_expand_and_escape() {

@@ -6,10 +6,13 @@
 //!
 //! - [`runtime`]: the `Runtime` trait, the process runtime and its shim.
 //! - [`env`]: containers' environment (`valueFrom`, `envFrom`, `$(VAR)`).
+//! - [`container_config`]: a container's spec and image turned into what
+//!   the runtime runs; [`volumes`]: the pod's volumes.
 //! - [`prober`]: liveness, readiness and startup probes.
 //! - [`node_status`]: registration, Lease heartbeat, Node status.
 
 pub mod config;
+pub mod container_config;
 pub mod env;
 pub mod metrics;
 pub mod node_status;
@@ -20,6 +23,7 @@ pub mod resource_metrics;
 pub mod runtime;
 pub mod server;
 pub mod status;
+pub mod volumes;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -30,7 +34,7 @@ use k8s_openapi::api::core::v1::Pod;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::pod_workers::{Backoffs, PodWorkers};
+use crate::pod_workers::{Backoffs, ImagePulls, PodWorkers};
 use crate::runtime::process::ProcessRuntime;
 use crate::runtime::Runtime;
 
@@ -59,6 +63,11 @@ pub struct Kubelet<R: Runtime> {
     pub node_ip: String,
     pub workers: PodWorkers,
     pub backoff: Backoffs,
+    pub pulls: ImagePulls,
+    /// Where images are found (`kubernate image import` puts them there).
+    pub image_store: std::path::PathBuf,
+    /// Pods' directories are `<root_dir>/pods/<uid>`.
+    pub root_dir: std::path::PathBuf,
     pub probes: prober::Probes,
     pub metrics: metrics::Metrics,
     pub sync_period: Duration,
@@ -115,9 +124,13 @@ pub async fn run(config: Config, stop: CancellationToken) -> Result<(), Error> {
         resolved.server = server.clone();
     }
     let client = Client::from_resolved(&resolved)?;
-    if !rustix::process::getuid().is_root() {
+    if rustix::process::geteuid().is_root() {
+        let cgroups = runtime::cgroups::detect();
+        tracing::info!(cgroups = %cgroups.describe(), images = %config.image_store.display(),
+            "containers run isolated: own root filesystem and PID, mount, UTS and IPC namespaces");
+    } else {
         tracing::warn!(
-            "not running as root: containers run as plain processes of this user, without isolation or limits"
+            "not running as root: containers run as plain processes of this user, without their image's filesystem, namespaces or limits"
         );
     }
     let machine = node_status::Machine::measure(&config).map_err(Error::Config)?;
@@ -153,6 +166,9 @@ pub async fn run(config: Config, stop: CancellationToken) -> Result<(), Error> {
         node_ip,
         workers: PodWorkers::default(),
         backoff: Backoffs::default(),
+        pulls: ImagePulls::default(),
+        image_store: config.image_store.clone(),
+        root_dir: config.root_dir.clone(),
         probes: prober::Probes::default(),
         metrics,
         sync_period: config.sync_frequency,

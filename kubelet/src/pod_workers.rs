@@ -25,7 +25,7 @@ use k8s_openapi::api::core::v1::{Container, Pod};
 use serde_json::json;
 use tokio::sync::Notify;
 
-use crate::runtime::{ContainerConfig, ContainerStatus, Runtime, State};
+use crate::runtime::{ContainerStatus, Mount, Runtime, State};
 use crate::status::{self, Waiting};
 use crate::Kubelet;
 
@@ -35,6 +35,17 @@ const BACKOFF_MAX: Duration = Duration::from_secs(300);
 const BACKOFF_RESET: Duration = Duration::from_secs(600);
 /// Grace for containers of a pod that vanished from the API.
 const ORPHAN_GRACE: Duration = Duration::from_secs(2);
+/// How soon a container waiting for its volumes or config looks again.
+const CONFIG_RETRY: Duration = Duration::from_secs(5);
+
+/// What one sync of a pod prepared for all its containers.
+struct PodContext<'a> {
+    pod: &'a Arc<Pod>,
+    /// Volume host paths by name, or why they could not be set up.
+    volumes: Result<HashMap<String, std::path::PathBuf>, String>,
+    /// The pod's /etc/hosts, /etc/hostname and /etc/resolv.conf.
+    pod_files: Vec<Mount>,
+}
 
 /// Per container: how long the next restart waits, and from when.
 #[derive(Default)]
@@ -67,6 +78,35 @@ impl Backoffs {
     fn forget(&self, uid: &str) {
         let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         entries.retain(|(u, _), _| u != uid);
+    }
+}
+
+/// Per container: how many times its image was missing, for
+/// ErrImagePull then ImagePullBackOff with a delay doubling from 10 s to
+/// 5 min (the store is local, so a retry is only a look).
+#[derive(Default)]
+pub struct ImagePulls {
+    failures: Mutex<HashMap<(String, String), u32>>,
+}
+
+impl ImagePulls {
+    /// Counts a failure; returns (failures so far, when to look again).
+    fn failed(&self, uid: &str, name: &str) -> (u32, Duration) {
+        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        let n = failures.entry((uid.to_string(), name.to_string())).or_insert(0);
+        *n += 1;
+        let delay = BACKOFF_INITIAL * 2u32.saturating_pow(n.saturating_sub(1).min(5));
+        (*n, delay.min(BACKOFF_MAX))
+    }
+
+    fn succeeded(&self, uid: &str, name: &str) {
+        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        failures.remove(&(uid.to_string(), name.to_string()));
+    }
+
+    fn forget(&self, uid: &str) {
+        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        failures.retain(|(u, _), _| u != uid);
     }
 }
 
@@ -181,8 +221,19 @@ impl<R: Runtime> Kubelet<R> {
             .run_pod_sandbox(uid)
             .map_err(|e| client::Error::Config(e.to_string()))?;
         self.kill_unhealthy(&pod).await;
+        let pod_dir = self.pod_dir(uid);
+        let volumes = crate::volumes::set_up_all(&self.client, &pod, &pod_dir)
+            .await
+            .map_err(|e| e.to_string());
+        let pod_files = crate::container_config::pod_files(&pod, &pod_dir, &ip)
+            .map_err(|e| client::Error::Config(format!("writing the pod's files: {e}")))?;
+        let ctx = PodContext {
+            pod: &pod,
+            volumes,
+            pod_files,
+        };
         let mut waiting = Waiting::new();
-        let next = self.start_containers(&pod, &mut waiting).await;
+        let next = self.start_containers(&ctx, &mut waiting).await;
         let containers = self.containers_of(uid);
         self.write_status(&pod, &containers, &waiting, &ip).await?;
         self.collect_dead(&containers);
@@ -190,7 +241,8 @@ impl<R: Runtime> Kubelet<R> {
     }
 
     /// Starts what should run now; returns when to look again.
-    async fn start_containers(self: &Arc<Self>, pod: &Arc<Pod>, waiting: &mut Waiting) -> Next {
+    async fn start_containers(self: &Arc<Self>, ctx: &PodContext<'_>, waiting: &mut Waiting) -> Next {
+        let pod = ctx.pod;
         let uid = pod.metadata.uid.clone().unwrap_or_default();
         let spec = pod.spec.clone().unwrap_or_default();
         let policy = spec.restart_policy.clone().unwrap_or_else(|| "Always".into());
@@ -207,7 +259,7 @@ impl<R: Runtime> Kubelet<R> {
                 }
                 Some(State::Exited { .. }) if policy == "Never" => return next,
                 _ => {
-                    self.start_or_wait(pod, init, latest, latest.is_none(), waiting, &mut next)
+                    self.start_or_wait(ctx, init, latest, latest.is_none(), waiting, &mut next)
                         .await;
                     self.mark_waiting_apps(&spec.containers, waiting, "PodInitializing");
                     return next;
@@ -226,7 +278,7 @@ impl<R: Runtime> Kubelet<R> {
                 },
             };
             if restart {
-                self.start_or_wait(pod, c, latest, latest.is_none(), waiting, &mut next)
+                self.start_or_wait(ctx, c, latest, latest.is_none(), waiting, &mut next)
                     .await;
             }
         }
@@ -242,13 +294,14 @@ impl<R: Runtime> Kubelet<R> {
     /// Starts a container (again), unless its back-off still runs.
     async fn start_or_wait(
         self: &Arc<Self>,
-        pod: &Arc<Pod>,
+        ctx: &PodContext<'_>,
         spec: &Container,
         latest: Option<&ContainerStatus>,
         first: bool,
         waiting: &mut Waiting,
         next: &mut Next,
     ) {
+        let pod = ctx.pod;
         let uid = pod.metadata.uid.clone().unwrap_or_default();
         let attempt = latest.map_or(0, |l| l.config.attempt + 1);
         if let (
@@ -285,24 +338,54 @@ impl<R: Runtime> Kubelet<R> {
             }
             self.backoff.restarted(&uid, &spec.name, ran);
         }
-        let env = match crate::env::resolve(&self.client, pod, spec).await {
-            Ok(env) => env,
+        let mut config_error = |reason: &str, message: String, retry: Duration| {
+            waiting.insert(spec.name.clone(), (reason.to_string(), message));
+            *next = Next::After(retry);
+        };
+        let paths = match &ctx.volumes {
+            Ok(paths) => paths,
+            Err(e) => return config_error("ContainerCreating", e.clone(), CONFIG_RETRY),
+        };
+        let image_name = spec.image.clone().unwrap_or_default();
+        let image = match common::image_store::lookup(&self.image_store, &image_name) {
+            Ok(image) => {
+                self.pulls.succeeded(&uid, &spec.name);
+                image
+            }
             Err(e) => {
-                waiting.insert(spec.name.clone(), ("CreateContainerConfigError".into(), e.to_string()));
-                *next = Next::After(Duration::from_secs(5));
-                return;
+                let (failures, retry) = self.pulls.failed(&uid, &spec.name);
+                let (reason, message) = if failures == 1 {
+                    ("ErrImagePull", e.to_string())
+                } else {
+                    (
+                        "ImagePullBackOff",
+                        format!("Back-off pulling image {image_name:?}: {e}"),
+                    )
+                };
+                return config_error(reason, message, retry);
             }
         };
-        let config = ContainerConfig {
-            pod_uid: uid.clone(),
-            pod_namespace: pod.metadata.namespace.clone().unwrap_or_default(),
-            pod_name: pod.metadata.name.clone().unwrap_or_default(),
-            name: spec.name.clone(),
-            image: spec.image.clone().unwrap_or_default(),
-            argv: crate::env::argv(spec, &env),
+        let image_env = image.config.env.clone().unwrap_or_default();
+        let env = match crate::env::resolve(&self.client, pod, spec, &image_env).await {
+            Ok(env) => env,
+            Err(e) => return config_error("CreateContainerConfigError", e.to_string(), CONFIG_RETRY),
+        };
+        let mut mounts = ctx.pod_files.clone();
+        match crate::volumes::mounts_for(spec, paths, &env) {
+            Ok(m) => mounts.extend(m),
+            Err(e) => return config_error("CreateContainerConfigError", e.to_string(), CONFIG_RETRY),
+        }
+        let inputs = crate::container_config::Inputs {
+            pod,
+            spec,
+            image: &image,
             env,
-            working_dir: spec.working_dir.clone(),
+            mounts,
             attempt,
+        };
+        let config = match crate::container_config::build(inputs) {
+            Ok(config) => config,
+            Err(e) => return config_error("CreateContainerConfigError", e, CONFIG_RETRY),
         };
         let started = self
             .runtime
@@ -346,7 +429,19 @@ impl<R: Runtime> Kubelet<R> {
         let Some(hook) = spec.lifecycle.as_ref().and_then(|l| l.post_start.as_ref()) else {
             return;
         };
-        let Some(status) = self.runtime.list_containers().into_iter().find(|c| c.id == id) else {
+        // The hook runs once the container does (its shim says so shortly).
+        let mut status = None;
+        for _ in 0..200 {
+            match self.runtime.list_containers().into_iter().find(|c| c.id == id) {
+                Some(c) if matches!(c.state, State::Created) => {}
+                found => {
+                    status = found;
+                    break;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let Some(status) = status else {
             return;
         };
         if let Err(why) = crate::prober::run_hook(hook, spec, &status, &self.node_ip, Duration::from_secs(30)).await {
@@ -516,10 +611,16 @@ impl<R: Runtime> Kubelet<R> {
                 let _ = std::fs::remove_dir_all(dir);
             }
         }
+        crate::volumes::tear_down(&self.pod_dir(uid));
         let _ = self.runtime.remove_pod_sandbox(uid);
         self.backoff.forget(uid);
+        self.pulls.forget(uid);
         self.start_times.lock().unwrap_or_else(|p| p.into_inner()).remove(uid);
         self.seen.lock().unwrap_or_else(|p| p.into_inner()).remove(uid);
+    }
+
+    fn pod_dir(&self, uid: &str) -> std::path::PathBuf {
+        self.root_dir.join("pods").join(uid)
     }
 
     fn first_seen(&self, uid: &str) -> Instant {

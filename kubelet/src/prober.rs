@@ -130,19 +130,13 @@ async fn run_action(
     let work = async {
         if let Some(exec) = &probe.exec {
             let argv = exec.command.clone().unwrap_or_default();
-            let (program, args) = argv.split_first().ok_or("an exec probe needs a command")?;
-            let mut command = tokio::process::Command::new(program);
+            let program = argv.first().ok_or("an exec probe needs a command")?;
+            let mut command =
+                crate::runtime::process::exec_command(status, &argv).map_err(|e| format!("exec {program:?}: {e}"))?;
             command
-                .args(args)
-                .env_clear()
-                .envs(status.config.env.iter().map(|(k, v)| (k, v)))
-                .stdin(std::process::Stdio::null())
                 .stdout(std::process::Stdio::null())
                 .stderr(std::process::Stdio::null())
                 .kill_on_drop(true);
-            if let Some(wd) = status.config.working_dir.as_deref().filter(|w| !w.is_empty()) {
-                command.current_dir(wd);
-            }
             let code = command.status().await.map_err(|e| format!("exec {program:?}: {e}"))?;
             return if code.success() {
                 Ok(())

@@ -1,8 +1,8 @@
 //! `/metrics/resource`: the node's and each container's and pod's cpu and
 //! memory use, under the names metrics-server and `kubectl top` read
 //! (`node_cpu_usage_seconds_total`, `container_memory_working_set_bytes`,
-//! …). For the process runtime a container is its process group, so its
-//! use is the sum over the processes in that group, from /proc.
+//! …). An isolated container's use is its cgroup's; a plain process
+//! container's is the sum over its process group, from /proc.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -91,12 +91,18 @@ pub fn render(containers: &[ContainerStatus]) -> String {
     let _ = writeln!(out, "# TYPE node_memory_working_set_bytes gauge");
     let _ = writeln!(out, "node_memory_working_set_bytes {}", node_working_set().unwrap_or(0));
     let groups = by_group();
+    let cgroups = crate::runtime::cgroups::detect();
     let mut pods: HashMap<(String, String), (f64, u64)> = HashMap::new();
     let mut cpu_lines = String::new();
     let mut memory_lines = String::new();
     for c in containers {
         let State::Running { pid, .. } = c.state else { continue };
-        let (cpu, memory) = groups.get(&pid).copied().unwrap_or_default();
+        // An isolated container is its cgroup; a plain one its process group.
+        let (cpu, memory) = crate::runtime::process::isolates(&c.config)
+            .then(|| cgroups.usage(&c.config.pod_uid, &c.id))
+            .flatten()
+            .or_else(|| groups.get(&pid).copied())
+            .unwrap_or_default();
         let labels = format!(
             "container=\"{}\",namespace=\"{}\",pod=\"{}\"",
             c.config.name, c.config.pod_namespace, c.config.pod_name

@@ -33,6 +33,8 @@ impl Env {
         cluster.add_node(NODE);
         let client = Client::from_resolved(&cluster.admin_config()).unwrap();
         let root = cluster.dir.path().join("kubelet");
+        let images = cluster.dir.path().join("images");
+        testkit::import_busybox(&images);
         let pki = cluster.pki();
         let file = |f: &str| pki.join(f).to_str().unwrap().to_string();
         let (cert, key, ca) = (
@@ -50,6 +52,8 @@ impl Env {
                 NODE,
                 "--root-dir",
                 root.to_str().unwrap(),
+                "--image-store",
+                images.to_str().unwrap(),
                 "--node-ip",
                 "127.0.0.1",
                 "--capacity-cpu",
@@ -383,12 +387,14 @@ metadata: {{name: probed, namespace: default}}
 spec:
   nodeName: {NODE}
   terminationGracePeriodSeconds: 1
+  volumes: [{{name: flags, hostPath: {{path: "{f}", type: Directory}}}}]
   containers:
   - name: c
     image: busybox
     command: [sleep, "3600"]
-    readinessProbe: {{exec: {{command: [test, -f, "{f}/ready"]}}, periodSeconds: 1, failureThreshold: 1}}
-    livenessProbe: {{exec: {{command: [sh, -c, "test ! -f {f}/dead"]}}, periodSeconds: 1, failureThreshold: 2}}
+    volumeMounts: [{{name: flags, mountPath: /flags, readOnly: true}}]
+    readinessProbe: {{exec: {{command: [test, -f, /flags/ready]}}, periodSeconds: 1, failureThreshold: 1}}
+    livenessProbe: {{exec: {{command: [sh, -c, "test ! -f /flags/dead"]}}, periodSeconds: 1, failureThreshold: 2}}
 "#
     ))
     .await;
@@ -432,13 +438,15 @@ metadata: {{name: hooked, namespace: default}}
 spec:
   nodeName: {NODE}
   terminationGracePeriodSeconds: 5
+  volumes: [{{name: hooks, hostPath: {{path: "{f}"}}}}]
   containers:
   - name: c
     image: busybox
     command: [sleep, "3600"]
+    volumeMounts: [{{name: hooks, mountPath: /hooks}}]
     lifecycle:
-      postStart: {{exec: {{command: [sh, -c, "echo started > {f}/poststart"]}}}}
-      preStop: {{exec: {{command: [sh, -c, "echo stopping > {f}/prestop"]}}}}
+      postStart: {{exec: {{command: [sh, -c, "echo started > /hooks/poststart"]}}}}
+      preStop: {{exec: {{command: [sh, -c, "echo stopping > /hooks/prestop"]}}}}
 "#
     ))
     .await;
@@ -476,4 +484,286 @@ async fn following_logs_streams_until_the_container_ends() {
         "follow waited for the second line"
     );
     env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn volumes_hold_their_files_with_their_modes_and_follow_updates() {
+    let env = Env::start().await;
+    let host = flag_dir(&env, "host");
+    std::fs::write(host.join("note"), "from the host").unwrap();
+    let h = host.to_str().unwrap();
+    env.apply(&format!(
+        r#"
+apiVersion: v1
+kind: ConfigMap
+metadata: {{name: conf, namespace: default}}
+data: {{greeting: hello, other: x}}
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: creds, namespace: default}}
+stringData: {{password: s3cret}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: vols, namespace: default, labels: {{app: vols, tier: front-end}}}}
+spec:
+  nodeName: {NODE}
+  terminationGracePeriodSeconds: 1
+  volumes:
+  - {{name: conf, configMap: {{name: conf, items: [{{key: greeting, path: dir/greeting.txt, mode: 0400}}]}}}}
+  - {{name: creds, secret: {{secretName: creds, defaultMode: 0600}}}}
+  - name: info
+    downwardAPI:
+      items:
+      - {{path: labels, fieldRef: {{fieldPath: metadata.labels}}}}
+      - {{path: name, fieldRef: {{fieldPath: metadata.name}}}}
+      - {{path: mem, resourceFieldRef: {{containerName: c, resource: limits.memory, divisor: 1Mi}}}}
+  - name: both
+    projected:
+      sources:
+      - {{configMap: {{name: conf, items: [{{key: other, path: other}}]}}}}
+      - {{secret: {{name: creds}}}}
+  - {{name: scratch, emptyDir: {{medium: Memory, sizeLimit: 8Mi}}}}
+  - {{name: host, hostPath: {{path: "{h}", type: Directory}}}}
+  containers:
+  - name: c
+    image: busybox
+    resources: {{limits: {{memory: 64Mi}}}}
+    command: [sh, -c]
+    args:
+    - |
+      stat -L -c 'mode %a %n' /conf/dir/greeting.txt /creds/password
+      echo "greeting=$(cat /conf/dir/greeting.txt) password=$(cat /creds/password)"
+      echo "both=$(cat /both/other)/$(cat /both/password)"
+      echo "name=$(cat /info/name) mem=$(cat /info/mem)"
+      cat /info/labels; echo
+      echo "host=$(cat /host/note)"
+      echo written > /host/from-pod
+      grep -q " /scratch tmpfs" /proc/mounts && echo scratch=tmpfs
+      while true; do echo "now=$(cat /conf/dir/greeting.txt)"; sleep 1; done
+    volumeMounts:
+    - {{name: conf, mountPath: /conf}}
+    - {{name: creds, mountPath: /creds, readOnly: true}}
+    - {{name: info, mountPath: /info}}
+    - {{name: both, mountPath: /both}}
+    - {{name: scratch, mountPath: /scratch}}
+    - {{name: host, mountPath: /host}}
+"#
+    ))
+    .await;
+    env.running("vols").await;
+    let logs = wait_for("the volume report", T, || async {
+        let logs = env.cluster.must(&["logs", "vols"]).await;
+        logs.contains("now=").then_some(logs)
+    })
+    .await;
+    for want in [
+        "mode 400 /conf/dir/greeting.txt",
+        "mode 600 /creds/password",
+        "greeting=hello password=s3cret",
+        "both=x/s3cret",
+        "name=vols mem=64",
+        "app=\"vols\"\ntier=\"front-end\"",
+        "host=from the host",
+        "scratch=tmpfs",
+    ] {
+        assert!(logs.contains(want), "{want:?} missing from:\n{logs}");
+    }
+    assert_eq!(std::fs::read_to_string(host.join("from-pod")).unwrap(), "written\n");
+    // A changed ConfigMap reaches the running container.
+    env.cluster
+        .must(&["patch", "configmap", "conf", "-p", r#"{"data":{"greeting":"bonjour"}}"#])
+        .await;
+    wait_for("the updated file", T, || async {
+        env.cluster
+            .must(&["logs", "vols", "--tail=1"])
+            .await
+            .contains("now=bonjour")
+            .then_some(())
+    })
+    .await;
+    // A missing ConfigMap keeps a pod in ContainerCreating, saying why.
+    env.apply(&format!(
+        r#"{{"apiVersion": "v1", "kind": "Pod", "metadata": {{"name": "nocm", "namespace": "default"}},
+            "spec": {{"nodeName": "{NODE}", "volumes": [{{"name": "v", "configMap": {{"name": "absent"}}}}],
+                     "containers": [{{"name": "c", "image": "busybox", "command": ["sleep", "60"],
+                                      "volumeMounts": [{{"name": "v", "mountPath": "/v"}}]}}]}}}}"#
+    ))
+    .await;
+    let waiting = wait_for("ContainerCreating with a reason", T, || async {
+        let pod = env.pods().get("nocm").await.ok()?;
+        pod.status?.container_statuses?.into_iter().next()?.state?.waiting
+    })
+    .await;
+    assert_eq!(waiting.reason.as_deref(), Some("ContainerCreating"));
+    let message = waiting.message.unwrap_or_default();
+    assert!(message.contains(r#"configmap "absent" not found"#), "{message}");
+    env.cluster
+        .must(&["delete", "pod", "vols", "nocm", "--wait=false"])
+        .await;
+    wait_for("the pods gone", T, || async {
+        env.pods().get_opt("vols").await.unwrap().is_none().then_some(())
+    })
+    .await;
+    let tmpfs_left = std::fs::read_to_string("/proc/self/mounts")
+        .unwrap()
+        .lines()
+        .any(|l| l.contains(env.root.to_str().unwrap()));
+    assert!(!tmpfs_left, "the memory-backed emptyDir is unmounted");
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn containers_are_isolated_and_a_memory_hog_is_oom_killed() {
+    if !rustix_is_root() {
+        eprintln!("skipped: isolation needs root");
+        return;
+    }
+    let env = Env::start().await;
+    let secret_path = env.cluster.dir.path().join("host-only");
+    std::fs::write(&secret_path, "host").unwrap();
+    env.apply(&format!(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: boxed, namespace: default}}
+spec:
+  nodeName: {NODE}
+  terminationGracePeriodSeconds: 30
+  containers:
+  - name: c
+    image: busybox
+    command: [sh, -c]
+    args:
+    - |
+      echo "host=$(hostname) pid=$$$$ procs=$(ls -d /proc/[0-9]* | wc -l)"
+      test -e {secret} && echo "sees the host" || echo "host files hidden"
+      touch /written-in-the-container
+      exec sleep 3600
+  - name: hog
+    image: busybox
+    resources: {{limits: {{memory: 32Mi, cpu: 200m}}}}
+    command: [sh, -c, "echo hogging; exec dd if=/dev/zero of=/dev/null bs=200M count=1"]
+"#,
+        secret = secret_path.display()
+    ))
+    .await;
+    let logs = wait_for("the isolation report", T, || async {
+        let logs = env.cluster.must(&["logs", "boxed", "-c", "c"]).await;
+        logs.contains("host files").then_some(logs)
+    })
+    .await;
+    assert!(logs.contains("host=boxed pid="), "{logs}");
+    let pid: u32 = logs
+        .split("pid=")
+        .nth(1)
+        .unwrap()
+        .split(char::is_whitespace)
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap_or_else(|_| panic!("{logs}"));
+    assert!(pid < 10, "the container has its own PID namespace: {logs}");
+    assert!(logs.contains("host files hidden"), "{logs}");
+    // The image is shared and never written: the write went to the
+    // container's own layer.
+    let image_root = env.cluster.dir.path().join("images/busybox_latest/rootfs");
+    assert!(image_root.join("bin/sh").exists());
+    assert!(!image_root.join("written-in-the-container").exists());
+
+    let hog = wait_for("the hog OOMKilled", T, || async {
+        let pod = env.pods().get("boxed").await.ok()?;
+        let statuses = pod.status?.container_statuses?;
+        let hog = statuses.into_iter().find(|c| c.name == "hog")?;
+        let terminated = hog
+            .last_state
+            .as_ref()
+            .and_then(|s| s.terminated.clone())
+            .or_else(|| hog.state.as_ref()?.terminated.clone())?;
+        Some(terminated)
+    })
+    .await;
+    assert_eq!(
+        (hog.reason.as_deref(), hog.exit_code),
+        (Some("OOMKilled"), 137),
+        "{hog:?}"
+    );
+    let hog_logs = env.cluster.must(&["logs", "boxed", "-c", "hog"]).await;
+    assert!(hog_logs.contains("hogging"), "{hog_logs}");
+
+    // SIGTERM reaches a command that runs as PID 2 under the init: a
+    // plain `sleep` stops at once, well within its 30 s grace.
+    let started = std::time::Instant::now();
+    env.cluster.must(&["delete", "pod", "boxed", "--wait=false"]).await;
+    wait_for("the pod gone", T, || async {
+        env.pods().get_opt("boxed").await.unwrap().is_none().then_some(())
+    })
+    .await;
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "took {:?}",
+        started.elapsed()
+    );
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_image_waits_in_image_pull_back_off_until_imported() {
+    let env = Env::start().await;
+    env.apply(&format!(
+        r#"{{"apiVersion": "v1", "kind": "Pod", "metadata": {{"name": "later", "namespace": "default"}},
+            "spec": {{"nodeName": "{NODE}", "terminationGracePeriodSeconds": 1,
+                     "containers": [{{"name": "c", "image": "example.com/tools:1.0"}}]}}}}"#
+    ))
+    .await;
+    let reason = |pod: Pod| -> Option<(String, String)> {
+        let waiting = pod.status?.container_statuses?.into_iter().next()?.state?.waiting?;
+        Some((waiting.reason?, waiting.message.unwrap_or_default()))
+    };
+    let (_, message) = wait_for("ErrImagePull", T, || async {
+        reason(env.pods().get("later").await.ok()?).filter(|(r, _)| r == "ErrImagePull")
+    })
+    .await;
+    assert!(
+        message.contains("example.com/tools:1.0") && message.contains("kubernate image import"),
+        "{message}"
+    );
+    wait_for("ImagePullBackOff", T, || async {
+        reason(env.pods().get("later").await.ok()?).filter(|(r, _)| r == "ImagePullBackOff")
+    })
+    .await;
+    // The image arrives (the busybox files under the wanted name): the pod
+    // starts with the image's default command (sh, which exits at once
+    // without input, so it restarts: a Terminated or back-off status).
+    let images = env.cluster.dir.path().join("images");
+    let status = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(images.join("busybox_latest"))
+        .arg(images.join("example.com_tools_1.0"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let meta = images.join("example.com_tools_1.0/image.json");
+    let text = std::fs::read_to_string(&meta)
+        .unwrap()
+        .replace("busybox:latest", "example.com/tools:1.0");
+    std::fs::write(&meta, text).unwrap();
+    wait_for("the container ran", Duration::from_secs(90), || async {
+        let pod = env.pods().get("later").await.ok()?;
+        let c = pod.status?.container_statuses?.into_iter().next()?;
+        let ran = c.state.as_ref()?.terminated.is_some()
+            || c.last_state.as_ref().and_then(|s| s.terminated.as_ref()).is_some()
+            || c.state.as_ref()?.running.is_some();
+        ran.then_some(())
+    })
+    .await;
+    env.stop().await;
+}
+
+fn rustix_is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
 }

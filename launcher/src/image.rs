@@ -8,12 +8,7 @@
 //! below, `.wh..wh..opq` empties its directory), so what is stored is the
 //! filesystem the container sees.
 //!
-//! Layout (one directory per image name, `/` and `:` escaped as `_`):
-//!
-//! ```text
-//! <store>/<name>/image.json   {"name": "busybox:latest", "config": {...}}
-//! <store>/<name>/rootfs/      the unpacked filesystem
-//! ```
+//! The store's layout is [`common::image_store`]'s.
 //!
 //! Tar archives are read with the system's `tar` (GNU tar detects
 //! compression), so nothing here parses tar by hand.
@@ -58,22 +53,7 @@ fn untar(archive: &Path, into: &Path) -> Result<(), Error> {
     }
 }
 
-/// The directory name of an image: `registry/app:1` → `registry_app_1`.
-pub fn dir_name(name: &str) -> String {
-    name.chars()
-        .map(|c| if c == '/' || c == ':' || c == '@' { '_' } else { c })
-        .collect()
-}
-
-/// A tag without one gets `:latest`.
-pub fn normalize(name: &str) -> String {
-    let last = name.rsplit('/').next().unwrap_or(name);
-    if last.contains(':') || name.contains('@') {
-        name.to_string()
-    } else {
-        format!("{name}:latest")
-    }
-}
+pub use common::image_store::{dir_name, list, normalize};
 
 /// Applies one unpacked layer's whiteouts to the rootfs, then removes the
 /// whiteout files themselves.
@@ -228,30 +208,4 @@ pub fn import(archive: &Path, store: &Path) -> Result<String, Error> {
     }
     std::fs::rename(&staging, &target).map_err(io(format!("storing {}", target.display())))?;
     Ok(name)
-}
-
-/// The names of the stored images.
-pub fn list(store: &Path) -> Vec<String> {
-    let Ok(entries) = std::fs::read_dir(store) else {
-        return Vec::new();
-    };
-    let mut names: Vec<String> = entries
-        .filter_map(|e| e.ok())
-        .filter_map(|e| read_json(&e.path().join("image.json")).ok())
-        .filter_map(|v| v["name"].as_str().map(str::to_string))
-        .collect();
-    names.sort();
-    names
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn names_are_normalized_and_escaped() {
-        assert_eq!(normalize("busybox"), "busybox:latest");
-        assert_eq!(normalize("registry:5000/app"), "registry:5000/app:latest");
-        assert_eq!(dir_name("registry:5000/app:1"), "registry_5000_app_1");
-    }
 }

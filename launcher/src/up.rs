@@ -388,6 +388,8 @@ fn components(opts: &Options) -> Result<Vec<Component>, Error> {
             node,
             "--root-dir",
             &root.to_string_lossy(),
+            "--image-store",
+            &opts.dir.join("images").to_string_lossy(),
             "--metrics-bind-address",
             &format!("127.0.0.1:{port}"),
             "--port",

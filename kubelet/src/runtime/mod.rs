@@ -4,8 +4,15 @@
 //! their status and log files. The kubelet's sync loop speaks only this
 //! trait; [`process`] implements it with plain Linux processes, and
 //! container-engine runtimes will implement it the same way.
+//!
+//! - [`process`]: the runtime; [`shim`]: the process watching each container.
+//! - [`init`]: the container's first process, inside its namespaces;
+//!   [`rootfs`]: the filesystem it builds there; [`cgroups`]: limits.
 
+pub mod cgroups;
+pub mod init;
 pub mod process;
+pub mod rootfs;
 pub mod shim;
 
 use std::path::PathBuf;
@@ -25,6 +32,44 @@ pub struct ContainerConfig {
     pub working_dir: Option<String>,
     /// The how-many-th start of this container in its pod (restartCount).
     pub attempt: i32,
+    /// The image's filesystem, mounts, host name, user and limits; applied
+    /// when the runtime can isolate (as root), ignored otherwise.
+    #[serde(default)]
+    pub isolation: Option<Isolation>,
+}
+
+/// How a container is set apart from the host.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Isolation {
+    /// The image's root filesystem: the read-only lower layer under the
+    /// container's own writable one.
+    pub rootfs: PathBuf,
+    /// Bind mounts (volumes, /etc/hosts, /etc/resolv.conf), in order.
+    pub mounts: Vec<Mount>,
+    /// The UTS namespace's host name (the pod's).
+    pub hostname: String,
+    /// User and group ids the process runs as (default: root).
+    pub user: Option<(u32, u32)>,
+    pub limits: Limits,
+}
+
+/// A host path bound into the container.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Mount {
+    pub source: PathBuf,
+    /// Absolute, inside the container.
+    pub target: String,
+    pub read_only: bool,
+}
+
+/// Resource limits, in the units cgroups take.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Limits {
+    /// cpu limit in millicores (a CFS quota).
+    pub cpu_limit_millis: Option<u64>,
+    /// cpu request in millicores (a CFS share weight).
+    pub cpu_request_millis: Option<u64>,
+    pub memory_limit_bytes: Option<u64>,
 }
 
 /// Where a container is in its life.

@@ -11,10 +11,16 @@
 //!                                       exit.json     how it ended
 //! logs/<namespace>_<pod>_<uid>/<container>/<attempt>.log
 //! pods/<pod uid>/                                     the sandbox's directory
+//!
+//! containers/<id>/cgroups.json, init-pid, init-error   an isolated container's
+//! containers/<id>/upper, work, rootfs                 its overlay (see rootfs)
 //! ```
 //!
-//! Not yet: the image's root filesystem, namespaces and cgroups (the
-//! processes run on the host as the kubelet's user).
+//! As root, each container is isolated: the shim starts it through
+//! `unshare` in new PID, mount, UTS and IPC namespaces, where its
+//! [init](super::init) joins its [cgroups](super::cgroups), builds its
+//! [root filesystem](super::rootfs) from the image and runs the command.
+//! Not as root, the command runs on the host as the kubelet's user.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -28,6 +34,47 @@ pub struct ProcessRuntime {
     /// The kubelet binary, which is also the shim.
     shim: PathBuf,
     ip: String,
+}
+
+/// Whether containers run isolated here (only root can).
+pub fn isolates(config: &ContainerConfig) -> bool {
+    config.isolation.is_some() && rustix::process::geteuid().is_root()
+}
+
+/// A command run inside a running container (exec probes and hooks, CRI's
+/// ExecSync): for an isolated container, `nsenter` into its namespaces,
+/// root and working directory; otherwise on the host in its working
+/// directory. Either way with the container's environment.
+pub fn exec_command(status: &ContainerStatus, argv: &[String]) -> std::io::Result<tokio::process::Command> {
+    let (program, args) = argv
+        .split_first()
+        .ok_or_else(|| std::io::Error::other("an exec needs a command"))?;
+    let mut command = match status.state {
+        State::Running { pid, .. } if isolates(&status.config) => {
+            let mut command = tokio::process::Command::new("nsenter");
+            command
+                .arg(format!("--target={pid}"))
+                .args(["--mount", "--uts", "--ipc", "--pid", "--root", "--wd", "--"])
+                .arg(program)
+                .args(args);
+            command
+        }
+        // Never on the host for a container meant to be isolated.
+        _ if isolates(&status.config) => return Err(std::io::Error::other("the container is not running")),
+        _ => {
+            let mut command = tokio::process::Command::new(program);
+            command.args(args);
+            if let Some(wd) = status.config.working_dir.as_deref().filter(|w| !w.is_empty()) {
+                command.current_dir(wd);
+            }
+            command
+        }
+    };
+    command
+        .env_clear()
+        .envs(status.config.env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null());
+    Ok(command)
 }
 
 fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Option<T> {
@@ -163,6 +210,7 @@ impl Runtime for ProcessRuntime {
     }
 
     fn remove_pod_sandbox(&self, pod_uid: &str) -> Result<()> {
+        super::cgroups::detect().remove_pod(pod_uid);
         match std::fs::remove_dir_all(self.pod_dir(pod_uid)) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
             _ => Ok(()),

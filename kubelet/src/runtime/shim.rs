@@ -131,44 +131,77 @@ pub async fn run(dir: PathBuf) -> std::io::Result<i32> {
     let log = Arc::new(Mutex::new(log));
     let started_at = now_seconds();
     let Some((program, args)) = config.argv.split_first() else {
-        let exit = Exit {
-            exit_code: 128,
-            started_at,
-            finished_at: now_seconds(),
-            reason: "ContainerCannotRun".into(),
-            message: Some("no command given and the image has no default".into()),
-        };
-        record_exit(&dir, &exit)?;
-        return Ok(128);
+        return cannot_run(&dir, started_at, "no command given and the image has no default".into());
     };
-    let mut command = tokio::process::Command::new(program);
+    let id = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
+    let isolation = config
+        .isolation
+        .as_ref()
+        .filter(|_| rustix::process::geteuid().is_root());
+    let cgroups = super::cgroups::detect();
+    let mut command = match isolation {
+        Some(isolation) => {
+            let dirs = cgroups
+                .create(&config.pod_uid, &id, &isolation.limits)
+                .and_then(|dirs| serde_json::to_vec(&dirs).map_err(std::io::Error::other))
+                .and_then(|bytes| write_atomic(&dir.join(super::init::CGROUPS), &bytes));
+            if let Err(e) = dirs {
+                return cannot_run(&dir, started_at, format!("creating the container's cgroup: {e}"));
+            }
+            let mut command = tokio::process::Command::new("unshare");
+            command
+                .args(["--pid", "--fork", "--kill-child", "--mount", "--uts", "--ipc"])
+                .args(["--propagation", "private", "--"])
+                .arg(std::env::current_exe()?)
+                .arg("init")
+                .arg("--dir")
+                .arg(&dir)
+                .env_clear();
+            command
+        }
+        None => {
+            let mut command = tokio::process::Command::new(program);
+            command
+                .args(args)
+                .env_clear()
+                .envs(config.env.iter().map(|(k, v)| (k, v)));
+            if let Some(wd) = config.working_dir.as_deref().filter(|w| !w.is_empty()) {
+                command.current_dir(wd);
+            }
+            command
+        }
+    };
     command
-        .args(args)
-        .env_clear()
-        .envs(config.env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         // Its own process group, so a stop reaches its children too.
         .process_group(0);
-    if let Some(wd) = config.working_dir.as_deref().filter(|w| !w.is_empty()) {
-        command.current_dir(wd);
-    }
     let mut child = match command.spawn() {
         Ok(c) => c,
-        Err(e) => {
-            let exit = Exit {
-                exit_code: 128,
-                started_at,
-                finished_at: now_seconds(),
-                reason: "ContainerCannotRun".into(),
-                message: Some(format!("exec: {program:?}: {e}")),
-            };
-            record_exit(&dir, &exit)?;
-            return Ok(128);
-        }
+        Err(e) => return cannot_run(&dir, started_at, format!("exec: {program:?}: {e}")),
     };
-    let pid = child.id().and_then(|p| i32::try_from(p).ok()).unwrap_or(0);
+    let mut pid = child.id().and_then(|p| i32::try_from(p).ok()).unwrap_or(0);
+    if isolation.is_some() {
+        // The container is its init, which says its pid once it runs.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            if let Some(p) = std::fs::read_to_string(dir.join(super::init::INIT_PID))
+                .ok()
+                .and_then(|t| t.trim().parse().ok())
+            {
+                pid = p;
+                break;
+            }
+            if matches!(child.try_wait(), Ok(Some(_))) || std::time::Instant::now() > deadline {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    }
     let shim_pid = i32::try_from(std::process::id()).unwrap_or(0);
     let started = Started {
         pid,
@@ -190,9 +223,12 @@ pub async fn run(dir: PathBuf) -> std::io::Result<i32> {
     }
     let status = child.wait().await?;
     // Children the process left behind go with it (they would hold the
-    // pipes open and the container would never be seen to end).
-    if let Some(group) = rustix::process::Pid::from_raw(pid) {
-        let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
+    // pipes open and the container would never be seen to end). An
+    // isolated container's are gone with its PID namespace.
+    if isolation.is_none() {
+        if let Some(group) = rustix::process::Pid::from_raw(pid) {
+            let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
+        }
     }
     for c in copies {
         let _ = tokio::time::timeout(std::time::Duration::from_secs(2), c).await;
@@ -204,13 +240,36 @@ pub async fn run(dir: PathBuf) -> std::io::Result<i32> {
         (None, Some(signal)) => (128 + signal, "Error"),
         (None, None) => (255, "Error"),
     };
-    let exit = Exit {
+    let mut exit = Exit {
         exit_code,
         started_at,
         finished_at: now_seconds(),
         reason: reason.into(),
         message: None,
     };
+    if isolation.is_some() {
+        let error = std::fs::read_to_string(dir.join(super::init::INIT_ERROR)).unwrap_or_default();
+        if exit_code == super::init::CANNOT_RUN && !error.trim().is_empty() {
+            exit.reason = "StartError".into();
+            exit.message = Some(error.trim().to_string());
+        } else if cgroups.oom_kills(&config.pod_uid, &id) > 0 {
+            exit.reason = "OOMKilled".into();
+        }
+        cgroups.remove(&config.pod_uid, &id);
+    }
     record_exit(&dir, &exit)?;
     Ok(exit_code)
+}
+
+/// Records that the container could not be started.
+fn cannot_run(dir: &Path, started_at: i64, message: String) -> std::io::Result<i32> {
+    let exit = Exit {
+        exit_code: super::init::CANNOT_RUN,
+        started_at,
+        finished_at: now_seconds(),
+        reason: "ContainerCannotRun".into(),
+        message: Some(message),
+    };
+    record_exit(dir, &exit)?;
+    Ok(super::init::CANNOT_RUN)
 }
