@@ -767,3 +767,45 @@ fn rustix_is_root() -> bool {
         .lines()
         .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_and_tcp_probes_reach_a_server_in_the_container() {
+    let env = Env::start().await;
+    let port = testkit::free_port();
+    env.apply(&format!(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: served, namespace: default}}
+spec:
+  nodeName: {NODE}
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: web
+    image: busybox
+    command: [sh, -c, "mkdir -p /www && sleep 2 && echo up > /www/ready.html && exec httpd -f -p 127.0.0.1:{port} -h /www"]
+    ports: [{{name: http, containerPort: {port}}}]
+    readinessProbe: {{httpGet: {{path: /ready.html, port: http}}, periodSeconds: 1}}
+    livenessProbe: {{tcpSocket: {{port: {port}}}, initialDelaySeconds: 3, periodSeconds: 1, failureThreshold: 3}}
+"#
+    ))
+    .await;
+    let pod = env.running("served").await;
+    let c = &pod.status.unwrap().container_statuses.unwrap()[0];
+    assert_eq!(c.restart_count, 0, "the tcp liveness probe passes");
+    // The page goes away: readiness fails, liveness (tcp) still passes.
+    let out = tokio::process::Command::new("nsenter")
+        .arg(format!("--target={}", container_pids(&env.root)[0]))
+        .args(["--mount", "--root", "--", "rm", "/www/ready.html"])
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    wait_for("not ready after a 404", T, || async {
+        let pod = env.pods().get("served").await.ok()?;
+        let c = pod.status?.container_statuses?.into_iter().next()?;
+        (!c.ready && c.restart_count == 0).then_some(())
+    })
+    .await;
+    env.stop().await;
+}

@@ -10,9 +10,13 @@
 //! liveness or startup probe kills the container, which then restarts as
 //! its restartPolicy says. Every change wakes the pod's worker.
 //!
-//! Actions: `exec` (the command, in the container's environment, exit code
-//! 0), `httpGet` (a status from 200 to 399; plain HTTP), `tcpSocket` (the
-//! port accepts a connection).
+//! Actions: `exec` (the command, inside the container, in its
+//! environment: exit code 0), [`httpGet`](http_get) (a status from 200 to
+//! 399; HTTP or unverified HTTPS), `tcpSocket` (the port accepts a
+//! connection), `grpc` (the gRPC Health service answers SERVING).
+
+mod grpc;
+mod http_get;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -20,7 +24,6 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{Container, Pod, Probe};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
 use crate::runtime::{ContainerStatus, Runtime, State};
@@ -153,38 +156,27 @@ async fn run_action(
             return Ok(());
         }
         if let Some(http) = &probe.http_get {
-            if http.scheme.as_deref() == Some("HTTPS") {
-                return Err("HTTPS probes are not supported by this kubelet yet".into());
-            }
             let host = http.host.clone().unwrap_or_else(|| pod_ip.to_string());
-            let port = port_of(&http.port)?;
-            let path = http.path.clone().unwrap_or_else(|| "/".into());
-            let mut stream = tokio::net::TcpStream::connect((host.as_str(), port))
-                .await
-                .map_err(|e| format!("Get \"http://{host}:{port}{path}\": {e}"))?;
-            let mut request = format!(
-                "GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUser-Agent: kube-probe/1.35\r\nConnection: close\r\n"
-            );
-            for h in http.http_headers.iter().flatten() {
-                request.push_str(&format!("{}: {}\r\n", h.name, h.value));
-            }
-            request.push_str("\r\n");
-            stream.write_all(request.as_bytes()).await.map_err(|e| e.to_string())?;
-            let mut head = vec![0u8; 64];
-            let n = stream.read(&mut head).await.map_err(|e| e.to_string())?;
-            let line = String::from_utf8_lossy(&head[..n]).to_string();
-            let code: u16 = line
-                .split_whitespace()
-                .nth(1)
-                .and_then(|c| c.parse().ok())
-                .ok_or("not an HTTP response")?;
-            return if (200..400).contains(&code) {
-                Ok(())
-            } else {
-                Err(format!("HTTP probe failed with statuscode: {code}"))
-            };
+            let headers: Vec<(String, String)> = http
+                .http_headers
+                .iter()
+                .flatten()
+                .map(|h| (h.name.clone(), h.value.clone()))
+                .collect();
+            return http_get::get(http_get::Request {
+                https: http.scheme.as_deref() == Some("HTTPS"),
+                host: &host,
+                port: port_of(&http.port)?,
+                path: http.path.as_deref().unwrap_or("/"),
+                headers: &headers,
+            })
+            .await;
         }
-        Err("the probe has no handler this kubelet supports (exec, httpGet, tcpSocket)".into())
+        if let Some(grpc) = &probe.grpc {
+            let port = u16::try_from(grpc.port).map_err(|_| format!("port {} out of range", grpc.port))?;
+            return grpc::check(pod_ip, port, grpc.service.clone().unwrap_or_default()).await;
+        }
+        Err("the probe has no handler this kubelet supports (exec, httpGet, tcpSocket, grpc)".into())
     };
     match tokio::time::timeout(timeout, work).await {
         Ok(r) => r,
