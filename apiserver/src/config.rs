@@ -73,6 +73,26 @@ pub struct Config {
     /// (kube-apiserver sends them about once a minute).
     #[arg(long, default_value_t = 60)]
     pub watch_bookmark_interval: u64,
+    /// Public key (PEM) that ServiceAccount tokens are verified with
+    /// (`kubernate pki`'s service-account.pub).
+    #[arg(long)]
+    pub service_account_key_file: Option<PathBuf>,
+    /// Private key (PEM, ES256) that TokenRequest signs tokens with.
+    #[arg(long)]
+    pub service_account_signing_key_file: Option<PathBuf>,
+    /// The `iss` of the tokens this server issues and accepts.
+    #[arg(long, default_value = "https://kubernetes.default.svc.cluster.local")]
+    pub service_account_issuer: String,
+    /// Audiences a token must name (default: the issuer).
+    #[arg(long, value_delimiter = ',')]
+    pub api_audiences: Vec<String>,
+    /// Static bearer tokens, `token,user,uid[,"group1,group2"]` per line.
+    #[arg(long)]
+    pub token_auth_file: Option<PathBuf>,
+    /// Serve requests without credentials as system:anonymous (they are
+    /// then authorized like anyone else); off, they get 401.
+    #[arg(long, default_value_t = false, action = clap::ArgAction::Set)]
+    pub anonymous_auth: bool,
     #[command(flatten)]
     pub telemetry: common::telemetry::TelemetryArgs,
 }

@@ -14,7 +14,7 @@ use std::sync::{LazyLock, RwLock};
 use api::resources::{ResourceInfo, Subresource, Verb};
 use serde_json::{json, Value};
 
-use crate::storage::{Change, Storage};
+use crate::storage::Storage;
 
 /// One served version of a custom resource.
 #[derive(Debug, Clone)]
@@ -175,25 +175,23 @@ pub fn accepted_status(crd: &mut Value) {
     });
 }
 
-/// Serves every stored CRD; the revision they were read at.
-pub async fn load(storage: &Storage) -> Option<i64> {
-    match storage.list(PREFIX.as_bytes(), 0).await {
-        Ok((items, at)) => {
-            let mut names = Vec::new();
-            for item in items {
-                if let Ok(crd) = serde_json::from_slice::<Value>(&item.value) {
-                    register(&crd);
-                    names.push(crd["metadata"]["name"].as_str().unwrap_or_default().to_string());
-                }
-            }
-            // CRDs deleted while nobody watched are served no more.
-            table().retain(|s| names.contains(&s.crd));
-            Some(at)
+/// Serves exactly these stored CRDs (by key).
+fn reset(items: &[(String, Vec<u8>)]) {
+    let mut names = Vec::new();
+    for (_, value) in items {
+        if let Ok(crd) = serde_json::from_slice::<Value>(value) {
+            register(&crd);
+            names.push(crd["metadata"]["name"].as_str().unwrap_or_default().to_string());
         }
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot list CRDs");
-            None
-        }
+    }
+    // CRDs deleted while nobody watched are served no more.
+    table().retain(|s| names.contains(&s.crd));
+}
+
+/// Serves every stored CRD.
+pub async fn load(storage: &Storage) {
+    if let Some((items, _)) = crate::watch_prefix::list(storage, PREFIX).await {
+        reset(&items);
     }
 }
 
@@ -201,42 +199,21 @@ pub async fn load(storage: &Storage) -> Option<i64> {
 const PREFIX: &str = "/registry/apiextensions.k8s.io/customresourcedefinitions/";
 
 /// Loads every stored CRD, then follows changes (another API server may
-/// write them) until the watch ends.
+/// write them) until `stop`.
 pub async fn follow(storage: Storage, stop: tokio_util::sync::CancellationToken) {
-    let prefix = PREFIX;
-    loop {
-        if stop.is_cancelled() {
-            return;
-        }
-        let Some(at) = load(&storage).await else {
-            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-            continue;
-        };
-        let Ok(mut changes) = storage.watch(prefix.as_bytes(), at, None).await else {
-            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-            continue;
-        };
-        loop {
-            let change = tokio::select! {
-                _ = stop.cancelled() => return,
-                change = changes.recv() => change,
-            };
-            match change {
-                Some(Ok(Change::Put { object, .. })) => {
-                    if let Ok(crd) = serde_json::from_slice::<Value>(&object.value) {
-                        register(&crd);
-                    }
-                }
-                Some(Ok(Change::Delete { object })) => {
-                    let key = String::from_utf8_lossy(&object.key);
-                    if let Some(name) = key.strip_prefix(prefix) {
-                        unregister(name);
-                    }
-                }
-                Some(Ok(Change::Progress { .. })) => {}
-                // Relist after an error or the end of the watch.
-                Some(Err(_)) | None => break,
+    use crate::watch_prefix::Update;
+    crate::watch_prefix::follow(storage, PREFIX, stop, |update| match update {
+        Update::Reset(items) => reset(&items),
+        Update::Put(_, value) => {
+            if let Ok(crd) = serde_json::from_slice::<Value>(&value) {
+                register(&crd);
             }
         }
-    }
+        Update::Delete(key) => {
+            if let Some(name) = key.strip_prefix(PREFIX) {
+                unregister(name);
+            }
+        }
+    })
+    .await
 }

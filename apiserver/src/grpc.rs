@@ -44,34 +44,52 @@ fn to_status(e: ApiError) -> Status {
     Status::with_details(code, e.message.clone(), e.status().to_string().into_bytes().into())
 }
 
-/// Authenticates the caller and resolves the object reference.
-fn prepare<T>(request: &Request<T>, reference: Option<&ResourceRef>, verb: &str) -> Result<RequestInfo, Status> {
-    let user = authn::authenticate(request.extensions().get::<PeerInfo>()).map_err(to_status)?;
-    let r = reference.ok_or_else(|| to_status(ApiError::bad_request("the request names no resource (ref)")))?;
-    let not_found = || {
-        to_status(ApiError {
-            code: 404,
-            reason: "NotFound",
-            message: format!(
-                "the server could not find the requested resource {}/{}/{}",
-                r.group, r.version, r.resource
-            ),
-            details: None,
-        })
-    };
-    let resource = crate::crd::resource(&r.group, &r.version, &r.resource).ok_or_else(not_found)?;
-    if !r.subresource.is_empty() && resource.subresource(&r.subresource).is_none() {
-        return Err(not_found());
+impl ResourcesService {
+    /// Authenticates the caller, resolves the object reference and
+    /// authorizes the verb, as REST does.
+    async fn prepare<T: Sync>(
+        &self,
+        request: &Request<T>,
+        reference: Option<&ResourceRef>,
+        verb: &str,
+        field_selector: Option<&str>,
+    ) -> Result<(RequestInfo, authn::User), Status> {
+        let app = &self.app;
+        let authorization = request.metadata().get("authorization").and_then(|v| v.to_str().ok());
+        let user = app
+            .authn
+            .authenticate(app, request.extensions().get::<PeerInfo>(), authorization)
+            .await
+            .map_err(to_status)?;
+        let r = reference.ok_or_else(|| to_status(ApiError::bad_request("the request names no resource (ref)")))?;
+        let not_found = || {
+            to_status(ApiError {
+                code: 404,
+                reason: "NotFound",
+                message: format!(
+                    "the server could not find the requested resource {}/{}/{}",
+                    r.group, r.version, r.resource
+                ),
+                details: None,
+            })
+        };
+        let resource = crate::crd::resource(&r.group, &r.version, &r.resource).ok_or_else(not_found)?;
+        if !r.subresource.is_empty() && resource.subresource(&r.subresource).is_none() {
+            return Err(not_found());
+        }
+        let some = |s: &str| (!s.is_empty()).then(|| s.to_string());
+        let info = RequestInfo {
+            resource,
+            namespace: some(&r.namespace).filter(|_| resource.namespaced),
+            name: some(&r.name),
+            subresource: some(&r.subresource),
+        };
+        let selector = field_selector.filter(|s| !s.is_empty());
+        crate::authz::authorize(app, &crate::authz::Attributes::of_request(&user, verb, &info, selector))
+            .await
+            .map_err(to_status)?;
+        Ok((info, user))
     }
-    let some = |s: &str| (!s.is_empty()).then(|| s.to_string());
-    let info = RequestInfo {
-        resource,
-        namespace: some(&r.namespace).filter(|_| resource.namespaced),
-        name: some(&r.name),
-        subresource: some(&r.subresource),
-    };
-    authn::authorize(&user, verb, &info).map_err(to_status)?;
-    Ok(info)
 }
 
 fn object(value: serde_json::Value) -> Response<Object> {
@@ -143,6 +161,7 @@ fn write_options(options: Option<&api::proto::WriteOptions>) -> Result<verbs::Wr
         dry_run: verbs::parse_dry_run(&dry_run).map_err(to_status)?,
         field_manager: options.map(|o| o.field_manager.clone()).filter(|m| !m.is_empty()),
         apply: false,
+        user: None,
     })
 }
 
@@ -153,15 +172,19 @@ impl Resources for ResourcesService {
     type WatchStream = WatchStream;
 
     async fn get(&self, request: Request<GetRequest>) -> Result<Response<Object>, Status> {
-        let info = prepare(&request, request.get_ref().r#ref.as_ref(), "get")?;
+        let (info, _) = self
+            .prepare(&request, request.get_ref().r#ref.as_ref(), "get", None)
+            .await?;
         Ok(object(
             counted(&self.app, "get", &info, verbs::get(&self.app, &info)).await?,
         ))
     }
 
     async fn list(&self, request: Request<ListRequest>) -> Result<Response<Object>, Status> {
-        let info = prepare(&request, request.get_ref().r#ref.as_ref(), "list")?;
         let r = request.get_ref();
+        let (info, _) = self
+            .prepare(&request, r.r#ref.as_ref(), "list", Some(&r.field_selector))
+            .await?;
         let limit = positive(r.limit);
         let query = Query::from_pairs(&[
             ("labelSelector", &r.label_selector),
@@ -177,8 +200,10 @@ impl Resources for ResourcesService {
     }
 
     async fn watch(&self, request: Request<WatchRequest>) -> Result<Response<WatchStream>, Status> {
-        let info = prepare(&request, request.get_ref().r#ref.as_ref(), "watch")?;
         let r = request.get_ref();
+        let (info, _) = self
+            .prepare(&request, r.r#ref.as_ref(), "watch", Some(&r.field_selector))
+            .await?;
         let timeout = positive(r.timeout_seconds);
         let bookmarks = if r.allow_watch_bookmarks { "true" } else { "" };
         let query = Query::from_pairs(&[
@@ -199,28 +224,40 @@ impl Resources for ResourcesService {
     }
 
     async fn create(&self, request: Request<CreateRequest>) -> Result<Response<Object>, Status> {
-        let info = prepare(&request, request.get_ref().r#ref.as_ref(), "create")?;
+        let (info, user) = self
+            .prepare(&request, request.get_ref().r#ref.as_ref(), "create", None)
+            .await?;
         let body = parse(&self.app, &request.get_ref().object)?;
-        let opts = write_options(request.get_ref().options.as_ref())?;
+        if let Some(answer) = crate::reviews::create(&self.app, &user, &info, &body).await {
+            return Ok(object(answer.map_err(to_status)?));
+        }
+        let mut opts = write_options(request.get_ref().options.as_ref())?;
+        opts.user = Some(user);
         Ok(object(
             counted(&self.app, "create", &info, verbs::create(&self.app, &info, body, &opts)).await?,
         ))
     }
 
     async fn update(&self, request: Request<UpdateRequest>) -> Result<Response<Object>, Status> {
-        let info = prepare(&request, request.get_ref().r#ref.as_ref(), "update")?;
+        let (info, user) = self
+            .prepare(&request, request.get_ref().r#ref.as_ref(), "update", None)
+            .await?;
         let body = parse(&self.app, &request.get_ref().object)?;
-        let opts = write_options(request.get_ref().options.as_ref())?;
+        let mut opts = write_options(request.get_ref().options.as_ref())?;
+        opts.user = Some(user);
         Ok(object(
             counted(&self.app, "update", &info, verbs::update(&self.app, &info, body, &opts)).await?,
         ))
     }
 
     async fn patch(&self, request: Request<PatchRequest>) -> Result<Response<Object>, Status> {
-        let info = prepare(&request, request.get_ref().r#ref.as_ref(), "patch")?;
+        let (info, user) = self
+            .prepare(&request, request.get_ref().r#ref.as_ref(), "patch", None)
+            .await?;
         let r = request.get_ref();
         within(&self.app, &r.patch)?;
-        let opts = write_options(r.options.as_ref())?;
+        let mut opts = write_options(r.options.as_ref())?;
+        opts.user = Some(user);
         let patched = if r.patch_type.starts_with("application/apply-patch+yaml") {
             let work = crate::server_side_apply::apply(&self.app, &info, &r.patch, &opts, r.force);
             counted(&self.app, "patch", &info, work).await?
@@ -232,7 +269,9 @@ impl Resources for ResourcesService {
     }
 
     async fn delete(&self, request: Request<DeleteRequest>) -> Result<Response<Object>, Status> {
-        let info = prepare(&request, request.get_ref().r#ref.as_ref(), "delete")?;
+        let (info, _) = self
+            .prepare(&request, request.get_ref().r#ref.as_ref(), "delete", None)
+            .await?;
         let raw = &request.get_ref().options;
         let options = if raw.is_empty() {
             None

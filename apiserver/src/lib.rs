@@ -44,6 +44,7 @@
 
 pub mod allocator;
 pub mod authn;
+pub mod authz;
 pub mod binding;
 pub mod config;
 pub mod conversion;
@@ -64,6 +65,7 @@ pub mod protobuf;
 pub mod registry;
 pub mod request_info;
 pub mod rest;
+pub mod reviews;
 pub mod scale;
 pub mod selector;
 pub mod server_side_apply;
@@ -77,5 +79,6 @@ pub mod table;
 pub mod types;
 pub mod validation;
 pub mod verbs;
+pub mod watch_prefix;
 
 pub use start::{run, start, Running, StartError, BUILT_IN_NAMESPACES};

@@ -1,7 +1,8 @@
 //! The REST API layer: one handler for every Kubernetes path.
 //!
-//! A request is authenticated (its client certificate), matched to
-//! discovery or to a resource ([`request_info`]),
+//! A request is authenticated ([`authn`]: its client certificate or
+//! bearer token, then impersonation), authorized ([`authz`](crate::authz)),
+//! matched to discovery or to a resource ([`request_info`]),
 //! then served: get, list and watch read the store; create, update, patch
 //! and delete go through the registry rules and compare-and-swap writes.
 //! Errors leave as `metav1.Status` ([`status`](crate::status)).
@@ -38,6 +39,10 @@ pub struct App {
     pub allocator: crate::allocator::Allocator,
     /// How the API server calls kubelets (pods/log), if it can.
     pub kubelet_tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+    /// Who is asking (certificates, tokens, anonymous).
+    pub authn: authn::Authenticator,
+    /// The RBAC objects authorization reads.
+    pub rbac: crate::authz::rbac::Rbac,
 }
 
 type Result<T> = std::result::Result<T, ApiError>;
@@ -143,8 +148,22 @@ async fn serve(
         "/version" => return Ok(json_response(StatusCode::OK, &discovery::version())),
         _ => {}
     }
+    // The OIDC discovery documents, so others can verify our tokens.
+    if let Some(sa) = &app.authn.service_accounts {
+        match path {
+            "/.well-known/openid-configuration" => {
+                return Ok(json_response(StatusCode::OK, &sa.openid_configuration()))
+            }
+            "/openid/v1/jwks" => return Ok(json_response(StatusCode::OK, &sa.jwks())),
+            _ => {}
+        }
+    }
     let user = match &caller {
-        Caller::Peer(peer) => authn::authenticate(peer.as_ref())?,
+        Caller::Peer(peer) => {
+            let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+            let user = app.authn.authenticate(app, peer.as_ref(), authorization).await?;
+            authn::impersonation::apply(app, user, headers).await?
+        }
         Caller::Insecure => authn::insecure_user(),
     };
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
@@ -155,6 +174,10 @@ async fn serve(
         ["apis", group, version] => discovery::resource_list(group, version),
         _ => None,
     };
+    let is_document = document.is_some() || path.starts_with("/openapi") || path == "/metrics";
+    if is_document {
+        crate::authz::authorize(app, &crate::authz::Attributes::of_path(&user, "get", path)).await?;
+    }
     if let Some(document) = document {
         return Ok(json_response(StatusCode::OK, &document));
     }
@@ -162,7 +185,6 @@ async fn serve(
         return Ok(document);
     }
     if path == "/metrics" {
-        authn::authorize_path(&user, "/metrics")?;
         let text = common::metrics::encode(&app.metrics.registry);
         return Ok((
             StatusCode::OK,
@@ -199,7 +221,8 @@ async fn serve_resource(
     headers: &HeaderMap,
     body: Bytes,
 ) -> Result<Response> {
-    authn::authorize(user, verb, info)?;
+    let selector = query.get("fieldSelector").filter(|s| !s.is_empty());
+    crate::authz::authorize(app, &crate::authz::Attributes::of_request(user, verb, info, selector)).await?;
     let accept = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
@@ -219,12 +242,19 @@ async fn serve_resource(
         "get" => ok(readable(verbs::get(app, info).await?)),
         "list" => ok(readable(verbs::list(app, info, query).await?)),
         "watch" => Ok(watch_response(verbs::watch(app, info, query).await?, tables)),
-        "create" => Ok(json_response(
-            StatusCode::CREATED,
-            &verbs::create(app, info, decode(headers, &body)?, &write_options(query, headers)?).await?,
-        )),
+        "create" => {
+            let body = decode(headers, &body)?;
+            if let Some(answer) = crate::reviews::create(app, user, info, &body).await {
+                return Ok(json_response(StatusCode::CREATED, &answer?));
+            }
+            let opts = write_options(query, headers, user)?;
+            Ok(json_response(
+                StatusCode::CREATED,
+                &verbs::create(app, info, body, &opts).await?,
+            ))
+        }
         "update" => {
-            let opts = write_options(query, headers)?;
+            let opts = write_options(query, headers, user)?;
             ok(verbs::update(app, info, decode(headers, &body)?, &opts).await?)
         }
         "patch" => {
@@ -232,7 +262,7 @@ async fn serve_resource(
                 .get(header::CONTENT_TYPE)
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or_default();
-            let opts = write_options(query, headers)?;
+            let opts = write_options(query, headers, user)?;
             if content_type.starts_with("application/apply-patch+yaml") {
                 let applied = crate::server_side_apply::apply(app, info, &body, &opts, query.flag("force")).await?;
                 return ok(applied);
@@ -307,9 +337,11 @@ fn verb(method: &Method, info: &RequestInfo, query: &Query) -> Result<&'static s
     })
 }
 
-fn write_options(query: &Query, headers: &HeaderMap) -> Result<WriteOptions> {
+fn write_options(query: &Query, headers: &HeaderMap, user: &authn::User) -> Result<WriteOptions> {
     let agent = headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok());
-    WriteOptions::from_query(query, agent)
+    let mut opts = WriteOptions::from_query(query, agent)?;
+    opts.user = Some(user.clone());
+    Ok(opts)
 }
 
 /// Kubernetes' protobuf media type.

@@ -232,6 +232,50 @@ async fn ensure_kubernetes_service(app: &App, advertise: &str, port: u16) -> Res
     }
 }
 
+const RBAC_PREFIXES: [&str; 4] = [
+    crate::authz::rbac::ROLES,
+    crate::authz::rbac::ROLE_BINDINGS,
+    crate::authz::rbac::CLUSTER_ROLES,
+    crate::authz::rbac::CLUSTER_ROLE_BINDINGS,
+];
+
+/// Token files, ServiceAccount keys and anonymous access, from the flags.
+fn authenticator(config: &Config) -> Result<crate::authn::Authenticator, StartError> {
+    let tokens = match &config.token_auth_file {
+        Some(path) => crate::authn::token_file::TokenFile::load(path)
+            .map_err(|e| StartError::Config(format!("--token-auth-file: {e}")))?,
+        None => Default::default(),
+    };
+    let service_accounts = match (
+        &config.service_account_key_file,
+        &config.service_account_signing_key_file,
+    ) {
+        (Some(public), private) => Some(
+            crate::authn::service_account::ServiceAccounts::load(
+                public,
+                private.as_deref(),
+                &config.service_account_issuer,
+                &config.api_audiences,
+            )
+            .map_err(|e| StartError::Config(format!("ServiceAccount keys: {e}")))?,
+        ),
+        (None, Some(_)) => {
+            return Err(StartError::Config(
+                "--service-account-signing-key-file needs --service-account-key-file".into(),
+            ))
+        }
+        (None, None) => {
+            tracing::warn!("no --service-account-key-file: ServiceAccount tokens are neither issued nor accepted");
+            None
+        }
+    };
+    Ok(crate::authn::Authenticator {
+        tokens,
+        service_accounts,
+        anonymous: config.anonymous_auth,
+    })
+}
+
 pub async fn start(config: Config) -> Result<Running, StartError> {
     let allocator = crate::allocator::Allocator {
         cidr: crate::allocator::Cidr::parse(&config.service_cluster_ip_range)
@@ -273,6 +317,20 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let storage = storage.with_timings(metrics.store_duration.clone());
     // Custom resources are servable from the first request on.
     crate::crd::load(&storage).await;
+    let authn = authenticator(&config)?;
+    let created = crate::authz::bootstrap::ensure(&storage)
+        .await
+        .map_err(|e| StartError::Store(format!("the bootstrap RBAC policy: {e}")))?;
+    if created > 0 {
+        tracing::info!(created, "created the bootstrap RBAC policy");
+    }
+    // Authorization knows every role and binding from the first request on.
+    let rbac = crate::authz::rbac::Rbac::default();
+    for prefix in RBAC_PREFIXES {
+        if let Some((items, _)) = crate::watch_prefix::list(&storage, prefix).await {
+            rbac.apply(prefix, crate::watch_prefix::Update::Reset(items));
+        }
+    }
     let app = Arc::new(App {
         storage,
         max_body: config.max_request_body_bytes,
@@ -284,6 +342,8 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         ),
         allocator,
         kubelet_tls: crate::pod_logs::kubelet_tls(&config)?,
+        authn,
+        rbac,
     });
     let advertise = match &config.advertise_address {
         Some(a) => a.clone(),
@@ -321,6 +381,15 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let tasks = TaskTracker::new();
     tasks.spawn(count_objects(app.clone(), stop.clone()));
     tasks.spawn(crate::crd::follow(app.storage.clone(), stop.clone()));
+    for prefix in RBAC_PREFIXES {
+        let app = app.clone();
+        tasks.spawn(crate::watch_prefix::follow(
+            app.storage.clone(),
+            prefix,
+            stop.clone(),
+            move |update| app.rbac.apply(prefix, update),
+        ));
+    }
     if config.etcd_compaction_interval > 0 {
         let every = Duration::from_secs(config.etcd_compaction_interval);
         tasks.spawn(compact_history(app.clone(), every, stop.clone()));

@@ -383,6 +383,9 @@ pub struct WriteOptions {
     pub field_manager: Option<String>,
     /// A server-side apply: `managedFields` are already worked out.
     pub apply: bool,
+    /// Who is writing (for admission that depends on it, such as RBAC's
+    /// escalation check); `None` for the API server's own writes.
+    pub user: Option<crate::authn::User>,
 }
 
 /// The manager a write is recorded under when the request names none.
@@ -416,6 +419,7 @@ impl WriteOptions {
             dry_run: parse_dry_run(&query.all("dryRun"))?,
             field_manager: manager,
             apply: false,
+            user: None,
         })
     }
 
@@ -453,6 +457,7 @@ pub async fn create(app: &App, info: &RequestInfo, body: Value, opts: &WriteOpti
     }
     let mut object = field_validation::decode(info, object, opts.field_validation)?;
     validation::validate(group, plural, &object, None)?;
+    crate::authz::escalation::admit(app, opts.user.as_ref(), info, &object).await?;
     if !opts.apply {
         // The creator owns every field it sent (not the defaults).
         let entry = managed_fields::Entry {
@@ -569,6 +574,7 @@ pub(crate) async fn write_update(
     let object = registry::prepare_update(info, existing, body)?;
     let mut object = field_validation::decode(info, object, opts.field_validation)?;
     validation::validate(group, plural, &object, Some(existing))?;
+    crate::authz::escalation::admit(app, opts.user.as_ref(), info, &object).await?;
     if !opts.apply {
         let status = info.subresource.as_deref() == Some("status");
         let (changed, removed) = managed_fields::changes(schema_of(info), existing, &object, status);

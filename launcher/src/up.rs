@@ -353,6 +353,10 @@ fn components(opts: &Options) -> Result<Vec<Component>, Error> {
                 &p("apiserver-kubelet-client.crt"),
                 "--kubelet-client-key",
                 &p("apiserver-kubelet-client.key"),
+                "--service-account-key-file",
+                &p("service-account.pub"),
+                "--service-account-signing-key-file",
+                &p("service-account.key"),
             ]),
         ),
         (

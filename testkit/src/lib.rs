@@ -218,6 +218,8 @@ impl Cluster {
             .args(["--client-ca-file", &p("ca.crt")])
             .args(["--kubelet-client-certificate", &p("apiserver-kubelet-client.crt")])
             .args(["--kubelet-client-key", &p("apiserver-kubelet-client.key")])
+            .args(["--service-account-key-file", &p("service-account.pub")])
+            .args(["--service-account-signing-key-file", &p("service-account.key")])
             .args(&self.extra_args)
             .stdout(Stdio::null())
             .stderr(log)
