@@ -98,6 +98,24 @@ enum PkiCommand {
         #[arg(long)]
         force: bool,
     },
+    /// Add a user's client certificate and kubeconfig (users/NAME.*),
+    /// signed by the existing CA; RBAC decides what the user may do.
+    User {
+        /// The user name (the certificate's CN).
+        name: String,
+        /// Groups (the certificate's O entries).
+        #[arg(long = "group")]
+        groups: Vec<String>,
+        /// The PKI directory made by `pki init`.
+        #[arg(long)]
+        dir: PathBuf,
+        /// API server URL for the kubeconfig; defaults to admin.kubeconfig's.
+        #[arg(long)]
+        server: Option<String>,
+        /// Replace an existing certificate.
+        #[arg(long)]
+        force: bool,
+    },
     /// Add a node's kubelet certificates and kubeconfig, signed by the existing CA.
     Node {
         /// The node name (a DNS-1123 subdomain).
@@ -203,6 +221,13 @@ fn main() -> ExitCode {
                 server,
                 force,
             } => pki::add_node(&dir, &name, server.as_deref(), force),
+            PkiCommand::User {
+                name,
+                groups,
+                dir,
+                server,
+                force,
+            } => pki::add_user(&dir, &name, &groups, server.as_deref(), force),
         },
     };
     match result {

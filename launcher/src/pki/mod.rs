@@ -127,6 +127,30 @@ pub fn init(opts: &InitOptions) -> Result<Report, Error> {
     Ok(report)
 }
 
+/// The API server URL for a new kubeconfig: the one given, else
+/// admin.kubeconfig's, else [`DEFAULT_SERVER`].
+fn server_for(dir: &Path, server: Option<&str>) -> String {
+    match server {
+        Some(s) => s.to_string(),
+        None => common::kubeconfig::Kubeconfig::load(&dir.join("admin.kubeconfig"))
+            .ok()
+            .and_then(|kc| kc.clusters.first().map(|c| c.cluster.server.clone()))
+            .unwrap_or_else(|| DEFAULT_SERVER.to_string()),
+    }
+}
+
+/// `kubernate pki user NAME --group G`: a user's client certificate and
+/// kubeconfig (`users/NAME.*`), signed by the existing cluster CA. What the
+/// user may do is up to RBAC (bind a role to the name or a group).
+pub fn add_user(dir: &Path, name: &str, groups: &[String], server: Option<&str>, force: bool) -> Result<Report, Error> {
+    let planned = plan::user(name, groups)?;
+    let cluster = Authority::load(dir, "ca")?;
+    let server = server_for(dir, server);
+    let mut report = Report::default();
+    issue_all(dir, &planned, &cluster, None, &server, force, &mut report)?;
+    Ok(report)
+}
+
 /// `kubernate pki node NAME`: a node's certificates and kubeconfig, signed
 /// by the existing cluster CA. `server` defaults to the one in
 /// `admin.kubeconfig`, else [`DEFAULT_SERVER`].
@@ -141,13 +165,7 @@ pub fn add_node(dir: &Path, name: &str, server: Option<&str>, force: bool) -> Re
         }
     }
     let cluster = Authority::load(dir, "ca")?;
-    let server = match server {
-        Some(s) => s.to_string(),
-        None => common::kubeconfig::Kubeconfig::load(&dir.join("admin.kubeconfig"))
-            .ok()
-            .and_then(|kc| kc.clusters.first().map(|c| c.cluster.server.clone()))
-            .unwrap_or_else(|| DEFAULT_SERVER.to_string()),
-    };
+    let server = server_for(dir, server);
     let mut report = Report::default();
     issue_all(dir, &planned, &cluster, None, &server, force, &mut report)?;
     Ok(report)

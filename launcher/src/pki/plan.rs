@@ -164,6 +164,26 @@ pub fn node(name: &str) -> Result<Vec<Planned>, Error> {
     ])
 }
 
+/// A user's client certificate and kubeconfig (`users/<name>`): CN the
+/// user name, O the groups, as the API server reads them.
+pub fn user(name: &str, groups: &[String]) -> Result<Vec<Planned>, Error> {
+    let bad = |reason: &str| Error::InvalidInput {
+        what: "user name",
+        value: name.to_string(),
+        reason: reason.to_string(),
+    };
+    if name.is_empty() || name.contains('/') || name.starts_with('.') {
+        return Err(bad("must be non-empty, without '/' and not start with '.'"));
+    }
+    let groups: Vec<&str> = groups.iter().map(String::as_str).collect();
+    Ok(vec![planned(
+        &format!("users/{name}"),
+        Signer::Cluster,
+        leaf(name, &groups, vec![], Usage::Client),
+        true,
+    )])
+}
+
 /// A node name must be a DNS-1123 subdomain, as Kubernetes requires.
 pub fn validate_node_name(name: &str) -> Result<(), Error> {
     let invalid = |reason: &str| Error::InvalidInput {
