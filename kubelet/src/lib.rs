@@ -179,7 +179,18 @@ pub async fn run(config: Config, stop: CancellationToken) -> Result<(), Error> {
     let weak = Arc::downgrade(&kubelet);
     pods.add_handler(move |event| {
         let Some(k) = weak.upgrade() else { return };
-        let (Event::Added(p) | Event::Updated { new: p, .. } | Event::Deleted(p)) = event;
+        let p = match event {
+            // A change of status alone (most often our own write) is not
+            // the kubelet's business, as upstream's pod config ignores it.
+            Event::Updated { old, new }
+                if old.spec == new.spec
+                    && old.metadata.deletion_timestamp == new.metadata.deletion_timestamp
+                    && old.metadata.deletion_grace_period_seconds == new.metadata.deletion_grace_period_seconds =>
+            {
+                return
+            }
+            Event::Added(p) | Event::Updated { new: p, .. } | Event::Deleted(p) => p,
+        };
         if let Some(uid) = p.metadata.uid.as_deref() {
             k.workers.dispatch(&k, uid);
         }

@@ -81,22 +81,33 @@ impl Backoffs {
     }
 }
 
-/// Per container: how many times its image was missing, for
-/// ErrImagePull then ImagePullBackOff with a delay doubling from 10 s to
-/// 5 min (the store is local, so a retry is only a look).
+/// Per container: how many times its image was missing and when to look
+/// again. A look that fails is `ErrImagePull`; until the next look (10 s
+/// doubling to 5 min) the container waits in `ImagePullBackOff`, as
+/// upstream's image puller backs off.
 #[derive(Default)]
 pub struct ImagePulls {
-    failures: Mutex<HashMap<(String, String), u32>>,
+    failures: Mutex<HashMap<(String, String), (u32, Instant)>>,
 }
 
 impl ImagePulls {
-    /// Counts a failure; returns (failures so far, when to look again).
-    fn failed(&self, uid: &str, name: &str) -> (u32, Duration) {
+    /// While a back-off runs: how long it still waits.
+    fn backing_off(&self, uid: &str, name: &str) -> Option<Duration> {
+        let failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        let (_, next) = failures.get(&(uid.to_string(), name.to_string()))?;
+        next.checked_duration_since(Instant::now())
+    }
+
+    /// Counts a failed look; returns when to look again.
+    fn failed(&self, uid: &str, name: &str) -> Duration {
         let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        let n = failures.entry((uid.to_string(), name.to_string())).or_insert(0);
-        *n += 1;
-        let delay = BACKOFF_INITIAL * 2u32.saturating_pow(n.saturating_sub(1).min(5));
-        (*n, delay.min(BACKOFF_MAX))
+        let entry = failures
+            .entry((uid.to_string(), name.to_string()))
+            .or_insert((0, Instant::now()));
+        entry.0 += 1;
+        let delay = (BACKOFF_INITIAL * 2u32.saturating_pow(entry.0.saturating_sub(1).min(5))).min(BACKOFF_MAX);
+        entry.1 = Instant::now() + delay;
+        delay
     }
 
     fn succeeded(&self, uid: &str, name: &str) {
@@ -347,22 +358,18 @@ impl<R: Runtime> Kubelet<R> {
             Err(e) => return config_error("ContainerCreating", e.clone(), CONFIG_RETRY),
         };
         let image_name = spec.image.clone().unwrap_or_default();
+        if let Some(left) = self.pulls.backing_off(&uid, &spec.name) {
+            let message = format!("Back-off pulling image {image_name:?}");
+            return config_error("ImagePullBackOff", message, left);
+        }
         let image = match common::image_store::lookup(&self.image_store, &image_name) {
             Ok(image) => {
                 self.pulls.succeeded(&uid, &spec.name);
                 image
             }
             Err(e) => {
-                let (failures, retry) = self.pulls.failed(&uid, &spec.name);
-                let (reason, message) = if failures == 1 {
-                    ("ErrImagePull", e.to_string())
-                } else {
-                    (
-                        "ImagePullBackOff",
-                        format!("Back-off pulling image {image_name:?}: {e}"),
-                    )
-                };
-                return config_error(reason, message, retry);
+                let retry = self.pulls.failed(&uid, &spec.name);
+                return config_error("ErrImagePull", e.to_string(), retry);
             }
         };
         let image_env = image.config.env.clone().unwrap_or_default();

@@ -126,6 +126,23 @@ async fn start_backend(kind: &str, dir: &Path) -> (Backend, String) {
     }
 }
 
+/// Runs a command with `stdin` as its input; (success, stdout, stderr).
+async fn run_with_input(mut cmd: tokio::process::Command, stdin: Option<&str>) -> (bool, String, String) {
+    cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    if let Some(input) = stdin {
+        use tokio::io::AsyncWriteExt;
+        let mut pipe = child.stdin.take().unwrap();
+        pipe.write_all(input.as_bytes()).await.unwrap();
+        drop(pipe);
+    }
+    let out = child.wait_with_output().await.unwrap();
+    let text = |b: &[u8]| String::from_utf8_lossy(b).to_string();
+    (out.status.success(), text(&out.stdout), text(&out.stderr))
+}
+
 /// A store and an API server in a temporary directory.
 pub struct Cluster {
     backend: Option<Backend>,
@@ -193,6 +210,25 @@ impl Cluster {
     /// its identity for [`Component::start`] is `nodes/<name>`.
     pub fn add_node(&self, name: &str) {
         kubernate::pki::add_node(&self.pki(), name, Some(&self.server), false).unwrap();
+    }
+
+    /// Issues a user's client certificate and kubeconfig (`kubernate pki
+    /// user`); returns the kubeconfig's path.
+    pub fn add_user(&self, name: &str, groups: &[&str]) -> PathBuf {
+        let groups: Vec<String> = groups.iter().map(|g| g.to_string()).collect();
+        kubernate::pki::add_user(&self.pki(), name, &groups, Some(&self.server), false).unwrap();
+        self.pki().join(format!("users/{name}.kubeconfig"))
+    }
+
+    /// Runs kubectl (bounded by 30 s) with other credentials: `--kubeconfig`
+    /// and any extra flags (`--token`, `--as`, …).
+    pub async fn kubectl_with(&self, kubeconfig: &Path, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
+        let mut cmd = tokio::process::Command::new("timeout");
+        cmd.args(["-k", "5", "30", "kubectl", "--kubeconfig"])
+            .arg(kubeconfig)
+            .args(["--server", &self.server])
+            .args(args);
+        run_with_input(cmd, stdin).await
     }
 
     /// The kubeconfig of another identity written by `pki init`
@@ -292,19 +328,7 @@ impl Cluster {
             .arg(self.kubeconfig())
             .args(["--server", &self.server])
             .args(args);
-        cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = cmd.spawn().unwrap();
-        if let Some(input) = stdin {
-            use tokio::io::AsyncWriteExt;
-            let mut pipe = child.stdin.take().unwrap();
-            pipe.write_all(input.as_bytes()).await.unwrap();
-            drop(pipe);
-        }
-        let out = child.wait_with_output().await.unwrap();
-        let text = |b: &[u8]| String::from_utf8_lossy(b).to_string();
-        (out.status.success(), text(&out.stdout), text(&out.stderr))
+        run_with_input(cmd, stdin).await
     }
 
     /// kubectl that must succeed; its stdout.

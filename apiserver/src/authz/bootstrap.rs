@@ -89,7 +89,7 @@ pub fn cluster_roles() -> Vec<Value> {
         ),
         role(
             "system:aggregate-to-edit",
-            to(&["edit"]),
+            to(&["admin", "edit"]),
             vec![
                 rule(
                     &WRITE,
@@ -135,7 +135,7 @@ pub fn cluster_roles() -> Vec<Value> {
         ),
         role(
             "system:aggregate-to-view",
-            to(&["view"]),
+            to(&["admin", "edit", "view"]),
             vec![
                 rule(
                     &READ,

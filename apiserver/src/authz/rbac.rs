@@ -81,7 +81,7 @@ pub fn covers(rule: &PolicyRule, a: &Attributes<'_>) -> bool {
 pub fn names(subject: &Subject, user: &User, binding_namespace: &str) -> bool {
     match subject.kind.as_str() {
         "User" => subject.name == user.name,
-        "Group" => user.groups.iter().any(|g| *g == subject.name),
+        "Group" => user.groups.contains(&subject.name),
         "ServiceAccount" => {
             let ns = subject
                 .namespace
@@ -126,31 +126,36 @@ impl Rbac {
         }
     }
 
-    /// A ClusterRole's rules, with those it aggregates.
+    /// A ClusterRole's rules, with those it aggregates (and those they
+    /// aggregate, each role once).
     fn cluster_role_rules(
         &self,
         objects: &HashMap<&'static str, HashMap<String, Value>>,
         name: &str,
     ) -> Vec<PolicyRule> {
         let roles = objects.get(CLUSTER_ROLES);
-        let Some(role) = roles.and_then(|r| r.get(&format!("{CLUSTER_ROLES}{name}"))) else {
-            return Vec::new();
-        };
-        let mut rules = rules_of(role);
-        let selectors = role["aggregationRule"]["clusterRoleSelectors"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
-        if !selectors.is_empty() {
-            let selectors: Vec<_> = selectors
-                .iter()
+        let mut rules = Vec::new();
+        let mut seen = vec![name.to_string()];
+        let mut pending = vec![name.to_string()];
+        while let Some(current) = pending.pop() {
+            let Some(role) = roles.and_then(|r| r.get(&format!("{CLUSTER_ROLES}{current}"))) else {
+                continue;
+            };
+            rules.extend(rules_of(role));
+            let selectors: Vec<_> = role["aggregationRule"]["clusterRoleSelectors"]
+                .as_array()
+                .into_iter()
+                .flatten()
                 .filter_map(|s| crate::selector::Selector::from_label_selector(s).ok())
                 .collect();
+            if selectors.is_empty() {
+                continue;
+            }
             for other in roles.into_iter().flat_map(|r| r.values()) {
-                if other["metadata"]["name"] != role["metadata"]["name"]
-                    && selectors.iter().any(|s| s.matches_labels(other))
-                {
-                    rules.extend(rules_of(other));
+                let other_name = other["metadata"]["name"].as_str().unwrap_or_default().to_string();
+                if !seen.contains(&other_name) && selectors.iter().any(|s| s.matches_labels(other)) {
+                    seen.push(other_name.clone());
+                    pending.push(other_name);
                 }
             }
         }
