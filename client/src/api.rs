@@ -373,6 +373,20 @@ impl<K: Object> Api<K> {
         decode(self.client.create(r, self.body(object)?).await?)
     }
 
+    /// Creates through a subresource that answers with another kind (a
+    /// TokenRequest on `serviceaccounts/<name>/token`, say): `body` is sent
+    /// as JSON, the answer decoded as `O`.
+    pub async fn create_subresource<B: Serialize, O: DeserializeOwned>(
+        &self,
+        name: &str,
+        subresource: &str,
+        body: &B,
+    ) -> Result<O> {
+        let bytes = serde_json::to_vec(body).map_err(|e| Error::decode(subresource, e))?;
+        let answer = self.client.create(self.reference(name, subresource), bytes).await?;
+        serde_json::from_value(answer).map_err(|e| Error::decode(subresource, e))
+    }
+
     /// Replaces the object (its resourceVersion, when set, must still be
     /// current, or the answer is a conflict).
     pub async fn update(&self, object: &K) -> Result<K> {

@@ -13,6 +13,7 @@
 
 pub mod config;
 pub mod container_config;
+pub mod delegated_auth;
 pub mod env;
 pub mod metrics;
 pub mod node_status;
@@ -64,6 +65,12 @@ pub struct Kubelet<R: Runtime> {
     pub workers: PodWorkers,
     pub backoff: Backoffs,
     pub pulls: ImagePulls,
+    /// ServiceAccount tokens of projected volumes.
+    pub tokens: volumes::service_account_token::Tokens,
+    /// This node's name (the kubelet API asks the API server about it).
+    pub node_name: String,
+    /// The API server's answers on who may call the kubelet API.
+    pub decisions: delegated_auth::Decisions,
     /// Where images are found (`kubernate image import` puts them there).
     pub image_store: std::path::PathBuf,
     /// Pods' directories are `<root_dir>/pods/<uid>`.
@@ -167,6 +174,9 @@ pub async fn run(config: Config, stop: CancellationToken) -> Result<(), Error> {
         workers: PodWorkers::default(),
         backoff: Backoffs::default(),
         pulls: ImagePulls::default(),
+        tokens: Default::default(),
+        node_name: node_name.clone(),
+        decisions: Default::default(),
         image_store: config.image_store.clone(),
         root_dir: config.root_dir.clone(),
         probes: prober::Probes::default(),

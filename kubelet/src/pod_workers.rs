@@ -233,7 +233,7 @@ impl<R: Runtime> Kubelet<R> {
             .map_err(|e| client::Error::Config(e.to_string()))?;
         self.kill_unhealthy(&pod).await;
         let pod_dir = self.pod_dir(uid);
-        let volumes = crate::volumes::set_up_all(&self.client, &pod, &pod_dir)
+        let volumes = crate::volumes::set_up_all(&self.client, &self.tokens, &pod, &pod_dir)
             .await
             .map_err(|e| e.to_string());
         let pod_files = crate::container_config::pod_files(&pod, &pod_dir, &ip)
@@ -622,6 +622,7 @@ impl<R: Runtime> Kubelet<R> {
         let _ = self.runtime.remove_pod_sandbox(uid);
         self.backoff.forget(uid);
         self.pulls.forget(uid);
+        self.tokens.forget(uid);
         self.start_times.lock().unwrap_or_else(|p| p.into_inner()).remove(uid);
         self.seen.lock().unwrap_or_else(|p| p.into_inner()).remove(uid);
     }

@@ -3,9 +3,8 @@
 //! API server's `pods/log` proxies to, so `kubectl logs` works) and
 //! `/healthz`.
 //!
-//! Clients must present a certificate from the cluster CA. Until the API
-//! server can answer SubjectAccessReviews, only the API server's
-//! kubelet-client identity and `system:masters` may read logs.
+//! Clients must present a certificate from the cluster CA; what they may
+//! do the API server decides ([`delegated_auth`](crate::delegated_auth)).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -23,9 +22,6 @@ use tokio::io::{AsyncBufReadExt, AsyncSeekExt, BufReader};
 
 use crate::runtime::{Runtime, State as Run};
 use crate::Kubelet;
-
-/// Who may read logs.
-const ALLOWED_USERS: &[&str] = &["kube-apiserver-kubelet-client"];
 
 fn text(code: StatusCode, message: impl Into<String>) -> Response {
     (code, message.into()).into_response()
@@ -64,7 +60,7 @@ async fn logs<R: Runtime>(
     let query: HashMap<String, String> = form_urlencoded::parse(uri.query().unwrap_or_default().as_bytes())
         .into_owned()
         .collect();
-    if let Some(refusal) = denied(&peer) {
+    if let Some(refusal) = denied(&kubelet, &peer, "proxy").await {
         return refusal;
     }
     let Some(found) = kubelet.pods.indexer().get(&format!("{namespace}/{pod}")) else {
@@ -180,20 +176,17 @@ async fn logs<R: Runtime>(
 }
 
 /// The refusal for a caller who may not read from this kubelet.
-fn denied(peer: &PeerInfo) -> Option<Response> {
-    let Some(subject) = peer.subject() else {
-        return Some(text(StatusCode::UNAUTHORIZED, "Unauthorized"));
-    };
-    if ALLOWED_USERS.contains(&subject.common_name.as_str())
-        || subject.organizations.iter().any(|o| o == "system:masters")
+/// The refusal, if the caller may not get `nodes/<subresource>`.
+async fn denied<R: Runtime>(kubelet: &Kubelet<R>, peer: &PeerInfo, subresource: &str) -> Option<Response> {
+    use crate::delegated_auth::Refusal;
+    match kubelet
+        .decisions
+        .check(&kubelet.client, &kubelet.node_name, peer, subresource)
+        .await
     {
-        None
-    } else {
-        let message = format!(
-            "Forbidden (user={}, verb=get, resource=nodes, subresource=proxy)",
-            subject.common_name
-        );
-        Some(text(StatusCode::FORBIDDEN, message))
+        Ok(()) => None,
+        Err(Refusal::Unauthenticated) => Some(text(StatusCode::UNAUTHORIZED, "Unauthorized")),
+        Err(Refusal::Forbidden(message)) => Some(text(StatusCode::FORBIDDEN, message)),
     }
 }
 
@@ -201,7 +194,7 @@ async fn resource_metrics<R: Runtime>(
     State(kubelet): State<Arc<Kubelet<R>>>,
     Extension(peer): Extension<PeerInfo>,
 ) -> Response {
-    if let Some(refusal) = denied(&peer) {
+    if let Some(refusal) = denied(&kubelet, &peer, "metrics").await {
         return refusal;
     }
     let body = crate::resource_metrics::render(&kubelet.runtime.list_containers());

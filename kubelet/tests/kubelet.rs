@@ -809,3 +809,97 @@ spec:
     .await;
     env.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_projected_token_is_the_pods_and_the_kubelet_api_asks_the_api_server() {
+    let env = Env::start().await;
+    env.cluster.must(&["create", "serviceaccount", "robot"]).await;
+    env.apply(&format!(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: tokened, namespace: default}}
+spec:
+  nodeName: {NODE}
+  serviceAccountName: robot
+  terminationGracePeriodSeconds: 1
+  volumes:
+  - name: token
+    projected:
+      defaultMode: 0400
+      sources: [{{serviceAccountToken: {{path: token, expirationSeconds: 3600}}}}]
+  containers:
+  - name: c
+    image: busybox
+    command: [sh, -c, "stat -L -c 'mode %a' /var/run/secrets/tokens/token; cat /var/run/secrets/tokens/token; echo; sleep 3600"]
+    volumeMounts: [{{name: token, mountPath: /var/run/secrets/tokens}}]
+"#
+    ))
+    .await;
+    env.running("tokened").await;
+    let logs = wait_for("the token in the log", T, || async {
+        let logs = env.cluster.must(&["logs", "tokened"]).await;
+        (logs.lines().count() >= 2).then_some(logs)
+    })
+    .await;
+    assert!(logs.starts_with("mode 400\n"), "{logs}");
+    let token = logs.lines().nth(1).unwrap().trim().to_string();
+    let review = env
+        .cluster
+        .kubectl(
+            &["create", "--validate=false", "-o", "json", "-f", "-"],
+            Some(&format!(
+                r#"{{"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": {{"token": "{token}"}}}}"#
+            )),
+        )
+        .await;
+    assert!(review.0, "{}", review.2);
+    let review: serde_json::Value = serde_json::from_str(&review.1).unwrap();
+    assert_eq!(
+        review["status"]["user"]["username"], "system:serviceaccount:default:robot",
+        "{review}"
+    );
+    assert_eq!(
+        review["status"]["user"]["extra"]["authentication.kubernetes.io/pod-name"],
+        json!(["tokened"])
+    );
+
+    // The kubelet API asks the API server (SubjectAccessReview) who may
+    // read: a plain user may not, until a binding says so.
+    env.cluster.add_user("viewer", &[]);
+    let pki = env.cluster.pki();
+    let fetch = || {
+        let out = std::process::Command::new("curl")
+            .args([
+                "-s",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "--cacert",
+                pki.join("ca.crt").to_str().unwrap(),
+            ])
+            .args(["--cert", pki.join("users/viewer.crt").to_str().unwrap()])
+            .args(["--key", pki.join("users/viewer.key").to_str().unwrap()])
+            .arg(format!("https://127.0.0.1:{}/metrics/resource", env.api_port))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    assert_eq!(fetch(), "403");
+    env.cluster
+        .must(&[
+            "create",
+            "clusterrolebinding",
+            "viewer-kubelet",
+            "--clusterrole=system:kubelet-api-admin",
+            "--user=viewer",
+        ])
+        .await;
+    // A refusal is cached for 30 s, as upstream's webhook authorizer does.
+    wait_for("allowed once the refusal expires", Duration::from_secs(60), || async {
+        (fetch() == "200").then_some(())
+    })
+    .await;
+    env.stop().await;
+}

@@ -283,6 +283,19 @@ pub fn cluster_roles() -> Vec<Value> {
             ],
         ),
         role(
+            "system:kubelet-api-admin",
+            json!({}),
+            vec![
+                rule(&READ, &[""], &["nodes"]),
+                rule(&["proxy"], &[""], &["nodes"]),
+                rule(
+                    &["*"],
+                    &[""],
+                    &["nodes/log", "nodes/metrics", "nodes/proxy", "nodes/stats"],
+                ),
+            ],
+        ),
+        role(
             "system:node",
             json!({}),
             // Kept for reference and for clusters that bind it; kubelets

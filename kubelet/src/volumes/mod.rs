@@ -10,12 +10,13 @@
 //! pods/<uid>/volumes/kubernetes.io~configmap/<name>     configMap  ┐
 //! pods/<uid>/volumes/kubernetes.io~secret/<name>        secret     │ written by the
 //! pods/<uid>/volumes/kubernetes.io~downward-api/<name>  downwardAPI│ atomic writer
-//! pods/<uid>/volumes/kubernetes.io~projected/<name>     projected  ┘
+//! pods/<uid>/volumes/kubernetes.io~projected/<name>     projected  ┘ (+ ServiceAccount tokens)
 //! ```
 //!
 //! hostPath volumes are the host's own path, checked against their `type`.
 
 pub mod atomic_writer;
+pub mod service_account_token;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -183,7 +184,13 @@ async fn secret(client: &Client, namespace: &str, name: &str) -> Result<Option<S
 }
 
 /// Sets up one volume; returns its host path.
-async fn set_up(client: &Client, pod: &Pod, pod_dir: &Path, volume: &Volume) -> Result<PathBuf, String> {
+async fn set_up(
+    client: &Client,
+    tokens: &service_account_token::Tokens,
+    pod: &Pod,
+    pod_dir: &Path,
+    volume: &Volume,
+) -> Result<PathBuf, String> {
     let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
     let name = volume.name.as_str();
     let io = |what: &str| {
@@ -260,8 +267,17 @@ async fn set_up(client: &Client, pod: &Pod, pod_dir: &Path, volume: &Volume) -> 
                 }
             } else if let Some(d) = &source.downward_api {
                 files.extend(downward(pod, d.items.as_deref().unwrap_or_default(), mode)?);
-            } else if source.service_account_token.is_some() {
-                return Err("serviceAccountToken projections need the TokenRequest API, which this API server does not serve yet".into());
+            } else if let Some(t) = &source.service_account_token {
+                atomic_writer::check_path(&t.path)?;
+                let token = tokens.get(client, pod, t).await?;
+                let mode = u32::try_from(mode & 0o7777).unwrap_or(0o644);
+                files.insert(
+                    t.path.clone(),
+                    File {
+                        data: token.into_bytes(),
+                        mode,
+                    },
+                );
             } else {
                 return Err("a projected volume source of an unsupported kind".into());
             }
@@ -322,10 +338,15 @@ fn host_path(path: &str, kind: &str) -> Result<PathBuf, String> {
 
 /// Sets up (or refreshes) every volume of the pod; returns each one's
 /// host path by name.
-pub async fn set_up_all(client: &Client, pod: &Pod, pod_dir: &Path) -> Result<HashMap<String, PathBuf>, VolumeError> {
+pub async fn set_up_all(
+    client: &Client,
+    tokens: &service_account_token::Tokens,
+    pod: &Pod,
+    pod_dir: &Path,
+) -> Result<HashMap<String, PathBuf>, VolumeError> {
     let mut paths = HashMap::new();
     for volume in pod.spec.as_ref().and_then(|s| s.volumes.as_ref()).into_iter().flatten() {
-        let path = set_up(client, pod, pod_dir, volume)
+        let path = set_up(client, tokens, pod, pod_dir, volume)
             .await
             .map_err(volume_error(&volume.name))?;
         paths.insert(volume.name.clone(), path);
