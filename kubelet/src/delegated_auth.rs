@@ -33,9 +33,13 @@ pub enum Refusal {
     Forbidden(String),
 }
 
+/// (user, groups, subresource).
+type Question = (String, Vec<String>, String);
+
 #[derive(Default)]
 pub struct Decisions {
-    cache: Mutex<HashMap<(String, Vec<String>, String), (bool, Instant)>>,
+    /// Answers and when they were given.
+    cache: Mutex<HashMap<Question, (bool, Instant)>>,
 }
 
 impl Decisions {

@@ -12,10 +12,13 @@ use client::{Api, Client};
 use k8s_openapi::api::authentication::v1::{BoundObjectReference, TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::{Pod, ServiceAccount, ServiceAccountTokenProjection};
 
-/// The tokens held, by (pod uid, audience, lifetime).
+/// (pod uid, audience, lifetime in seconds).
+type Key = (String, String, i64);
+
+/// The tokens held, with when each was issued.
 #[derive(Default)]
 pub struct Tokens {
-    held: Mutex<HashMap<(String, String, i64), (String, Instant)>>,
+    held: Mutex<HashMap<Key, (String, Instant)>>,
 }
 
 const MAX_AGE: Duration = Duration::from_secs(24 * 3600);
