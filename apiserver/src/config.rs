@@ -93,6 +93,15 @@ pub struct Config {
     /// then authorized like anyone else); off, they get 401.
     #[arg(long, default_value_t = false, action = clap::ArgAction::Set)]
     pub anonymous_auth: bool,
+    /// Write an audit event per request here (JSON lines; `-` for stdout).
+    #[arg(long)]
+    pub audit_log_path: Option<PathBuf>,
+    /// Rotate the audit log when it grows past this many megabytes.
+    #[arg(long, default_value_t = 100)]
+    pub audit_log_maxsize: u64,
+    /// How many rotated audit logs to keep.
+    #[arg(long, default_value_t = 10)]
+    pub audit_log_maxbackup: usize,
     #[command(flatten)]
     pub telemetry: common::telemetry::TelemetryArgs,
 }

@@ -116,13 +116,16 @@ fn parse(app: &App, bytes: &[u8]) -> Result<serde_json::Value, Status> {
     Ok(value)
 }
 
-/// Runs a verb, counting it in the request metrics as REST calls are.
+/// Runs a verb, counting it in the request metrics as REST calls are
+/// and writing it to the audit log.
 async fn counted<T>(
     app: &App,
+    user: &authn::User,
     verb: &str,
     info: &RequestInfo,
     work: impl std::future::Future<Output = Result<T, ApiError>>,
 ) -> Result<T, Status> {
+    let received = time::OffsetDateTime::now_utc();
     let started = std::time::Instant::now();
     let result = match app.max_in_flight.admit(verb) {
         Ok(_slot) => {
@@ -137,6 +140,28 @@ async fn counted<T>(
         Err(e) => e.code,
     };
     app.metrics.record(verb, info, code, started);
+    if let Some(audit) = &app.audit {
+        let uri = format!(
+            "grpc:{}/{}/{}/{}/{}",
+            info.resource.group,
+            info.resource.plural,
+            info.namespace.as_deref().unwrap_or_default(),
+            info.name.as_deref().unwrap_or_default(),
+            info.subresource.as_deref().unwrap_or_default()
+        );
+        audit.record(&crate::audit::Record {
+            uri: &uri,
+            verb,
+            user: Some(user),
+            impersonated: None,
+            info: Some(info),
+            source: None,
+            user_agent: Some("kubernate-grpc"),
+            code,
+            received,
+            started,
+        });
+    }
     result.map_err(to_status)
 }
 
@@ -172,17 +197,17 @@ impl Resources for ResourcesService {
     type WatchStream = WatchStream;
 
     async fn get(&self, request: Request<GetRequest>) -> Result<Response<Object>, Status> {
-        let (info, _) = self
+        let (info, user) = self
             .prepare(&request, request.get_ref().r#ref.as_ref(), "get", None)
             .await?;
         Ok(object(
-            counted(&self.app, "get", &info, verbs::get(&self.app, &info)).await?,
+            counted(&self.app, &user, "get", &info, verbs::get(&self.app, &info)).await?,
         ))
     }
 
     async fn list(&self, request: Request<ListRequest>) -> Result<Response<Object>, Status> {
         let r = request.get_ref();
-        let (info, _) = self
+        let (info, user) = self
             .prepare(&request, r.r#ref.as_ref(), "list", Some(&r.field_selector))
             .await?;
         let limit = positive(r.limit);
@@ -195,13 +220,13 @@ impl Resources for ResourcesService {
             ("continue", &r.continue_token),
         ]);
         Ok(object(
-            counted(&self.app, "list", &info, verbs::list(&self.app, &info, &query)).await?,
+            counted(&self.app, &user, "list", &info, verbs::list(&self.app, &info, &query)).await?,
         ))
     }
 
     async fn watch(&self, request: Request<WatchRequest>) -> Result<Response<WatchStream>, Status> {
         let r = request.get_ref();
-        let (info, _) = self
+        let (info, user) = self
             .prepare(&request, r.r#ref.as_ref(), "watch", Some(&r.field_selector))
             .await?;
         let timeout = positive(r.timeout_seconds);
@@ -213,7 +238,7 @@ impl Resources for ResourcesService {
             ("resourceVersion", &r.resource_version),
             ("timeoutSeconds", &timeout),
         ]);
-        let events = counted(&self.app, "watch", &info, verbs::watch(&self.app, &info, &query)).await?;
+        let events = counted(&self.app, &user, "watch", &info, verbs::watch(&self.app, &info, &query)).await?;
         let stream = tokio_stream::wrappers::ReceiverStream::new(events).map(|(kind, object)| {
             Ok(WatchEvent {
                 r#type: kind.to_string(),
@@ -232,9 +257,16 @@ impl Resources for ResourcesService {
             return Ok(object(answer.map_err(to_status)?));
         }
         let mut opts = write_options(request.get_ref().options.as_ref())?;
-        opts.user = Some(user);
+        opts.user = Some(user.clone());
         Ok(object(
-            counted(&self.app, "create", &info, verbs::create(&self.app, &info, body, &opts)).await?,
+            counted(
+                &self.app,
+                &user,
+                "create",
+                &info,
+                verbs::create(&self.app, &info, body, &opts),
+            )
+            .await?,
         ))
     }
 
@@ -244,9 +276,16 @@ impl Resources for ResourcesService {
             .await?;
         let body = parse(&self.app, &request.get_ref().object)?;
         let mut opts = write_options(request.get_ref().options.as_ref())?;
-        opts.user = Some(user);
+        opts.user = Some(user.clone());
         Ok(object(
-            counted(&self.app, "update", &info, verbs::update(&self.app, &info, body, &opts)).await?,
+            counted(
+                &self.app,
+                &user,
+                "update",
+                &info,
+                verbs::update(&self.app, &info, body, &opts),
+            )
+            .await?,
         ))
     }
 
@@ -257,19 +296,19 @@ impl Resources for ResourcesService {
         let r = request.get_ref();
         within(&self.app, &r.patch)?;
         let mut opts = write_options(r.options.as_ref())?;
-        opts.user = Some(user);
+        opts.user = Some(user.clone());
         let patched = if r.patch_type.starts_with("application/apply-patch+yaml") {
             let work = crate::server_side_apply::apply(&self.app, &info, &r.patch, &opts, r.force);
-            counted(&self.app, "patch", &info, work).await?
+            counted(&self.app, &user, "patch", &info, work).await?
         } else {
             let work = verbs::patch(&self.app, &info, &r.patch_type, &r.patch, &opts);
-            counted(&self.app, "patch", &info, work).await?
+            counted(&self.app, &user, "patch", &info, work).await?
         };
         Ok(object(patched))
     }
 
     async fn delete(&self, request: Request<DeleteRequest>) -> Result<Response<Object>, Status> {
-        let (info, _) = self
+        let (info, user) = self
             .prepare(&request, request.get_ref().r#ref.as_ref(), "delete", None)
             .await?;
         let raw = &request.get_ref().options;
@@ -279,6 +318,6 @@ impl Resources for ResourcesService {
             Some(parse(&self.app, raw)?)
         };
         let work = verbs::delete(&self.app, &info, options.as_ref());
-        Ok(object(counted(&self.app, "delete", &info, work).await?))
+        Ok(object(counted(&self.app, &user, "delete", &info, work).await?))
     }
 }

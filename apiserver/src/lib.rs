@@ -43,6 +43,7 @@
 //! - [`strategic_merge`]: strategic merge patch (kubectl apply, patch, edit).
 
 pub mod allocator;
+pub mod audit;
 pub mod authn;
 pub mod authz;
 pub mod binding;

@@ -43,6 +43,17 @@ pub struct App {
     pub authn: authn::Authenticator,
     /// The RBAC objects authorization reads.
     pub rbac: crate::authz::rbac::Rbac,
+    /// `--audit-log-path`, when set.
+    pub audit: Option<crate::audit::AuditLog>,
+}
+
+/// What a request turned out to be, for the audit log.
+#[derive(Default)]
+struct Seen {
+    user: Option<authn::User>,
+    acting_as: Option<authn::User>,
+    info: Option<RequestInfo>,
+    verb: &'static str,
 }
 
 type Result<T> = std::result::Result<T, ApiError>;
@@ -88,18 +99,41 @@ pub async fn handle(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
+    let received = time::OffsetDateTime::now_utc();
+    let started = std::time::Instant::now();
+    let source = peer.as_ref().map(|Extension(p)| p.remote_addr.ip());
     let caller = match insecure {
         Some(_) => Caller::Insecure,
         None => Caller::Peer(peer.map(|Extension(p)| p)),
     };
-    let body = match read_body(body, app.max_body).await {
-        Ok(bytes) => bytes,
-        Err(e) => return e.into_response(),
-    };
-    match serve(&app, caller, &method, &uri, &headers, body).await {
-        Ok(response) => response,
+    let mut seen = Seen::default();
+    let response = match read_body(body, app.max_body).await {
+        Ok(bytes) => match serve(&app, caller, &method, &uri, &headers, bytes, &mut seen).await {
+            Ok(response) => response,
+            Err(e) => e.into_response(),
+        },
         Err(e) => e.into_response(),
+    };
+    if let Some(audit) = &app.audit {
+        let verb = if seen.verb.is_empty() {
+            method.as_str().to_lowercase()
+        } else {
+            seen.verb.to_string()
+        };
+        audit.record(&crate::audit::Record {
+            uri: &uri.to_string(),
+            verb: &verb,
+            user: seen.user.as_ref(),
+            impersonated: seen.acting_as.as_ref(),
+            info: seen.info.as_ref(),
+            source,
+            user_agent: headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()),
+            code: response.status().as_u16(),
+            received,
+            started,
+        });
     }
+    response
 }
 
 /// Reads a request body of at most `limit` bytes. A larger one is a 413;
@@ -140,6 +174,7 @@ async fn serve(
     uri: &Uri,
     headers: &HeaderMap,
     body: Bytes,
+    seen: &mut Seen,
 ) -> Result<Response> {
     let path = uri.path();
     // Health and version answer anyone, as Kubernetes' public-info does.
@@ -162,10 +197,18 @@ async fn serve(
         Caller::Peer(peer) => {
             let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
             let user = app.authn.authenticate(app, peer.as_ref(), authorization).await?;
-            authn::impersonation::apply(app, user, headers).await?
+            seen.user = Some(user.clone());
+            let acting = authn::impersonation::apply(app, user.clone(), headers).await?;
+            if acting != user {
+                seen.acting_as = Some(acting.clone());
+            }
+            acting
         }
         Caller::Insecure => authn::insecure_user(),
     };
+    if seen.user.is_none() {
+        seen.user = Some(user.clone());
+    }
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     let document = match segments.as_slice() {
         ["api"] => Some(discovery::core_versions()),
@@ -194,8 +237,10 @@ async fn serve(
             .into_response());
     }
     let info = request_info::parse(path)?;
+    seen.info = Some(info.clone());
     let query = Query::parse(uri);
     let verb = verb(method, &info, &query)?;
+    seen.verb = verb;
     let started = std::time::Instant::now();
     let result = match app.max_in_flight.admit(verb) {
         Ok(_slot) => {

@@ -344,6 +344,13 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         kubelet_tls: crate::pod_logs::kubelet_tls(&config)?,
         authn,
         rbac,
+        audit: match &config.audit_log_path {
+            Some(path) => Some(
+                crate::audit::AuditLog::open(path, config.audit_log_maxsize, config.audit_log_maxbackup)
+                    .map_err(|e| StartError::Config(format!("--audit-log-path {}: {e}", path.display())))?,
+            ),
+            None => None,
+        },
     });
     let advertise = match &config.advertise_address {
         Some(a) => a.clone(),

@@ -417,9 +417,16 @@ async fn static_tokens_and_anonymous_requests() {
     let files = tempfile::tempdir().unwrap();
     let tokens = files.path().join("tokens.csv");
     std::fs::write(&tokens, "# bootstrap\nc4r0l-s3cret,carol,1001,\"ops,devs\"\n").unwrap();
+    let audit = files.path().join("audit/audit.log");
     let cluster = Cluster::start_with(
         "kubernate",
-        &["--token-auth-file", tokens.to_str().unwrap(), "--anonymous-auth=true"],
+        &[
+            "--token-auth-file",
+            tokens.to_str().unwrap(),
+            "--anonymous-auth=true",
+            "--audit-log-path",
+            audit.to_str().unwrap(),
+        ],
     )
     .await;
     let none = anonymous_kubeconfig(&cluster);
@@ -444,6 +451,47 @@ async fn static_tokens_and_anonymous_requests() {
     assert!(body.contains(r#"User \"system:anonymous\" cannot list"#), "{body}");
     assert_eq!(curl(&cluster, "/version", &[]).0, 200);
     assert!(!cluster.apiserver_log().contains("c4r0l-s3cret"));
+
+    // The audit log: a line per request, who, what and how it ended, and
+    // never a secret's data or a token.
+    cluster
+        .must(&[
+            "create",
+            "secret",
+            "generic",
+            "vault",
+            "--from-literal=password=hunter2-xyzzy",
+        ])
+        .await;
+    refused(&cluster, &none, &["--token=c4r0l-s3cret", "get", "secret", "vault"]).await;
+    let log = std::fs::read_to_string(&audit).unwrap();
+    let events: Vec<serde_json::Value> = log.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let created = events
+        .iter()
+        .find(|e| e["verb"] == "create" && e["objectRef"]["resource"] == "secrets")
+        .expect("the secret's creation is audited");
+    assert_eq!(created["user"]["username"], "admin");
+    assert_eq!(created["responseStatus"]["code"], 201);
+    assert_eq!(created["objectRef"]["namespace"], "default");
+    let denied = events
+        .iter()
+        .find(|e| e["user"]["username"] == "carol" && e["objectRef"]["name"] == "vault")
+        .expect("carol's refused read is audited");
+    assert_eq!(denied["verb"], "get");
+    assert_eq!(denied["responseStatus"]["code"], 403);
+    assert_eq!(
+        denied["user"]["groups"],
+        serde_json::json!(["ops", "devs", "system:authenticated"])
+    );
+    assert!(denied["annotations"]["kubernate.io/latency-seconds"].is_string());
+    assert!(events
+        .iter()
+        .any(|e| e["responseStatus"]["code"] == 401 || e["user"]["username"] == "system:anonymous"));
+    assert!(
+        !log.contains("hunter2-xyzzy") && !log.contains("aHVudGVyMi14eXp6eQ"),
+        "a secret's data leaked"
+    );
+    assert!(!log.contains("c4r0l-s3cret"), "a token leaked");
     cluster.stop().await;
 }
 
