@@ -20,11 +20,13 @@
 //! | `endpointslice` | [`endpointslice`] | … and so do their EndpointSlices |
 //! | `nodelifecycle` | [`node_lifecycle`] | silent nodes are tainted and emptied |
 //! | `podgc` | [`pod_gc`] | finished and orphaned pods do not pile up |
+//! | `clusterrole-aggregation` | [`clusterrole_aggregation`] | aggregating ClusterRoles hold their parts' rules |
 //!
 //! Shared pieces: [`expectations`] (do not act on a stale cache),
 //! [`controller_ref_manager`] (adopt and release pods),
 //! [`controller_utils`] (pod readiness, owner references, deletion order).
 
+pub mod clusterrole_aggregation;
 pub mod config;
 pub mod context;
 pub mod controller;
@@ -79,6 +81,7 @@ pub const CONTROLLERS: &[(&str, StartFn)] = &[
     ("endpointslice", endpointslice::start),
     ("nodelifecycle", node_lifecycle::start),
     ("podgc", pod_gc::start),
+    ("clusterrole-aggregation", clusterrole_aggregation::start),
 ];
 
 /// The index of pods (and other dependents) by owner uid.

@@ -58,3 +58,37 @@ fn unknown_controller_names_are_refused() {
         "{stderr}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aggregated_cluster_roles_gather_their_parts_rules() {
+    let env = Env::start(&[]).await;
+    let roles: client::Api<k8s_openapi::api::rbac::v1::ClusterRole> = client::Api::all(env.client.clone());
+    // The bootstrap `view` role already holds its system:aggregate-to-view rules.
+    wait_for("view aggregated", Duration::from_secs(30), || async {
+        let view = roles.get("view").await.ok()?;
+        view.rules
+            .unwrap_or_default()
+            .iter()
+            .any(|r| r.resources.iter().flatten().any(|x| x == "pods/log"))
+            .then_some(())
+    })
+    .await;
+    env.apply(
+        r#"{"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+            "metadata": {"name": "widgets-view", "labels": {"rbac.authorization.k8s.io/aggregate-to-view": "true"}},
+            "rules": [{"apiGroups": ["example.com"], "resources": ["widgets"], "verbs": ["get", "list"]}]}"#,
+    )
+    .await;
+    for name in ["view", "edit", "admin"] {
+        wait_for(&format!("{name} holding widgets"), Duration::from_secs(30), || async {
+            let role = roles.get(name).await.ok()?;
+            role.rules
+                .unwrap_or_default()
+                .iter()
+                .any(|r| r.resources.iter().flatten().any(|x| x == "widgets"))
+                .then_some(())
+        })
+        .await;
+    }
+    env.cluster.stop().await;
+}
