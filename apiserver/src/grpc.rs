@@ -78,6 +78,20 @@ impl ResourcesService {
             return Err(not_found());
         }
         let some = |s: &str| (!s.is_empty()).then(|| s.to_string());
+        // The same shape rules as a REST path: no segment separators inside
+        // names, and a named namespaced object needs its namespace.
+        let bad_segment = |s: &str| s.contains('/') || s == "." || s == "..";
+        if bad_segment(&r.name) || bad_segment(&r.namespace) || bad_segment(&r.subresource) {
+            return Err(to_status(ApiError::bad_request(
+                "names and namespaces may not contain '/' or be '.' or '..'",
+            )));
+        }
+        if resource.namespaced && !r.name.is_empty() && r.namespace.is_empty() {
+            return Err(to_status(ApiError::bad_request(format!(
+                "a {} is namespaced: the reference needs a namespace",
+                resource.kind
+            ))));
+        }
         let info = RequestInfo {
             resource,
             namespace: some(&r.namespace).filter(|_| resource.namespaced),

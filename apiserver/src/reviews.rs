@@ -51,7 +51,9 @@ fn answered(body: &Value, group_version: &str, kind: &str, status: Value) -> Val
 pub async fn create(app: &App, user: &User, info: &RequestInfo, body: &Value) -> Option<Result<Value, ApiError>> {
     let r = info.resource;
     Some(match (r.group, r.plural, info.subresource.as_deref()) {
-        ("", "serviceaccounts", Some("token")) => crate::authn::service_account::token_request(app, info, body).await,
+        ("", "serviceaccounts", Some("token")) => {
+            crate::authn::service_account::token_request(app, user, info, body).await
+        }
         ("authentication.k8s.io", "tokenreviews", None) => Ok(token_review(app, body).await),
         ("authentication.k8s.io", "selfsubjectreviews", None) => Ok(answered(
             body,
@@ -77,7 +79,7 @@ async fn token_review(app: &App, body: &Value) -> Value {
         .flatten()
         .filter_map(|a| a.as_str().map(str::to_string))
         .collect();
-    let status = match app.authn.review(app, token).await {
+    let status = match app.authn.review(app, token, &wanted).await {
         Ok((user, audiences)) => {
             let matching: Vec<&String> = if wanted.is_empty() {
                 audiences.iter().collect()

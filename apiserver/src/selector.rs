@@ -47,6 +47,16 @@ fn set(values: &str, term: &str) -> Result<Vec<String>, ApiError> {
 }
 
 impl Selector {
+    /// The value `key` must equal (an `=` or `==` term), if the selector
+    /// pins it: how an authorizer reads a field selector the same way the
+    /// list does.
+    pub fn pinned(&self, key: &str) -> Option<&str> {
+        self.0.iter().find_map(|r| match r {
+            Requirement::Equals(k, v) if k == key => Some(v.as_str()),
+            _ => None,
+        })
+    }
+
     pub fn parse(text: &str) -> Result<Selector, ApiError> {
         let mut requirements = Vec::new();
         for term in terms(text) {

@@ -312,6 +312,16 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let local = listener
         .local_addr()
         .map_err(|source| StartError::Listen { addr, source })?;
+    // Both ports are bound before the slower start-up work, so a client
+    // that sees one open finds the other open too.
+    let insecure_listener = if config.insecure_port > 0 {
+        let addr = format!("127.0.0.1:{}", config.insecure_port);
+        let listener = listen(&addr).await?;
+        tracing::warn!(%addr, "serving the API WITHOUT authentication or authorization on the insecure port (loopback only)");
+        Some(listener)
+    } else {
+        None
+    };
 
     let metrics = crate::metrics::Metrics::new().map_err(|e| StartError::Store(format!("metrics: {e}")))?;
     let storage = storage.with_timings(metrics.store_duration.clone());
@@ -365,17 +375,12 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let rest = axum::Router::new()
         .fallback(crate::rest::handle)
         .with_state(app.clone());
-    let insecure = if config.insecure_port > 0 {
-        let addr = format!("127.0.0.1:{}", config.insecure_port);
-        let listener = listen(&addr).await?;
-        tracing::warn!(%addr, "serving the API WITHOUT authentication or authorization on the insecure port (loopback only)");
-        Some((
+    let insecure = insecure_listener.map(|listener| {
+        (
             listener,
             rest.clone().layer(axum::Extension(crate::authn::InsecurePort)),
-        ))
-    } else {
-        None
-    };
+        )
+    });
     // Messages over the body limit are still read, so that the answer is a
     // 413 Status rather than a transport error.
     let grpc = api::proto::resources_server::ResourcesServer::new(crate::grpc::ResourcesService { app: app.clone() })

@@ -215,6 +215,7 @@ pub fn validate(group: &str, plural: &str, object: &Value, old: Option<&Value>) 
         }
         ("apps", "deployments" | "replicasets" | "statefulsets" | "daemonsets") => workload(&c, object, old),
         ("apiextensions.k8s.io", "customresourcedefinitions") => crd(&c, object),
+        ("rbac.authorization.k8s.io", "rolebindings" | "clusterrolebindings") => role_ref(&c, plural, object, old),
         ("batch", "jobs") => pod_spec(
             &c,
             &object["spec"]["template"]["spec"],
@@ -225,10 +226,58 @@ pub fn validate(group: &str, plural: &str, object: &Value, old: Option<&Value>) 
     }
 }
 
+/// A binding's roleRef: in the RBAC group, a ClusterRole for a
+/// ClusterRoleBinding (a Role or ClusterRole for a RoleBinding), named,
+/// and never changed afterwards, as upstream validates it.
+fn role_ref(c: &Check<'_>, plural: &str, object: &Value, old: Option<&Value>) -> Result<(), ApiError> {
+    let r = &object["roleRef"];
+    if r["apiGroup"] != "rbac.authorization.k8s.io" {
+        return Err(c.fail(
+            "roleRef.apiGroup",
+            "Unsupported value: supported values: \"rbac.authorization.k8s.io\"",
+        ));
+    }
+    let kinds: &[&str] = if plural == "clusterrolebindings" {
+        &["ClusterRole"]
+    } else {
+        &["Role", "ClusterRole"]
+    };
+    if !r["kind"].as_str().is_some_and(|k| kinds.contains(&k)) {
+        return Err(c.fail(
+            "roleRef.kind",
+            format!("Unsupported value: supported values: {kinds:?}"),
+        ));
+    }
+    if r["name"].as_str().is_none_or(str::is_empty) {
+        return Err(c.fail("roleRef.name", "Required value"));
+    }
+    if let Some(old) = old {
+        if old["roleRef"] != *r {
+            return Err(c.fail("roleRef", "Invalid value: cannot change roleRef"));
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn role_refs_are_checked_and_fixed() {
+        let binding = |kind: &str| {
+            json!({"kind": "ClusterRoleBinding", "metadata": {"name": "b"},
+                   "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": kind, "name": "cluster-admin"}})
+        };
+        let rbac = "rbac.authorization.k8s.io";
+        assert!(validate(rbac, "clusterrolebindings", &binding("ClusterRole"), None).is_ok());
+        assert!(validate(rbac, "clusterrolebindings", &binding("Role"), None).is_err());
+        assert!(validate(rbac, "rolebindings", &binding("Role"), None).is_ok());
+        let mut changed = binding("ClusterRole");
+        changed["roleRef"]["name"] = json!("view");
+        assert!(validate(rbac, "clusterrolebindings", &changed, Some(&binding("ClusterRole"))).is_err());
+    }
 
     #[test]
     fn label_syntax() {

@@ -214,6 +214,19 @@ subjects: [{kind: User, name: alice, apiGroup: rbac.authorization.k8s.io}]
     )
     .await;
     assert!(err.contains("not currently held"), "{err}");
+    // A ClusterRoleBinding grants ClusterRoles only (kind Role is invalid).
+    let (created, _, err) = cluster
+        .kubectl(
+            &["create", "-f", "-"],
+            Some(
+                r#"{"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+                    "metadata": {"name": "sneaky"},
+                    "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "cluster-admin"},
+                    "subjects": [{"kind": "User", "name": "alice", "apiGroup": "rbac.authorization.k8s.io"}]}"#,
+            ),
+        )
+        .await;
+    assert!(!created && err.contains("roleRef.kind"), "{err}");
     // The aggregated roles hold the rules of the roles they select.
     assert!(can_i(&cluster, &alice, &["delete", "deployments.apps"]).await);
     assert!(!can_i(&cluster, &alice, &["delete", "deployments.apps", "-n", "kube-system"]).await);
@@ -557,6 +570,19 @@ spec:
     .await;
     assert_eq!(mine.trim(), "pod/p1");
     refused(&cluster, &n1, &["get", "pods", "--field-selector", "spec.nodeName=n2"]).await;
+    // A selector the list reads as `!=` does not pass for `spec.nodeName=n1`.
+    refused(
+        &cluster,
+        &n1,
+        &[
+            "get",
+            "pods",
+            "-A",
+            "--field-selector",
+            "spec.nodeName!=(,spec.nodeName=n1,)",
+        ],
+    )
+    .await;
     refused(&cluster, &n1, &["label", "node", "n2", "x=y"]).await;
     refused(&cluster, &n1, &["get", "deployments"]).await;
 
@@ -575,5 +601,12 @@ spec:
         .unwrap();
     assert_eq!(listed.items.len(), 1);
     assert!(pods.list(&client::ListParams::default()).await.is_err());
+    // A reference smuggling the namespace into the name is refused.
+    let everywhere: client::Api<k8s_openapi::api::core::v1::Pod> = client::Api::all(pods.client().clone());
+    let smuggled = everywhere.get("default/p2").await.unwrap_err();
+    assert!(
+        smuggled.to_string().contains("'/'") || smuggled.to_string().contains("namespace"),
+        "{smuggled}"
+    );
     cluster.stop().await;
 }

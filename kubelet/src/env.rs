@@ -213,7 +213,7 @@ pub(crate) fn resource(
     if divisor <= 0 {
         return Err(format!("divisor of {:?} must be positive", selector.resource));
     }
-    Ok(((value + divisor - 1) / divisor).to_string())
+    Ok((value.saturating_add(divisor - 1) / divisor).to_string())
 }
 
 /// The container's environment, in order, with references expanded:

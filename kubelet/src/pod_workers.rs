@@ -378,7 +378,7 @@ impl<R: Runtime> Kubelet<R> {
             Err(e) => return config_error("CreateContainerConfigError", e.to_string(), CONFIG_RETRY),
         };
         let mut mounts = ctx.pod_files.clone();
-        match crate::volumes::mounts_for(spec, paths, &env) {
+        match crate::volumes::mounts_for(pod, spec, paths, &env) {
             Ok(m) => mounts.extend(m),
             Err(e) => return config_error("CreateContainerConfigError", e.to_string(), CONFIG_RETRY),
         }

@@ -27,13 +27,14 @@ fn text(code: StatusCode, message: impl Into<String>) -> Response {
     (code, message.into()).into_response()
 }
 
-/// One CRI log line: (time, stream, message).
+/// One CRI log line: (time, tag, message). The tag is `F` for a whole
+/// line, `P` for a piece of a longer one.
 fn parse_line(line: &str) -> Option<(&str, &str, &str)> {
     let mut parts = line.splitn(4, ' ');
     let time = parts.next()?;
-    let stream = parts.next()?;
-    let _tag = parts.next()?;
-    Some((time, stream, parts.next().unwrap_or("")))
+    let _stream = parts.next()?;
+    let tag = parts.next()?;
+    Some((time, tag, parts.next().unwrap_or("")))
 }
 
 fn since_ok(time: &str, since: Option<i64>) -> bool {
@@ -43,11 +44,13 @@ fn since_ok(time: &str, since: Option<i64>) -> bool {
 }
 
 fn render(line: &str, timestamps: bool) -> Option<String> {
-    let (time, _, message) = parse_line(line)?;
+    let (time, tag, message) = parse_line(line)?;
+    // A partial piece continues on the next entry: no newline after it.
+    let end = if tag == "P" { "" } else { "\n" };
     Some(if timestamps {
-        format!("{time} {message}\n")
+        format!("{time} {message}{end}")
     } else {
-        format!("{message}\n")
+        format!("{message}{end}")
     })
 }
 
@@ -218,6 +221,7 @@ mod tests {
         let line = "2026-11-26T09:00:00.5Z stdout F hello world";
         assert_eq!(render(line, false).unwrap(), "hello world\n");
         assert_eq!(render(line, true).unwrap(), "2026-11-26T09:00:00.5Z hello world\n");
+        assert_eq!(render("2026-11-26T09:00:00.5Z stdout P abc", false).unwrap(), "abc");
         assert!(since_ok("2026-11-26T09:00:00.5Z", Some(0)));
         assert!(!since_ok("2026-11-26T09:00:00.5Z", Some(i64::MAX)));
     }

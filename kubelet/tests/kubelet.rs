@@ -903,3 +903,78 @@ spec:
     .await;
     env.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pod_specs_cannot_reach_the_host_through_links_or_relative_paths() {
+    let env = Env::start().await;
+    env.apply(&format!(
+        r#"
+apiVersion: v1
+kind: ConfigMap
+metadata: {{name: conf, namespace: default}}
+data: {{k: v}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: linky, namespace: default}}
+spec:
+  nodeName: {NODE}
+  terminationGracePeriodSeconds: 1
+  volumes:
+  - {{name: shared, emptyDir: {{}}}}
+  - {{name: conf, configMap: {{name: conf}}}}
+  initContainers:
+  - name: plant
+    image: busybox
+    command: [sh, -c, "ln -s / /shared/escape && ln -s ../../../../.. /shared/up"]
+    volumeMounts: [{{name: shared, mountPath: /shared}}]
+  containers:
+  - name: c
+    image: busybox
+    command: [sh, -c]
+    args:
+    - |
+      echo "escape=$(ls /escape | tr '\n' ' ')"
+      echo "up=$(ls /up | tr '\n' ' ')"
+      touch /conf/x 2>/dev/null && echo "conf writable" || echo "conf read-only"
+      sleep 3600
+    volumeMounts:
+    - {{name: shared, mountPath: /escape, subPath: escape}}
+    - {{name: shared, mountPath: /up, subPath: up}}
+    - {{name: conf, mountPath: /conf}}
+"#
+    ))
+    .await;
+    env.running("linky").await;
+    let logs = wait_for("the report", T, || async {
+        let logs = env.cluster.must(&["logs", "linky", "-c", "c"]).await;
+        logs.contains("conf ").then_some(logs)
+    })
+    .await;
+    // Both links resolve inside the volume (its own root), never to the host's /.
+    for line in ["escape=", "up="] {
+        let seen = logs.lines().find(|l| l.starts_with(line)).unwrap();
+        assert!(
+            seen.contains("escape") && seen.contains("up") && !seen.contains("proc"),
+            "{logs}"
+        );
+    }
+    assert!(logs.contains("conf read-only"), "{logs}");
+
+    // A relative working directory would start outside the chroot: refused.
+    env.apply(&format!(
+        r#"{{"apiVersion": "v1", "kind": "Pod", "metadata": {{"name": "relative", "namespace": "default"}},
+            "spec": {{"nodeName": "{NODE}", "restartPolicy": "Never",
+                     "containers": [{{"name": "c", "image": "busybox", "workingDir": "app", "command": ["pwd"]}}]}}}}"#
+    ))
+    .await;
+    let ended = wait_for("relative refused", T, || async {
+        let pod = env.pods().get("relative").await.ok()?;
+        let c = pod.status?.container_statuses?.into_iter().next()?;
+        c.state?.terminated
+    })
+    .await;
+    assert_eq!(ended.reason.as_deref(), Some("StartError"), "{ended:?}");
+    assert!(ended.message.unwrap_or_default().contains("must be an absolute path"));
+    env.stop().await;
+}

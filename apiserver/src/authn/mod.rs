@@ -66,6 +66,10 @@ impl Authenticator {
         authorization: Option<&str>,
     ) -> Result<User, ApiError> {
         if let Some(subject) = peer.and_then(PeerInfo::subject) {
+            if subject.common_name.is_empty() {
+                // A certificate that names nobody is refused, not ignored.
+                return Err(ApiError::unauthorized());
+            }
             return Ok(User {
                 name: subject.common_name,
                 groups: subject.organizations,
@@ -78,7 +82,7 @@ impl Authenticator {
                 return Ok(user.authenticated());
             }
             if let Some(sa) = &self.service_accounts {
-                return match sa.verify(app, token).await {
+                return match sa.verify(app, token, None).await {
                     Ok((user, _)) => Ok(user.authenticated()),
                     Err(why) => {
                         tracing::debug!(%why, "bearer token rejected");
@@ -94,18 +98,21 @@ impl Authenticator {
         Err(ApiError::unauthorized())
     }
 
-    /// A TokenReview: who a token belongs to, and for which audiences.
-    pub async fn review(&self, app: &App, token: &str) -> Result<(User, Vec<String>), String> {
+    /// A TokenReview: who a token belongs to, and for which audiences
+    /// (checked against `audiences` when the review names some, else
+    /// against the API server's own).
+    pub async fn review(&self, app: &App, token: &str, audiences: &[String]) -> Result<(User, Vec<String>), String> {
         if let Some(user) = self.tokens.lookup(token) {
-            let audiences = self
+            let own = self
                 .service_accounts
                 .as_ref()
                 .map(|s| s.audiences.clone())
                 .unwrap_or_default();
-            return Ok((user.authenticated(), audiences));
+            return Ok((user.authenticated(), own));
         }
+        let wanted = (!audiences.is_empty()).then_some(audiences);
         match &self.service_accounts {
-            Some(sa) => sa.verify(app, token).await.map(|(u, a)| (u.authenticated(), a)),
+            Some(sa) => sa.verify(app, token, wanted).await.map(|(u, a)| (u.authenticated(), a)),
             None => Err("token authentication is not configured".into()),
         }
     }

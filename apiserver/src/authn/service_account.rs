@@ -31,9 +31,10 @@ use crate::request_info::RequestInfo;
 use crate::rest::App;
 use crate::status::ApiError;
 
-/// Shortest and default lifetime of a requested token, as upstream.
+/// Shortest, default and longest lifetime of a requested token, as upstream.
 const MIN_EXPIRATION: i64 = 600;
 const DEFAULT_EXPIRATION: i64 = 3600;
+const MAX_EXPIRATION: i64 = 1 << 32;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Ref {
@@ -163,7 +164,7 @@ impl ServiceAccounts {
                 kubernetes.namespace, kubernetes.serviceaccount.name
             ),
             aud: audiences,
-            exp: now + lifetime,
+            exp: now.saturating_add(lifetime),
             nbf: now,
             iat: now,
             jti: uuid::Uuid::new_v4().to_string(),
@@ -175,11 +176,17 @@ impl ServiceAccounts {
         Ok((token, claims.exp))
     }
 
-    /// Checks a token; the user it stands for and its audiences.
-    pub async fn verify(&self, app: &App, token: &str) -> Result<(User, Vec<String>), String> {
+    /// Checks a token against `audiences` (default: the API server's); the
+    /// user it stands for and its audiences.
+    pub async fn verify(
+        &self,
+        app: &App,
+        token: &str,
+        audiences: Option<&[String]>,
+    ) -> Result<(User, Vec<String>), String> {
         let mut validation = Validation::new(Algorithm::ES256);
         validation.set_issuer(&[&self.issuer]);
-        validation.set_audience(&self.audiences);
+        validation.set_audience(audiences.unwrap_or(&self.audiences));
         validation.validate_nbf = true;
         validation.leeway = 0;
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
@@ -271,7 +278,7 @@ async fn object(app: &App, key: String, resource: &str, name: &str) -> Result<Va
 
 /// `POST …/serviceaccounts/<name>/token`: a TokenRequest answered with a
 /// signed token.
-pub async fn token_request(app: &App, info: &RequestInfo, body: &Value) -> Result<Value, ApiError> {
+pub async fn token_request(app: &App, caller: &User, info: &RequestInfo, body: &Value) -> Result<Value, ApiError> {
     let sa_api = app.authn.service_accounts.as_ref().ok_or_else(|| {
         ApiError::new(
             500,
@@ -298,6 +305,14 @@ pub async fn token_request(app: &App, info: &RequestInfo, body: &Value) -> Resul
             "may not specify a duration less than 10 minutes",
         ));
     }
+    if lifetime >= MAX_EXPIRATION {
+        return Err(ApiError::invalid(
+            "TokenRequest",
+            &name,
+            "spec.expirationSeconds",
+            "may not specify a duration larger than 2^32 seconds",
+        ));
+    }
     let audiences: Vec<String> = match spec["audiences"].as_array() {
         Some(list) if !list.is_empty() => list.iter().filter_map(|a| a.as_str().map(str::to_string)).collect(),
         _ => sa_api.audiences.clone(),
@@ -313,6 +328,28 @@ pub async fn token_request(app: &App, info: &RequestInfo, body: &Value) -> Resul
         node: None,
     };
     let bound = &spec["boundObjectRef"];
+    // NodeRestriction: a kubelet may only ask for tokens bound to a pod of
+    // its node that runs as this ServiceAccount.
+    if let Some(node) = crate::authz::node::node_name(caller) {
+        let refuse = |why: &str| ApiError::forbidden_because(format!("node '{node}' {why}"));
+        if bound["kind"] != "Pod" {
+            return Err(refuse("may only request tokens bound to a pod"));
+        }
+        let pod_name = bound["name"].as_str().unwrap_or_default();
+        let pod = object(app, format!("/registry/pods/{namespace}/{pod_name}"), "pods", pod_name).await?;
+        if pod["spec"]["nodeName"] != node {
+            return Err(refuse("may only request tokens for pods bound to it"));
+        }
+        let account = pod["spec"]["serviceAccountName"]
+            .as_str()
+            .filter(|s| !s.is_empty())
+            .unwrap_or("default");
+        if account != name {
+            return Err(ApiError::bad_request(format!(
+                "the pod {pod_name} runs as serviceaccount {account:?}, not {name:?}"
+            )));
+        }
+    }
     if let Some(kind) = bound["kind"].as_str() {
         let bound_name = bound["name"].as_str().unwrap_or_default().to_string();
         let key = match kind {

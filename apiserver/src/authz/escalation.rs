@@ -48,15 +48,32 @@ pub async fn admit(app: &App, user: Option<&User>, info: &RequestInfo, object: &
             if may(app, user, "escalate", plural, namespace, name).await {
                 return Ok(());
             }
-            let rules: Vec<PolicyRule> = serde_json::from_value(object["rules"].clone()).unwrap_or_default();
+            let mut rules: Vec<PolicyRule> = serde_json::from_value(object["rules"].clone()).unwrap_or_default();
+            if object["aggregationRule"].is_object() {
+                // An aggregating role can gather any role's rules: only a
+                // user who holds everything may write one, as upstream.
+                rules.push(PolicyRule {
+                    verbs: vec!["*".into()],
+                    api_groups: Some(vec!["*".into()]),
+                    resources: Some(vec!["*".into()]),
+                    ..Default::default()
+                });
+                rules.push(PolicyRule {
+                    verbs: vec!["*".into()],
+                    non_resource_urls: Some(vec!["*".into()]),
+                    ..Default::default()
+                });
+            }
             (rules, if plural == "roles" { namespace } else { None })
         }
         "rolebindings" | "clusterrolebindings" => {
             let kind = object["roleRef"]["kind"].as_str().unwrap_or_default();
             let role = object["roleRef"]["name"].as_str().unwrap_or_default();
             let role_resource = if kind == "ClusterRole" { "clusterroles" } else { "roles" };
-            let role_ns = if kind == "ClusterRole" { None } else { namespace };
-            if may(app, user, "bind", role_resource, role_ns, role).await {
+            // `bind` is asked where the binding grants: its namespace for a
+            // RoleBinding (even of a ClusterRole), cluster-wide otherwise.
+            let bind_ns = if plural == "rolebindings" { namespace } else { None };
+            if may(app, user, "bind", role_resource, bind_ns, role).await {
                 return Ok(());
             }
             let rules = app.rbac.role_rules(kind, namespace.unwrap_or_default(), role);

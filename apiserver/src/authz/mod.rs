@@ -54,6 +54,12 @@ impl<'a> Attributes<'a> {
         info: &'a RequestInfo,
         field_selector: Option<&'a str>,
     ) -> Attributes<'a> {
+        // A namespace is authorized within itself (`kubectl get ns mine`
+        // works for someone bound only there), as upstream's RequestInfo does.
+        let namespace = match (info.resource.group, info.resource.plural) {
+            ("", "namespaces") => info.name.as_deref(),
+            _ => info.namespace.as_deref(),
+        };
         Attributes {
             user,
             verb,
@@ -61,7 +67,7 @@ impl<'a> Attributes<'a> {
                 group: info.resource.group,
                 resource: info.resource.plural,
                 subresource: info.subresource.as_deref(),
-                namespace: info.namespace.as_deref(),
+                namespace,
                 name: info.name.as_deref(),
             }),
             path: None,

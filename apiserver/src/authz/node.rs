@@ -110,12 +110,15 @@ pub fn uses(pod: &Value, kind: &str, name: &str) -> bool {
     }
 }
 
-/// `field=value` in a field selector.
+/// The value a field selector pins `field` to, parsed exactly as the list
+/// will parse it (so `!=` tricks cannot pass for an equality).
+fn pinned(selector: Option<&str>, field: &str) -> Option<String> {
+    let parsed = crate::selector::Selector::parse(selector?).ok()?;
+    parsed.pinned(field).map(str::to_string)
+}
+
 fn selects(selector: Option<&str>, field: &str, value: &str) -> bool {
-    selector
-        .into_iter()
-        .flat_map(|s| s.split(','))
-        .any(|term| term.trim() == format!("{field}={value}") || term.trim() == format!("{field}=={value}"))
+    pinned(selector, field).as_deref() == Some(value)
 }
 
 fn no_relationship(node: &str) -> Decision {
@@ -257,7 +260,22 @@ mod tests {
         assert!(!uses(&pod, "serviceaccounts", "default"));
         assert!(uses(&serde_json::json!({"spec": {}}), "serviceaccounts", "default"));
         assert!(selects(Some("spec.nodeName=n1"), "spec.nodeName", "n1"));
+        assert!(selects(
+            Some("status.phase=Running,spec.nodeName==n1"),
+            "spec.nodeName",
+            "n1"
+        ));
         assert!(!selects(Some("spec.nodeName=n2"), "spec.nodeName", "n1"));
         assert!(!selects(None, "spec.nodeName", "n1"));
+        // A term the list reads as `!=` must not pass for `=`.
+        assert!(!selects(
+            Some("spec.nodeName!=(,spec.nodeName=n1,)"),
+            "spec.nodeName",
+            "n1"
+        ));
+        assert_eq!(
+            pinned(Some("metadata.name!=(,metadata.name=s1,)"), "metadata.name"),
+            None
+        );
     }
 }

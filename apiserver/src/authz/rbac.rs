@@ -168,6 +168,10 @@ impl Rbac {
         let objects = self.objects.read().unwrap_or_else(|p| p.into_inner());
         let mut out = Vec::new();
         for binding in objects.get(CLUSTER_ROLE_BINDINGS).into_iter().flat_map(|m| m.values()) {
+            // A ClusterRoleBinding can only grant a ClusterRole.
+            if binding["roleRef"]["kind"] != "ClusterRole" {
+                continue;
+            }
             if subjects_of(binding).iter().any(|s| names(s, user, "")) {
                 let role = binding["roleRef"]["name"].as_str().unwrap_or_default();
                 let from = format!(

@@ -98,7 +98,7 @@ fn counter(file: &Path, name: &str) -> Option<u64> {
 
 /// cpu.shares for a request (upstream's MilliCPUToShares).
 fn shares(millis: u64) -> u64 {
-    (millis * 1024 / 1000).max(2)
+    (millis.saturating_mul(1024) / 1000).max(2)
 }
 
 impl Driver {
@@ -161,7 +161,7 @@ impl Driver {
                     }
                     if let Some(millis) = limits.cpu_limit_millis {
                         write(&dir, "cpu.cfs_period_us", &CFS_PERIOD_US.to_string())?;
-                        let quota = (millis * CFS_PERIOD_US / 1000).max(1000);
+                        let quota = (millis.saturating_mul(CFS_PERIOD_US) / 1000).max(1000);
                         write(&dir, "cpu.cfs_quota_us", &quota.to_string())?;
                     }
                 }
@@ -182,11 +182,11 @@ impl Driver {
                     let _ = write(&at, "memory.swap.max", "0");
                 }
                 if let Some(millis) = limits.cpu_request_millis.or(limits.cpu_limit_millis) {
-                    let weight = 1 + (shares(millis).saturating_sub(2) * 9999) / 262_142;
+                    let weight = 1 + (shares(millis).saturating_sub(2).saturating_mul(9999) / 262_142).min(9999);
                     write(&at, "cpu.weight", &weight.to_string())?;
                 }
                 if let Some(millis) = limits.cpu_limit_millis {
-                    let quota = (millis * CFS_PERIOD_US / 1000).max(1000);
+                    let quota = (millis.saturating_mul(CFS_PERIOD_US) / 1000).max(1000);
                     write(&at, "cpu.max", &format!("{quota} {CFS_PERIOD_US}"))?;
                 }
                 Ok(vec![at])

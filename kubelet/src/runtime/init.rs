@@ -91,12 +91,17 @@ fn start(dir: &Path) -> Result<Pid, String> {
     // pass the signal on.
     let _ = rustix::process::setsid();
     let root = super::rootfs::build(dir, &isolation)?;
-    rustix::process::chroot(&root).map_err(|e| format!("chroot {}: {e}", root.display()))?;
     let wd = config
         .working_dir
         .clone()
         .filter(|w| !w.is_empty())
         .unwrap_or_else(|| "/".into());
+    if !wd.starts_with('/') {
+        return Err(format!("the working directory {wd:?} must be an absolute path"));
+    }
+    rustix::process::chroot(&root).map_err(|e| format!("chroot {}: {e}", root.display()))?;
+    // chroot leaves the current directory where it was (on the host).
+    std::env::set_current_dir("/").map_err(|e| format!("chdir /: {e}"))?;
     std::fs::create_dir_all(&wd).map_err(|e| format!("creating the working directory {wd}: {e}"))?;
     std::env::set_current_dir(&wd).map_err(|e| format!("chdir {wd}: {e}"))?;
     if !isolation.hostname.is_empty() {

@@ -263,7 +263,10 @@ impl Runtime for ProcessRuntime {
             return Ok(());
         };
         signal(pid, rustix::process::Signal::TERM);
-        let deadline = Instant::now() + grace;
+        // A grace period too long to add to now waits as long as can be.
+        let deadline = Instant::now()
+            .checked_add(grace)
+            .unwrap_or_else(|| Instant::now() + Duration::from_secs(u64::from(u32::MAX)));
         while Instant::now() < deadline {
             if self.exited(id) {
                 return Ok(());

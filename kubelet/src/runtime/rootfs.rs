@@ -173,12 +173,29 @@ fn bind(root: &Path, m: &Mount) -> Result<(), String> {
     Ok(())
 }
 
+/// Parents before children (so a nested mount is not hidden by its
+/// parent's), and of two mounts on one path only the later (a volume
+/// mounted at /etc/hosts replaces the pod's file), as containerd orders them.
+fn mount_order(mounts: &[Mount]) -> Vec<&Mount> {
+    let depth = |m: &Mount| m.target.split('/').filter(|p| !p.is_empty() && *p != ".").count();
+    let mut kept: Vec<&Mount> = Vec::new();
+    for m in mounts.iter().rev() {
+        let path = m.target.trim_end_matches('/');
+        if !kept.iter().any(|k| k.target.trim_end_matches('/') == path) {
+            kept.push(m);
+        }
+    }
+    kept.reverse();
+    kept.sort_by_key(|m| depth(m));
+    kept
+}
+
 /// Builds the container's filesystem under its directory `dir`; returns
 /// the root to `chroot` into.
 pub fn build(dir: &Path, isolation: &Isolation) -> Result<PathBuf, String> {
     let root = overlay(dir, &isolation.rootfs)?;
     system_mounts(&root)?;
-    for m in &isolation.mounts {
+    for m in mount_order(&isolation.mounts) {
         bind(&root, m)?;
     }
     Ok(root)
@@ -187,6 +204,26 @@ pub fn build(dir: &Path, isolation: &Isolation) -> Result<PathBuf, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mounts_go_parents_first_and_the_last_of_one_path_wins() {
+        let m = |target: &str, source: &str| Mount {
+            source: source.into(),
+            target: target.into(),
+            read_only: false,
+        };
+        let mounts = [
+            m("/etc/hosts", "pod"),
+            m("/data/sub", "a"),
+            m("/data", "b"),
+            m("/etc/hosts", "volume"),
+        ];
+        let order: Vec<(&str, &str)> = mount_order(&mounts)
+            .iter()
+            .map(|m| (m.target.as_str(), m.source.to_str().unwrap()))
+            .collect();
+        assert_eq!(order, [("/data", "b"), ("/data/sub", "a"), ("/etc/hosts", "volume")]);
+    }
 
     #[test]
     fn symlinks_resolve_inside_the_root() {

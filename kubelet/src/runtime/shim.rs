@@ -25,6 +25,15 @@ pub const PID: &str = "pid";
 pub const EXIT: &str = "exit.json";
 pub const LOG_PATH: &str = "log-path";
 
+/// How long an isolated container's init may take to start the command
+/// (below the runtime's START_TIMEOUT, after which an unstarted container
+/// counts as never started).
+const INIT_DEADLINE: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// The longest log entry: a longer line is cut into partial (`P`) entries,
+/// as the CRI log format allows, so no output can grow the shim's memory.
+const MAX_LINE: usize = 16 * 1024;
+
 /// How a container ended, as the shim records it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Exit {
@@ -90,22 +99,42 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 
 /// Copies a stream into the log line by line. It never stops reading while
 /// the stream is open (a container writing to a closed pipe would die of
-/// SIGPIPE): bytes that are not UTF-8 are replaced, and a line that cannot
-/// be written to the log is dropped.
+/// SIGPIPE): bytes that are not UTF-8 are replaced, a line longer than
+/// [`MAX_LINE`] is written in partial pieces, and a line that cannot be
+/// written to the log is dropped.
 async fn copy_lines(stream: impl tokio::io::AsyncRead + Unpin, name: &'static str, log: Arc<Mutex<tokio::fs::File>>) {
     let mut reader = BufReader::new(stream);
-    let mut line = Vec::new();
+    let mut line: Vec<u8> = Vec::new();
     loop {
-        line.clear();
-        match reader.read_until(b'\n', &mut line).await {
-            Ok(0) | Err(_) => return,
-            Ok(_) => {
-                let text = String::from_utf8_lossy(&line);
-                let stamp = client::api::timestamp_now().to_string();
-                let entry = format!("{stamp} {name} F {}\n", text.trim_end_matches('\n'));
-                let mut file = log.lock().await;
-                let _ = file.write_all(entry.as_bytes()).await;
+        // (consumed bytes, an entry to write with its tag, stream over)
+        let (used, tag, over) = match reader.fill_buf().await {
+            Ok([]) | Err(_) => (0, (!line.is_empty()).then_some("F"), true),
+            Ok(buf) => {
+                let room = MAX_LINE - line.len();
+                match buf.iter().take(room).position(|b| *b == b'\n') {
+                    Some(i) => {
+                        line.extend_from_slice(&buf[..i]);
+                        (i + 1, Some("F"), false)
+                    }
+                    None => {
+                        let take = buf.len().min(room);
+                        line.extend_from_slice(&buf[..take]);
+                        (take, (line.len() >= MAX_LINE).then_some("P"), false)
+                    }
+                }
             }
+        };
+        reader.consume(used);
+        if let Some(tag) = tag {
+            let text = String::from_utf8_lossy(&line);
+            let stamp = client::api::timestamp_now().to_string();
+            let entry = format!("{stamp} {name} {tag} {text}\n");
+            let mut file = log.lock().await;
+            let _ = file.write_all(entry.as_bytes()).await;
+            line.clear();
+        }
+        if over {
+            return;
         }
     }
 }
@@ -186,8 +215,10 @@ pub async fn run(dir: PathBuf) -> std::io::Result<i32> {
     };
     let mut pid = child.id().and_then(|p| i32::try_from(p).ok()).unwrap_or(0);
     if isolation.is_some() {
-        // The container is its init, which says its pid once it runs.
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        // The container is its init, which says its pid once the command
+        // runs. Never fall back to unshare's pid: its root is the host's,
+        // and exec probes entering it would run there.
+        let deadline = std::time::Instant::now() + INIT_DEADLINE;
         loop {
             if let Some(p) = std::fs::read_to_string(dir.join(super::init::INIT_PID))
                 .ok()
@@ -196,8 +227,19 @@ pub async fn run(dir: PathBuf) -> std::io::Result<i32> {
                 pid = p;
                 break;
             }
-            if matches!(child.try_wait(), Ok(Some(_))) || std::time::Instant::now() > deadline {
+            if matches!(child.try_wait(), Ok(Some(_))) {
+                // It ended before running the command; the exit below says how.
+                pid = 0;
                 break;
+            }
+            if std::time::Instant::now() > deadline {
+                if let Some(group) = rustix::process::Pid::from_raw(pid) {
+                    let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
+                }
+                let _ = child.wait().await;
+                cgroups.remove(&config.pod_uid, &id);
+                let message = format!("the container did not start within {}s", INIT_DEADLINE.as_secs());
+                return cannot_run(&dir, started_at, message);
             }
             tokio::time::sleep(std::time::Duration::from_millis(5)).await;
         }

@@ -112,7 +112,12 @@ pub fn write(dir: &Path, files: &BTreeMap<String, File>) -> std::io::Result<bool
             std::fs::remove_file(entry.path())?;
         }
     }
-    if let Some(old) = old.filter(|o| o.as_os_str() != generation.as_str()) {
+    // Only ever a generation of ours: a bare `..<stamp>` name.
+    let ours = |o: &Path| {
+        let name = o.to_string_lossy();
+        o.components().count() == 1 && name.starts_with("..") && name.len() > 2 && name != DATA && name != generation
+    };
+    if let Some(old) = old.filter(|o| ours(o)) {
         let _ = std::fs::remove_dir_all(dir.join(old));
     }
     Ok(true)

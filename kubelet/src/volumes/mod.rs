@@ -69,15 +69,19 @@ fn project(
     items: Option<&Vec<KeyToPath>>,
     default_mode: i32,
     what: &str,
+    optional: bool,
 ) -> Result<BTreeMap<String, File>, String> {
     let mode = |m: Option<i32>| u32::try_from(m.unwrap_or(default_mode) & 0o7777).unwrap_or(0o644);
     let mut files = BTreeMap::new();
     match items {
         Some(items) => {
             for item in items {
-                let bytes = data
-                    .get(&item.key)
-                    .ok_or_else(|| format!("{what} has no key {:?}", item.key))?;
+                let Some(bytes) = data.get(&item.key) else {
+                    if optional {
+                        continue;
+                    }
+                    return Err(format!("{what} has no key {:?}", item.key));
+                };
                 atomic_writer::check_path(&item.path)?;
                 files.insert(
                     item.path.clone(),
@@ -232,7 +236,15 @@ async fn set_up(
     let plugin = if let Some(source) = &volume.config_map {
         let mode = source.default_mode.unwrap_or(DEFAULT_MODE);
         match configmap(client, namespace, &source.name).await? {
-            Some(cm) => files = project(&configmap_bytes(&cm), source.items.as_ref(), mode, "the configmap")?,
+            Some(cm) => {
+                files = project(
+                    &configmap_bytes(&cm),
+                    source.items.as_ref(),
+                    mode,
+                    "the configmap",
+                    source.optional == Some(true),
+                )?
+            }
             None if source.optional == Some(true) => {}
             None => return Err(format!("configmap {:?} not found", source.name)),
         }
@@ -241,7 +253,15 @@ async fn set_up(
         let mode = source.default_mode.unwrap_or(DEFAULT_MODE);
         let secret_name = source.secret_name.clone().unwrap_or_default();
         match secret(client, namespace, &secret_name).await? {
-            Some(s) => files = project(&secret_bytes(&s), source.items.as_ref(), mode, "the secret")?,
+            Some(s) => {
+                files = project(
+                    &secret_bytes(&s),
+                    source.items.as_ref(),
+                    mode,
+                    "the secret",
+                    source.optional == Some(true),
+                )?
+            }
             None if source.optional == Some(true) => {}
             None => return Err(format!("secret {secret_name:?} not found")),
         }
@@ -255,13 +275,25 @@ async fn set_up(
         for source in projected.sources.iter().flatten() {
             if let Some(c) = &source.config_map {
                 match configmap(client, namespace, &c.name).await? {
-                    Some(cm) => files.extend(project(&configmap_bytes(&cm), c.items.as_ref(), mode, "the configmap")?),
+                    Some(cm) => files.extend(project(
+                        &configmap_bytes(&cm),
+                        c.items.as_ref(),
+                        mode,
+                        "the configmap",
+                        c.optional == Some(true),
+                    )?),
                     None if c.optional == Some(true) => {}
                     None => return Err(format!("configmap {:?} not found", c.name)),
                 }
             } else if let Some(s) = &source.secret {
                 match secret(client, namespace, &s.name).await? {
-                    Some(found) => files.extend(project(&secret_bytes(&found), s.items.as_ref(), mode, "the secret")?),
+                    Some(found) => files.extend(project(
+                        &secret_bytes(&found),
+                        s.items.as_ref(),
+                        mode,
+                        "the secret",
+                        s.optional == Some(true),
+                    )?),
                     None if s.optional == Some(true) => {}
                     None => return Err(format!("secret {:?} not found", s.name)),
                 }
@@ -356,10 +388,20 @@ pub async fn set_up_all(
 
 /// The bind mounts of one container, from its `volumeMounts`.
 pub fn mounts_for(
+    pod: &Pod,
     container: &Container,
     paths: &HashMap<String, PathBuf>,
     env: &[(String, String)],
 ) -> Result<Vec<Mount>, VolumeError> {
+    // Files the kubelet writes are never the container's to change (a
+    // writable one could plant links the next update would follow).
+    let kubelet_written: Vec<&str> = pod
+        .spec
+        .iter()
+        .flat_map(|s| s.volumes.iter().flatten())
+        .filter(|v| v.config_map.is_some() || v.secret.is_some() || v.downward_api.is_some() || v.projected.is_some())
+        .map(|v| v.name.as_str())
+        .collect();
     let vars: BTreeMap<String, String> = env.iter().cloned().collect();
     let mut mounts = Vec::new();
     for m in container.volume_mounts.iter().flatten() {
@@ -376,8 +418,11 @@ pub fn mounts_for(
             base.clone()
         } else {
             atomic_writer::check_path(&sub).map_err(|e| error(format!("subPath {e}")))?;
-            let source = base.join(&sub);
-            if !source.exists() {
+            // Resolved inside the volume: a link a container left there
+            // cannot point the mount at the host (CVE-2017-1002101).
+            let source =
+                crate::runtime::rootfs::secure_join(base, &sub).map_err(|e| error(format!("subPath {sub:?}: {e}")))?;
+            if std::fs::symlink_metadata(&source).is_err() {
                 std::fs::create_dir_all(&source).map_err(|e| error(format!("creating subPath {sub:?}: {e}")))?;
             }
             source
@@ -385,7 +430,7 @@ pub fn mounts_for(
         mounts.push(Mount {
             source,
             target: m.mount_path.clone(),
-            read_only: m.read_only.unwrap_or(false),
+            read_only: m.read_only.unwrap_or(false) || kubelet_written.contains(&m.name.as_str()),
         });
     }
     Ok(mounts)
@@ -411,7 +456,7 @@ mod tests {
     #[test]
     fn items_pick_keys_with_their_modes() {
         let data = BTreeMap::from([("a".to_string(), b"1".to_vec()), ("b".to_string(), b"2".to_vec())]);
-        let all = project(&data, None, 0o600, "x").unwrap();
+        let all = project(&data, None, 0o600, "x", false).unwrap();
         assert_eq!(all.len(), 2);
         assert_eq!(all["a"].mode, 0o600);
         let items = vec![KeyToPath {
@@ -419,7 +464,7 @@ mod tests {
             path: "dir/b.txt".into(),
             mode: Some(0o400),
         }];
-        let some = project(&data, Some(&items), 0o644, "x").unwrap();
+        let some = project(&data, Some(&items), 0o644, "x", false).unwrap();
         assert_eq!(some.keys().collect::<Vec<_>>(), vec!["dir/b.txt"]);
         assert_eq!(some["dir/b.txt"].mode, 0o400);
         let missing = vec![KeyToPath {
@@ -427,9 +472,12 @@ mod tests {
             path: "c".into(),
             mode: None,
         }];
-        assert!(project(&data, Some(&missing), 0o644, "the configmap")
+        assert!(project(&data, Some(&missing), 0o644, "the configmap", false)
             .unwrap_err()
             .contains("no key \"c\""));
+        assert!(project(&data, Some(&missing), 0o644, "the configmap", true)
+            .unwrap()
+            .is_empty());
     }
 
     #[test]
