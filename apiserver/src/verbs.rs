@@ -458,6 +458,7 @@ pub async fn create(app: &App, info: &RequestInfo, body: Value, opts: &WriteOpti
     let mut object = field_validation::decode(info, object, opts.field_validation)?;
     validation::validate(group, plural, &object, None)?;
     crate::authz::escalation::admit(app, opts.user.as_ref(), info, &object).await?;
+    crate::authz::node::admit(opts.user.as_ref(), info, &object, None)?;
     if !opts.apply {
         // The creator owns every field it sent (not the defaults).
         let entry = managed_fields::Entry {
@@ -575,6 +576,7 @@ pub(crate) async fn write_update(
     let mut object = field_validation::decode(info, object, opts.field_validation)?;
     validation::validate(group, plural, &object, Some(existing))?;
     crate::authz::escalation::admit(app, opts.user.as_ref(), info, &object).await?;
+    crate::authz::node::admit(opts.user.as_ref(), info, &object, Some(existing))?;
     if !opts.apply {
         let status = info.subresource.as_deref() == Some("status");
         let (changed, removed) = managed_fields::changes(schema_of(info), existing, &object, status);

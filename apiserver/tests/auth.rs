@@ -520,6 +520,14 @@ async fn a_kubelet_reaches_only_its_own_node_and_what_its_pods_use() {
             Some(
                 r#"
 apiVersion: v1
+kind: Node
+metadata: {name: n1}
+---
+apiVersion: v1
+kind: Node
+metadata: {name: n2}
+---
+apiVersion: v1
 kind: Secret
 metadata: {name: s1, namespace: default}
 stringData: {k: v}
@@ -584,6 +592,34 @@ spec:
     )
     .await;
     refused(&cluster, &n1, &["label", "node", "n2", "x=y"]).await;
+    // NodeRestriction looks inside what a kubelet writes.
+    let (made, _, err) = cluster
+        .kubectl_with(
+            &n1,
+            &["create", "-f", "-"],
+            Some(r#"{"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n3"}}"#),
+        )
+        .await;
+    assert!(!made && err.contains("is not allowed to modify node 'n3'"), "{err}");
+    let (made, _, err) = cluster
+        .kubectl_with(
+            &n1,
+            &["create", "-f", "-"],
+            Some(
+                r#"{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "sneaky", "namespace": "default"},
+                     "spec": {"nodeName": "n1", "containers": [{"name": "c", "image": "busybox"}]}}"#,
+            ),
+        )
+        .await;
+    assert!(!made && err.contains("can only create mirror pods"), "{err}");
+    ok(&cluster, &n1, &["label", "node", "n1", "mine=yes"]).await;
+    let err = refused(
+        &cluster,
+        &n1,
+        &["label", "node", "n1", "node-restriction.kubernetes.io/pool=a"],
+    )
+    .await;
+    assert!(err.contains("node-restriction.kubernetes.io"), "{err}");
     refused(&cluster, &n1, &["get", "deployments"]).await;
 
     // The same through the components' gRPC client.

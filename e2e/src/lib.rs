@@ -34,8 +34,6 @@ impl Up {
     /// The same with extra `kubernate up` flags.
     pub fn start_with(nodes: u32, flags: &[&str]) -> Up {
         let dir = tempfile::tempdir().unwrap();
-        // Pods run busybox (an image from the host's static busybox).
-        testkit::import_busybox(&dir.path().join("images"));
         let up = Up {
             dir,
             offset: 0,

@@ -251,12 +251,18 @@ spec:
       containers:
       - name: web
         image: busybox
-        command: [sh, -c, "echo $GREETING ${#TOKEN}; sleep 3600"]
+        command: [sh, -c, "echo $GREETING ${#TOKEN} $(cat /config/greeting) $(wc -c < /secret/value); sleep 3600"]
         env:
         - {name: GREETING, valueFrom: {configMapKeyRef: {name: settings, key: greeting}}}
         - {name: TOKEN, valueFrom: {secretKeyRef: {name: token, key: value}}}
-        readinessProbe: {exec: {command: ["true"]}, periodSeconds: 1}
-        livenessProbe: {exec: {command: ["true"]}, periodSeconds: 2}
+        volumeMounts:
+        - {name: config, mountPath: /config}
+        - {name: secret, mountPath: /secret, readOnly: true}
+        readinessProbe: {exec: {command: [test, -f, /config/greeting]}, periodSeconds: 1}
+        livenessProbe: {exec: {command: [test, -f, /secret/value]}, periodSeconds: 2}
+      volumes:
+      - {name: config, configMap: {name: settings}}
+      - {name: secret, secret: {secretName: token, defaultMode: 0400}}
 ---
 apiVersion: v1
 kind: Service
@@ -283,9 +289,10 @@ async fn an_application_manifest_runs_and_its_namespace_deletion_cleans_up() {
     for kind in ["deployment.apps/web", "replicaset.apps/web-", "service/web", "pod/web-"] {
         assert!(all.contains(kind), "{kind} missing from:\n{all}");
     }
-    // Environment from the ConfigMap and the Secret (its length only).
+    // Environment and volumes from the ConfigMap and the Secret (its
+    // length only).
     let logs = up.must(&["logs", "-n", "shop", "deployment/web"]).await;
-    assert_eq!(logs, "hello 6\n");
+    assert_eq!(logs, "hello 6 hello 6\n");
     // The Service's endpoints list both ready pods.
     wait_for("endpoints", T, || async {
         let e = up.json(&["get", "endpoints", "web", "-n", "shop", "-o", "json"]).await;

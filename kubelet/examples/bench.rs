@@ -25,6 +25,8 @@ async fn main() {
     cluster.add_node("node-1");
     let client = Client::from_resolved(&cluster.admin_config()).unwrap();
     let root = cluster.dir.path().join("kubelet");
+    let images = cluster.dir.path().join("images");
+    testkit::import_busybox(&images);
     let kubelet = Component::start(
         &cluster,
         "kubernate-kubelet",
@@ -34,6 +36,8 @@ async fn main() {
             "node-1",
             "--root-dir",
             root.to_str().unwrap(),
+            "--image-store",
+            images.to_str().unwrap(),
             "--node-ip",
             "127.0.0.1",
         ],

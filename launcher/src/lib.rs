@@ -1,16 +1,20 @@
 //! The `kubernate` launcher: what an operator runs first.
 //!
-//! Today it creates a cluster's public-key infrastructure, the certificates
-//! and kubeconfigs every component identifies itself with; starting a local
-//! cluster (`kubernate up`) comes next.
+//! It creates a cluster's public-key infrastructure (the certificates and
+//! kubeconfigs every component identifies itself with), loads images into
+//! the local store, and starts a whole cluster on this machine.
 //!
 //! # Layout
 //!
-//! - [`pki`]: `kubernate pki init` and `kubernate pki node`: which identities
-//!   a cluster has ([`pki::plan`]), the certificate authorities that sign
-//!   them ([`pki::authority`]), and writing key material safely
+//! - [`pki`]: `kubernate pki init`, `pki node`, `pki user`: which
+//!   identities a cluster has ([`pki::plan`]), the certificate authorities
+//!   that sign them ([`pki::authority`]), and writing key material safely
 //!   ([`pki::files`]).
+//! - [`image`]: `kubernate image import/list`; [`busybox`]: the test image
+//!   made from the host's static busybox.
+//! - [`up`]: `kubernate up` and `down`.
 
+pub mod busybox;
 pub mod image;
 pub mod pki;
 pub mod up;

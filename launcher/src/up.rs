@@ -482,6 +482,22 @@ scrape_configs:
 }
 
 /// Runs the cluster in the foreground until SIGINT or SIGTERM.
+/// Stores the `busybox` test image when the store lacks it and the host
+/// has a static busybox; says why not otherwise (pods can still use
+/// imported images).
+fn ensure_busybox(store: &Path) {
+    if crate::busybox::present(store) {
+        return;
+    }
+    match crate::busybox::import(store) {
+        Ok(name) => println!("imported {name} (from this machine's busybox) into {}", store.display()),
+        Err(e) => println!(
+            "no busybox image: {e}; import images with `kubernate image import FILE --store {}`",
+            store.display()
+        ),
+    }
+}
+
 pub async fn run(opts: Options) -> Result<(), Error> {
     opts.check()?;
     std::fs::create_dir_all(opts.dir.join("logs")).map_err(io(format!("creating {}", opts.dir.display())))?;
@@ -497,6 +513,7 @@ pub async fn run(opts: Options) -> Result<(), Error> {
     std::fs::write(pid_file(&opts.dir), std::process::id().to_string()).map_err(io("writing up.pid"))?;
     let _ = std::fs::remove_file(ready_file(&opts.dir));
     ensure_pki(&opts)?;
+    ensure_busybox(&opts.dir.join("images"));
     std::fs::write(opts.dir.join("prometheus.yml"), prometheus_config(&opts)).map_err(io("writing prometheus.yml"))?;
     let stop = common::shutdown::on_signal();
     let result = supervise(&opts, &stop).await;

@@ -57,34 +57,10 @@ pub fn binary(name: &str) -> PathBuf {
     path
 }
 
-/// Imports `busybox:latest` into the image store `store`: the archive
-/// `scripts/busybox-image.sh` builds from the host's static busybox,
-/// loaded by the real `kubernate image import`.
+/// Stores `busybox:latest` (made from the host's static busybox, as
+/// `kubernate up` does) in the image store `store`.
 pub fn import_busybox(store: &Path) {
-    let scripts = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts");
-    let dir = tempfile::tempdir().unwrap();
-    let archive = dir.path().join("busybox.tar");
-    let out = std::process::Command::new(scripts.join("busybox-image.sh"))
-        .arg(&archive)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "busybox-image.sh: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let out = std::process::Command::new(binary("kubernate"))
-        .args(["image", "import"])
-        .arg(&archive)
-        .arg("--store")
-        .arg(store)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "image import: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    kubernate::busybox::import(store).unwrap();
 }
 
 async fn start_backend(kind: &str, dir: &Path) -> (Backend, String) {

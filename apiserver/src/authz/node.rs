@@ -125,6 +125,64 @@ fn no_relationship(node: &str) -> Decision {
     Decision::Deny(format!("no relationship found between node '{node}' and this object"))
 }
 
+/// The NodeRestriction admission step, on the object a kubelet writes
+/// (the authorizer cannot see bodies): a Node or Lease only under its own
+/// name, no `node-restriction.kubernetes.io/` labels set or changed, and
+/// only mirror pods bound to itself.
+pub fn admit(
+    user: Option<&crate::authn::User>,
+    info: &crate::request_info::RequestInfo,
+    object: &Value,
+    old: Option<&Value>,
+) -> Result<(), crate::status::ApiError> {
+    let Some(node) = user.and_then(node_name) else {
+        return Ok(());
+    };
+    let refuse = |why: String| {
+        Err(crate::status::ApiError::forbidden_because(format!(
+            "node '{node}' {why}"
+        )))
+    };
+    let name = object["metadata"]["name"].as_str().unwrap_or_default();
+    match (info.resource.group, info.resource.plural, info.subresource.as_deref()) {
+        ("", "nodes", _) => {
+            if name != node {
+                return refuse(format!("is not allowed to modify node '{name}'"));
+            }
+            let restricted = |o: Option<&Value>| -> Vec<(String, Value)> {
+                o.and_then(|o| o["metadata"]["labels"].as_object())
+                    .into_iter()
+                    .flatten()
+                    .filter(|(k, _)| {
+                        k.split('/')
+                            .next()
+                            .is_some_and(|p| p.ends_with("node-restriction.kubernetes.io"))
+                    })
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect()
+            };
+            if restricted(Some(object)) != restricted(old) {
+                return refuse("is not allowed to set or change labels under node-restriction.kubernetes.io/".into());
+            }
+            Ok(())
+        }
+        ("coordination.k8s.io", "leases", None)
+            if info.namespace.as_deref() == Some("kube-node-lease") && name != node =>
+        {
+            refuse(format!("is not allowed to modify lease '{name}'"))
+        }
+        ("", "pods", None) if old.is_none() => {
+            let mirror = object["metadata"]["annotations"]["kubernetes.io/config.mirror"].is_string();
+            if mirror && object["spec"]["nodeName"] == node {
+                Ok(())
+            } else {
+                refuse("can only create mirror pods bound to itself".into())
+            }
+        }
+        _ => Ok(()),
+    }
+}
+
 pub async fn decide(app: &App, a: &Attributes<'_>) -> Decision {
     let Some(node) = node_name(a.user) else {
         return Decision::NoOpinion;
@@ -157,6 +215,7 @@ pub async fn decide(app: &App, a: &Attributes<'_>) -> Decision {
                 Decision::Deny(format!("node '{node}' can only access its own lease"))
             }
         }
+        ("", "pods", None) if a.verb == "create" => allow(),
         ("", "pods", None | Some("status")) => match (a.verb, r.name) {
             ("list" | "watch", None) if r.subresource.is_none() => {
                 if selects(a.field_selector, "spec.nodeName", node) {
