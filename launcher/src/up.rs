@@ -443,7 +443,8 @@ fn ensure_pki(opts: &Options) -> Result<(), Error> {
 /// server's /metrics needs a client certificate: the admin one, until a
 /// scraper identity with RBAC exists.
 pub fn prometheus_config(opts: &Options) -> String {
-    let pki = opts.pki();
+    // Absolute: Prometheus reads relative paths from the config's folder.
+    let pki = std::path::absolute(opts.pki()).unwrap_or_else(|_| opts.pki());
     let target = |port: u16| format!("'127.0.0.1:{}'", opts.port(port));
     let kubelets: Vec<String> = (0..opts.nodes)
         .map(|i| format!("'127.0.0.1:{}'", opts.port(10260) + u16::try_from(i).unwrap_or(0)))
