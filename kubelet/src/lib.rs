@@ -15,6 +15,7 @@ pub mod config;
 pub mod container_config;
 pub mod delegated_auth;
 pub mod env;
+pub mod housekeeping;
 pub mod metrics;
 pub mod node_status;
 pub mod pleg;
@@ -210,6 +211,7 @@ pub async fn run(config: Config, stop: CancellationToken) -> Result<(), Error> {
         return Err(Error::Config("the pod cache did not sync within 120s".into()));
     }
     tokio::spawn(pleg::run(kubelet.clone(), stop.clone()));
+    tokio::spawn(housekeeping::run(kubelet.clone(), stop.clone()));
     tokio::spawn(prober::run(kubelet.clone(), stop.clone()));
     serve_api(&config, kubelet.clone(), &stop).await?;
     node.run(&config, stop).await;

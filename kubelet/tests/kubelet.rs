@@ -18,8 +18,19 @@ use testkit::{wait_for, Cluster, Component};
 const T: Duration = Duration::from_secs(60);
 const NODE: &str = "node-1";
 
+/// Kills the containers left under a kubelet root when dropped, so a
+/// failed test (which never reaches `stop`) leaves no process behind.
+struct Reaper(PathBuf);
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        kill_all(&self.0);
+    }
+}
+
 struct Env {
     cluster: Cluster,
+    _reaper: Reaper,
     client: Client,
     kubelet: Component,
     root: PathBuf,
@@ -75,6 +86,7 @@ impl Env {
             ],
         );
         Env {
+            _reaper: Reaper(root.clone()),
             cluster,
             client,
             kubelet,
@@ -976,5 +988,37 @@ spec:
     .await;
     assert_eq!(ended.reason.as_deref(), Some("StartError"), "{ended:?}");
     assert!(ended.message.unwrap_or_default().contains("must be an absolute path"));
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pod_deleted_while_the_kubelet_was_down_leaves_nothing_behind() {
+    let mut env = Env::start().await;
+    env.apply(&format!(
+        r#"{{"apiVersion": "v1", "kind": "Pod", "metadata": {{"name": "gone", "namespace": "default"}},
+            "spec": {{"nodeName": "{NODE}", "terminationGracePeriodSeconds": 1,
+                     "volumes": [{{"name": "v", "emptyDir": {{"medium": "Memory"}}}}],
+                     "containers": [{{"name": "c", "image": "busybox", "command": ["sleep", "3600"],
+                                      "volumeMounts": [{{"name": "v", "mountPath": "/v"}}]}}]}}}}"#
+    ))
+    .await;
+    let pod = env.running("gone").await;
+    let uid = pod.metadata.uid.unwrap();
+    let pids = container_pids(&env.root);
+    env.kubelet.kill();
+    // Deleted for good while no kubelet runs (as the pod GC would).
+    env.cluster
+        .must(&["delete", "pod", "gone", "--grace-period=0", "--force"])
+        .await;
+    // The pod's directory alone, as a crash between steps would leave it.
+    std::fs::create_dir_all(env.root.join("pods").join("orphan-uid")).unwrap();
+    env.kubelet.restart();
+    wait_for("processes and directories gone", T, || async {
+        let dirs_gone = !env.root.join("pods").join(&uid).exists() && !env.root.join("pods/orphan-uid").exists();
+        (dirs_gone && pids.iter().all(|p| !alive(*p))).then_some(())
+    })
+    .await;
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
+    assert!(!mounts.contains(env.root.to_str().unwrap()), "a tmpfs was left mounted");
     env.stop().await;
 }
