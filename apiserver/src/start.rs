@@ -59,6 +59,14 @@ pub const STORE_WAIT: Duration = Duration::from_secs(30);
 /// The namespaces every cluster has.
 pub const BUILT_IN_NAMESPACES: [&str; 4] = ["default", "kube-system", "kube-public", "kube-node-lease"];
 
+/// The store channel, carrying each request's trace context (so a
+/// request's trace continues into the store).
+fn traced(channel: tonic::transport::Channel) -> etcd_client::Channel {
+    use tower::ServiceExt;
+    let service = common::trace_context::InjectService::new(channel).map_err(tower::BoxError::from);
+    etcd_client::Channel::Custom(tower::util::BoxCloneSyncService::new(service))
+}
+
 async fn connect(config: &Config) -> Result<etcd_client::Client, StartError> {
     let store_err = |e: String| StartError::Store(e);
     match (&config.etcd_cafile, &config.etcd_certfile, &config.etcd_keyfile) {
@@ -74,13 +82,26 @@ async fn connect(config: &Config) -> Result<etcd_client::Client, StartError> {
                 .first()
                 .ok_or_else(|| store_err("no --etcd-servers".into()))?;
             let channel = common::grpc::channel(endpoint, tls).map_err(|e| store_err(e.to_string()))?;
-            etcd_client::Client::from_channel(etcd_client::Channel::Tonic(channel), None)
+            etcd_client::Client::from_channel(traced(channel), None)
                 .await
                 .map_err(|e| store_err(e.to_string()))
         }
-        (None, None, None) => etcd_client::Client::connect(&config.etcd_servers, None)
-            .await
-            .map_err(|e| store_err(e.to_string())),
+        (None, None, None) => {
+            // Every endpoint, balanced, as etcd-client's own connect does.
+            let mut endpoints = Vec::new();
+            for url in &config.etcd_servers {
+                let endpoint = tonic::transport::Endpoint::from_shared(url.clone())
+                    .map_err(|e| store_err(format!("{url}: {e}")))?;
+                endpoints.push(endpoint);
+            }
+            if endpoints.is_empty() {
+                return Err(store_err("no --etcd-servers".into()));
+            }
+            let channel = tonic::transport::Channel::balance_list(endpoints.into_iter());
+            etcd_client::Client::from_channel(traced(channel), None)
+                .await
+                .map_err(|e| store_err(e.to_string()))
+        }
         _ => Err(store_err(
             "give all of --etcd-cafile, --etcd-certfile and --etcd-keyfile, or none".into(),
         )),

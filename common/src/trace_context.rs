@@ -61,6 +61,40 @@ impl tonic::service::Interceptor for InjectContext {
     }
 }
 
+/// Wraps a client channel so every request carries the current span's
+/// context in its headers: for clients whose interceptors are not ours to
+/// set (the API server's etcd client), so the store's spans join the API
+/// server's trace.
+#[derive(Debug, Clone)]
+pub struct InjectService<S> {
+    inner: S,
+}
+
+impl<S> InjectService<S> {
+    pub fn new(inner: S) -> Self {
+        InjectService { inner }
+    }
+}
+
+impl<S, B> tower::Service<http::Request<B>> for InjectService<S>
+where
+    S: tower::Service<http::Request<B>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
+        let cx = tracing::Span::current().context();
+        inject(&cx, request.headers_mut());
+        self.inner.call(request)
+    }
+}
+
 /// A tower layer for tonic servers: every request runs inside a
 /// `grpc.request` span whose parent is the caller's context, so the server
 /// side of a call joins the caller's trace.

@@ -23,6 +23,8 @@ pub struct Up {
     nodes: u32,
     /// Extra `kubernate up` flags.
     flags: Vec<String>,
+    /// Environment for `kubernate up` (and so its components).
+    env: Vec<(String, String)>,
 }
 
 impl Up {
@@ -33,12 +35,19 @@ impl Up {
 
     /// The same with extra `kubernate up` flags.
     pub fn start_with(nodes: u32, flags: &[&str]) -> Up {
+        Self::start_with_env(nodes, flags, &[])
+    }
+
+    /// The same with environment variables for the cluster's processes
+    /// (`OTEL_EXPORTER_OTLP_ENDPOINT`, say).
+    pub fn start_with_env(nodes: u32, flags: &[&str], env: &[(&str, &str)]) -> Up {
         let dir = tempfile::tempdir().unwrap();
         let up = Up {
             dir,
             offset: 0,
             nodes,
             flags: flags.iter().map(|f| f.to_string()).collect(),
+            env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
         };
         up.start_again()
     }
@@ -66,6 +75,7 @@ impl Up {
                 &self.offset.to_string(),
             ])
             .args(&self.flags)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .output()
             .unwrap();
         assert!(

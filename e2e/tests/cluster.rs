@@ -311,3 +311,86 @@ async fn an_application_manifest_runs_and_its_namespace_deletion_cleans_up() {
     assert!(!leftovers.contains("web-"), "{leftovers}");
     up.down();
 }
+
+/// (service.name, trace id, span name) of one received span.
+type Seen = (String, Vec<u8>, String);
+
+/// An OTLP trace receiver: keeps every span it is sent, with the
+/// `service.name` of the process that sent it.
+#[derive(Default, Clone)]
+struct Receiver {
+    spans: std::sync::Arc<std::sync::Mutex<Vec<Seen>>>,
+}
+
+#[tonic::async_trait]
+impl opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::TraceService for Receiver {
+    async fn export(
+        &self,
+        request: tonic::Request<opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest>,
+    ) -> Result<
+        tonic::Response<opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse>,
+        tonic::Status,
+    > {
+        let mut spans = self.spans.lock().unwrap();
+        for resource in request.into_inner().resource_spans {
+            let service = resource
+                .resource
+                .iter()
+                .flat_map(|r| r.attributes.iter())
+                .find(|a| a.key == "service.name")
+                .and_then(|a| a.value.as_ref())
+                .and_then(|v| match &v.value {
+                    Some(opentelemetry_proto::tonic::common::v1::any_value::Value::StringValue(s)) => Some(s.clone()),
+                    _ => None,
+                })
+                .unwrap_or_default();
+            for scope in resource.scope_spans {
+                for span in scope.spans {
+                    spans.push((service.clone(), span.trace_id, span.name));
+                }
+            }
+        }
+        Ok(tonic::Response::new(Default::default()))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kubectl_apply_is_one_trace_through_the_api_server_and_the_store() {
+    let receiver = Receiver::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(
+                opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::TraceServiceServer::new(
+                    receiver.clone(),
+                ),
+            )
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+    );
+    let up = Up::start_with_env(1, &[], &[("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)]);
+    let (ok, out, err) = up
+        .apply(r#"{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "traced", "namespace": "default"}, "data": {"k": "v"}}"#)
+        .await;
+    assert!(ok, "{out}{err}");
+    // The apply's create: a span in the API server, and in the store a span
+    // of the same trace.
+    let (trace, services) = wait_for("a trace through the API server and the store", T, || async {
+        let spans = receiver.spans.lock().unwrap().clone();
+        spans
+            .iter()
+            .filter(|(service, _, name)| service == "kubernate-apiserver" && name.contains("/configmaps"))
+            .find_map(|(_, trace, _)| {
+                let services: std::collections::BTreeSet<String> = spans
+                    .iter()
+                    .filter(|(_, t, _)| t == trace)
+                    .map(|(s, _, _)| s.clone())
+                    .collect();
+                services.contains("kubernate-store").then(|| (trace.clone(), services))
+            })
+    })
+    .await;
+    assert_eq!(trace.len(), 16, "a W3C trace id");
+    assert!(services.contains("kubernate-apiserver"), "{services:?}");
+    up.down();
+}
