@@ -24,6 +24,12 @@ pub const ENDPOINT_VARS: [&str; 2] = ["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTE
 /// warnings from the chatty Raft library.
 pub const DEFAULT_FILTER: &str = "info,openraft=warn";
 
+/// Which spans are exported: our own at info and above (a request, a
+/// reconcile, a scheduling cycle), none of the transport's or the Raft
+/// library's internals, which would be thousands a second and crowd the
+/// exporter's queue until it drops the spans that matter.
+pub const TRACE_FILTER: &str = "info,openraft=off,h2=off,hyper=off,hyper_util=off,tower=off,tonic=off";
+
 /// Errors while setting telemetry up.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -102,7 +108,9 @@ pub fn init(service_name: &str, args: &TelemetryArgs) -> Result<Telemetry, Error
         Some(endpoint) => Some(otlp_provider(service_name, &endpoint)?),
         None => None,
     };
-    let otel = provider.as_ref().map(layer);
+    let otel = provider
+        .as_ref()
+        .map(|p| layer(p).with_filter(EnvFilter::new(TRACE_FILTER)));
     tracing_subscriber::registry()
         .with(otel)
         .with(fmt.with_filter(filter))

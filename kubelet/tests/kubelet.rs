@@ -118,6 +118,26 @@ impl Env {
         .await
     }
 
+    /// `kubectl logs ARGS…` once `done` says the output is complete.
+    async fn logs_until(&self, args: &[&str], done: impl Fn(&str) -> bool) -> String {
+        let mut full = vec!["logs"];
+        full.extend_from_slice(args);
+        wait_for(&format!("kubectl {full:?}"), T, || async {
+            let logs = self.cluster.must(&full).await;
+            done(&logs).then_some(logs)
+        })
+        .await
+    }
+
+    /// `kubectl delete pod NAME --wait=false`, then waits until it is gone.
+    async fn delete_and_wait(&self, name: &str) {
+        self.cluster.must(&["delete", "pod", name, "--wait=false"]).await;
+        wait_for(&format!("{name} gone"), T, || async {
+            self.pods().get_opt(name).await.unwrap().is_none().then_some(())
+        })
+        .await;
+    }
+
     /// Stops whatever containers are left (their shims outlive the kubelet).
     async fn stop(self) {
         kill_all(&self.root);
@@ -298,11 +318,7 @@ spec:
     let pids = container_pids(&env.root);
     assert!(pids.iter().filter(|p| alive(**p)).count() >= 2);
     let started = std::time::Instant::now();
-    env.cluster.must(&["delete", "pod", "web", "--wait=false"]).await;
-    wait_for("the pod gone", T, || async {
-        env.pods().get_opt("web").await.unwrap().is_none().then_some(())
-    })
-    .await;
+    env.delete_and_wait("web").await;
     assert!(
         started.elapsed() < Duration::from_secs(5 + 10),
         "took {:?}",
@@ -465,11 +481,7 @@ spec:
     env.running("hooked").await;
     assert_eq!(std::fs::read_to_string(flags.join("poststart")).unwrap(), "started\n");
     assert!(!flags.join("prestop").exists());
-    env.cluster.must(&["delete", "pod", "hooked", "--wait=false"]).await;
-    wait_for("the pod gone", T, || async {
-        env.pods().get_opt("hooked").await.unwrap().is_none().then_some(())
-    })
-    .await;
+    env.delete_and_wait("hooked").await;
     assert_eq!(std::fs::read_to_string(flags.join("prestop")).unwrap(), "stopping\n");
     env.stop().await;
 }
@@ -565,11 +577,7 @@ spec:
     ))
     .await;
     env.running("vols").await;
-    let logs = wait_for("the volume report", T, || async {
-        let logs = env.cluster.must(&["logs", "vols"]).await;
-        logs.contains("now=").then_some(logs)
-    })
-    .await;
+    let logs = env.logs_until(&["vols"], |l| l.contains("now=")).await;
     for want in [
         "mode 400 /conf/dir/greeting.txt",
         "mode 600 /creds/password",
@@ -661,11 +669,9 @@ spec:
         secret = secret_path.display()
     ))
     .await;
-    let logs = wait_for("the isolation report", T, || async {
-        let logs = env.cluster.must(&["logs", "boxed", "-c", "c"]).await;
-        logs.contains("host files").then_some(logs)
-    })
-    .await;
+    let logs = env
+        .logs_until(&["boxed", "-c", "c"], |l| l.contains("host files"))
+        .await;
     assert!(logs.contains("host=boxed pid="), "{logs}");
     let pid: u32 = logs
         .split("pid=")
@@ -707,11 +713,7 @@ spec:
     // SIGTERM reaches a command that runs as PID 2 under the init: a
     // plain `sleep` stops at once, well within its 30 s grace.
     let started = std::time::Instant::now();
-    env.cluster.must(&["delete", "pod", "boxed", "--wait=false"]).await;
-    wait_for("the pod gone", T, || async {
-        env.pods().get_opt("boxed").await.unwrap().is_none().then_some(())
-    })
-    .await;
+    env.delete_and_wait("boxed").await;
     assert!(
         started.elapsed() < Duration::from_secs(20),
         "took {:?}",
@@ -849,11 +851,7 @@ spec:
     ))
     .await;
     env.running("tokened").await;
-    let logs = wait_for("the token in the log", T, || async {
-        let logs = env.cluster.must(&["logs", "tokened"]).await;
-        (logs.lines().count() >= 2).then_some(logs)
-    })
-    .await;
+    let logs = env.logs_until(&["tokened"], |l| l.lines().count() >= 2).await;
     assert!(logs.starts_with("mode 400\n"), "{logs}");
     let token = logs.lines().nth(1).unwrap().trim().to_string();
     let review = env
@@ -958,11 +956,7 @@ spec:
     ))
     .await;
     env.running("linky").await;
-    let logs = wait_for("the report", T, || async {
-        let logs = env.cluster.must(&["logs", "linky", "-c", "c"]).await;
-        logs.contains("conf ").then_some(logs)
-    })
-    .await;
+    let logs = env.logs_until(&["linky", "-c", "c"], |l| l.contains("conf ")).await;
     // Both links resolve inside the volume (its own root), never to the host's /.
     for line in ["escape=", "up="] {
         let seen = logs.lines().find(|l| l.starts_with(line)).unwrap();

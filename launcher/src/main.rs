@@ -106,30 +106,30 @@ enum PkiCommand {
         /// Groups (the certificate's O entries).
         #[arg(long = "group")]
         groups: Vec<String>,
-        /// The PKI directory made by `pki init`.
-        #[arg(long)]
-        dir: PathBuf,
-        /// API server URL for the kubeconfig; defaults to admin.kubeconfig's.
-        #[arg(long)]
-        server: Option<String>,
-        /// Replace an existing certificate.
-        #[arg(long)]
-        force: bool,
+        #[command(flatten)]
+        into: IssueInto,
     },
     /// Add a node's kubelet certificates and kubeconfig, signed by the existing CA.
     Node {
         /// The node name (a DNS-1123 subdomain).
         name: String,
-        /// The PKI directory made by `pki init`.
-        #[arg(long)]
-        dir: PathBuf,
-        /// API server URL for the kubeconfig; defaults to admin.kubeconfig's.
-        #[arg(long)]
-        server: Option<String>,
-        /// Replace the node's existing files.
-        #[arg(long)]
-        force: bool,
+        #[command(flatten)]
+        into: IssueInto,
     },
+}
+
+/// Where `pki node` and `pki user` write, and how.
+#[derive(Debug, clap::Args)]
+struct IssueInto {
+    /// The PKI directory made by `pki init`.
+    #[arg(long)]
+    dir: PathBuf,
+    /// API server URL for the kubeconfig; defaults to admin.kubeconfig's.
+    #[arg(long)]
+    server: Option<String>,
+    /// Replace existing files.
+    #[arg(long)]
+    force: bool,
 }
 
 fn up_or_down(command: Command) -> ExitCode {
@@ -215,19 +215,10 @@ fn main() -> ExitCode {
                 service_cidr: service_cluster_ip_range,
                 force,
             }),
-            PkiCommand::Node {
-                name,
-                dir,
-                server,
-                force,
-            } => pki::add_node(&dir, &name, server.as_deref(), force),
-            PkiCommand::User {
-                name,
-                groups,
-                dir,
-                server,
-                force,
-            } => pki::add_user(&dir, &name, &groups, server.as_deref(), force),
+            PkiCommand::Node { name, into } => pki::add_node(&into.dir, &name, into.server.as_deref(), into.force),
+            PkiCommand::User { name, groups, into } => {
+                pki::add_user(&into.dir, &name, &groups, into.server.as_deref(), into.force)
+            }
         },
     };
     match result {
