@@ -70,6 +70,7 @@ pub mod reviews;
 pub mod scale;
 pub mod selector;
 pub mod server_side_apply;
+pub mod service_account_token_volume;
 pub mod services;
 mod start;
 pub mod status;

@@ -454,6 +454,7 @@ pub async fn create(app: &App, info: &RequestInfo, body: Value, opts: &WriteOpti
     defaults::on_create(group, plural, &mut object);
     if (group, plural) == ("", "pods") {
         crate::priority::admit(app, &mut object).await?;
+        crate::service_account_token_volume::admit(app, &mut object).await;
     }
     let mut object = field_validation::decode(info, object, opts.field_validation)?;
     validation::validate(group, plural, &object, None)?;

@@ -646,3 +646,53 @@ spec:
     );
     cluster.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pods_of_an_existing_service_account_get_the_token_volume() {
+    let cluster = Cluster::start("kubernate").await;
+    cluster.must(&["create", "serviceaccount", "robot"]).await;
+    let pod = |name: &str, extra: &str| {
+        format!(
+            r#"{{"apiVersion": "v1", "kind": "Pod", "metadata": {{"name": "{name}", "namespace": "default"}},
+                "spec": {{"serviceAccountName": "robot", {extra} "initContainers": [{{"name": "i", "image": "busybox"}}],
+                         "containers": [{{"name": "c", "image": "busybox"}}]}}}}"#
+        )
+    };
+    let (ok, _, err) = cluster.kubectl(&["create", "-f", "-"], Some(&pod("with", ""))).await;
+    assert!(ok, "{err}");
+    let with = cluster.json(&["get", "pod", "with", "-o", "json"]).await;
+    let volume = &with["spec"]["volumes"][0];
+    let name = volume["name"].as_str().unwrap();
+    assert!(name.starts_with("kube-api-access-"), "{volume}");
+    let sources = volume["projected"]["sources"].to_string();
+    assert!(
+        sources.contains("serviceAccountToken") && sources.contains("kube-root-ca.crt"),
+        "{sources}"
+    );
+    for kind in ["initContainers", "containers"] {
+        let mount = &with["spec"][kind][0]["volumeMounts"][0];
+        assert_eq!(mount["mountPath"], "/var/run/secrets/kubernetes.io/serviceaccount");
+        assert_eq!(mount["readOnly"], true);
+        assert_eq!(mount["name"], name);
+    }
+    let (ok, _, err) = cluster
+        .kubectl(
+            &["create", "-f", "-"],
+            Some(&pod("without", r#""automountServiceAccountToken": false,"#)),
+        )
+        .await;
+    assert!(ok, "{err}");
+    let without = cluster.json(&["get", "pod", "without", "-o", "json"]).await;
+    assert!(without["spec"]["volumes"].is_null(), "{without}");
+    // A ServiceAccount that does not exist (yet): admitted, without the volume.
+    let (ok, _, err) = cluster
+        .kubectl(
+            &["create", "-f", "-"],
+            Some(&pod("orphan", "").replace("robot", "nobody")),
+        )
+        .await;
+    assert!(ok, "{err}");
+    let orphan = cluster.json(&["get", "pod", "orphan", "-o", "json"]).await;
+    assert!(orphan["spec"]["volumes"].is_null(), "{orphan}");
+    cluster.stop().await;
+}

@@ -247,18 +247,23 @@ impl Up {
 impl Up {
     /// `kubectl apply -f -` of a manifest.
     pub async fn apply(&self, manifest: &str) -> (bool, String, String) {
+        self.kubectl_stdin(&["apply", "-f", "-"], manifest).await
+    }
+
+    /// kubectl (bounded by 60 s) with `input` on its standard input.
+    pub async fn kubectl_stdin(&self, args: &[&str], input: &str) -> (bool, String, String) {
         use tokio::io::AsyncWriteExt;
         let mut child = tokio::process::Command::new("timeout")
             .args(["-k", "5", "60", "kubectl", "--kubeconfig"])
             .arg(self.kubeconfig())
-            .args(["apply", "-f", "-"])
+            .args(args)
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .spawn()
             .unwrap();
         let mut stdin = child.stdin.take().unwrap();
-        stdin.write_all(manifest.as_bytes()).await.unwrap();
+        stdin.write_all(input.as_bytes()).await.unwrap();
         drop(stdin);
         let out = child.wait_with_output().await.unwrap();
         let text = |b: &[u8]| String::from_utf8_lossy(b).to_string();

@@ -394,3 +394,46 @@ async fn a_kubectl_apply_is_one_trace_through_the_api_server_and_the_store() {
     assert!(services.contains("kubernate-apiserver"), "{services:?}");
     up.down();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pods_find_their_service_account_credentials_where_client_go_looks() {
+    let up = Up::start(1);
+    wait_for("the default ServiceAccount", T, || async {
+        up.kubectl(&["get", "serviceaccount", "default"]).await.0.then_some(())
+    })
+    .await;
+    let dir = "/var/run/secrets/kubernetes.io/serviceaccount";
+    up.must(&[
+        "run",
+        "creds",
+        "--image=busybox",
+        "--restart=Never",
+        "--",
+        "sh",
+        "-c",
+        &format!("cat {dir}/namespace; echo; head -1 {dir}/ca.crt; cat {dir}/token; echo"),
+    ])
+    .await;
+    let logs = wait_for("the credentials printed", T, || async {
+        let (ok, logs, _) = up.kubectl(&["logs", "creds"]).await;
+        (ok && logs.lines().count() >= 3).then_some(logs)
+    })
+    .await;
+    let lines: Vec<&str> = logs.lines().collect();
+    assert_eq!(lines[0], "default", "{logs}");
+    assert_eq!(lines[1], "-----BEGIN CERTIFICATE-----", "{logs}");
+    let review = format!(
+        r#"{{"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": {{"token": "{}"}}}}"#,
+        lines[2].trim()
+    );
+    let (ok, out, err) = up
+        .kubectl_stdin(&["create", "--validate=false", "-o", "json", "-f", "-"], &review)
+        .await;
+    assert!(ok, "{err}");
+    let review: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        review["status"]["user"]["username"], "system:serviceaccount:default:default",
+        "{review}"
+    );
+    up.down();
+}
