@@ -836,6 +836,8 @@ metadata: {{name: tokened, namespace: default}}
 spec:
   nodeName: {NODE}
   serviceAccountName: robot
+  # Its own token volume only (no kube-root-ca.crt here: no controller manager).
+  automountServiceAccountToken: false
   terminationGracePeriodSeconds: 1
   volumes:
   - name: token
