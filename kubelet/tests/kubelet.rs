@@ -457,6 +457,8 @@ spec:
 async fn lifecycle_hooks_run_after_start_and_before_stop() {
     let env = Env::start().await;
     let flags = flag_dir(&env, "hooks");
+    // The container runs as an unprivileged user, who writes here.
+    std::fs::set_permissions(&flags, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
     let f = flags.to_str().unwrap();
     env.apply(&format!(
         r#"
@@ -471,15 +473,18 @@ spec:
   - name: c
     image: busybox
     command: [sleep, "3600"]
+    securityContext: {{runAsUser: 1234, runAsGroup: 5678}}
     volumeMounts: [{{name: hooks, mountPath: /hooks}}]
     lifecycle:
-      postStart: {{exec: {{command: [sh, -c, "echo started > /hooks/poststart"]}}}}
+      postStart: {{exec: {{command: [sh, -c, "id -u > /hooks/poststart-user; echo started > /hooks/poststart"]}}}}
       preStop: {{exec: {{command: [sh, -c, "echo stopping > /hooks/prestop"]}}}}
 "#
     ))
     .await;
     env.running("hooked").await;
     assert_eq!(std::fs::read_to_string(flags.join("poststart")).unwrap(), "started\n");
+    // Hooks run as the container's user, not as root.
+    assert_eq!(std::fs::read_to_string(flags.join("poststart-user")).unwrap(), "1234\n");
     assert!(!flags.join("prestop").exists());
     env.delete_and_wait("hooked").await;
     assert_eq!(std::fs::read_to_string(flags.join("prestop")).unwrap(), "stopping\n");

@@ -54,9 +54,12 @@ pub fn exec_command(status: &ContainerStatus, argv: &[String]) -> std::io::Resul
             let mut command = tokio::process::Command::new("nsenter");
             command
                 .arg(format!("--target={pid}"))
-                .args(["--mount", "--uts", "--ipc", "--pid", "--root", "--wd", "--"])
-                .arg(program)
-                .args(args);
+                .args(["--mount", "--uts", "--ipc", "--pid", "--root", "--wd"]);
+            // As the container's user, as its own processes run.
+            if let Some((uid, gid)) = status.config.isolation.as_ref().and_then(|i| i.user) {
+                command.arg(format!("--setuid={uid}")).arg(format!("--setgid={gid}"));
+            }
+            command.arg("--").arg(program).args(args);
             command
         }
         // Never on the host for a container meant to be isolated.
