@@ -670,7 +670,10 @@ pub async fn patch(
 }
 
 /// How many times a patch is re-applied when the object keeps changing.
-const PATCH_ATTEMPTS: usize = 5;
+/// Each conflict means another writer succeeded, so n concurrent writers
+/// need up to n attempts; kube-apiserver retries storage conflicts without
+/// a limit (GuaranteedUpdate). 5 was too few for 8 concurrent patches.
+const PATCH_ATTEMPTS: usize = 64;
 
 /// A patch of any type applied to `existing` (whose schema is `schema`).
 pub fn apply_patch(

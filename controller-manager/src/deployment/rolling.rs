@@ -52,7 +52,7 @@ impl Rollout<'_> {
         let new_unavailable = self
             .new_rs
             .as_ref()
-            .map_or(0, |rs| spec_replicas(rs) - available_replicas(rs));
+            .map_or(0, |rs| spec_replicas(rs) - still_available(rs));
         let max_scaled_down = all_total - min_available - new_unavailable;
         if max_scaled_down <= 0 {
             return Ok(false);
@@ -70,7 +70,7 @@ impl Rollout<'_> {
                 break;
             }
             let replicas = spec_replicas(&self.old[i]);
-            let unhealthy = replicas - available_replicas(&self.old[i]);
+            let unhealthy = replicas - still_available(&self.old[i]);
             if replicas == 0 || unhealthy <= 0 {
                 continue;
             }
@@ -84,7 +84,7 @@ impl Rollout<'_> {
     /// Removes available old pods, oldest ReplicaSet first, down to
     /// `min_available` available pods overall.
     async fn scale_down_available(&mut self, min_available: i32) -> client::Result<i32> {
-        let available: i32 = self.all().into_iter().map(available_replicas).sum();
+        let available: i32 = self.all().into_iter().map(still_available).sum();
         if available <= min_available {
             return Ok(0);
         }
@@ -104,4 +104,12 @@ impl Rollout<'_> {
         }
         Ok(total)
     }
+}
+
+/// The available pods a ReplicaSet will keep: its status may still count
+/// pods that a just-lowered `spec.replicas` is about to remove, and
+/// counting those would scale the old ReplicaSets down past
+/// `maxUnavailable`.
+fn still_available(rs: &k8s_openapi::api::apps::v1::ReplicaSet) -> i32 {
+    available_replicas(rs).min(spec_replicas(rs))
 }
