@@ -166,21 +166,26 @@ impl AuditLog {
             now.millisecond()
         );
         std::fs::rename(&self.path, dir.join(format!("{stem}-{stamp}{ext}")))?;
+        // The new file first: a backup that cannot be pruned must not keep
+        // the log writing into a rotated file.
+        let file = std::fs::OpenOptions::new().create(true).append(true).open(&self.path)?;
+        let prefix = format!("{stem}-");
         let mut backups: Vec<PathBuf> = std::fs::read_dir(dir)?
             .filter_map(|e| e.ok())
             .map(|e| e.path())
             .filter(|p| {
                 p.file_name()
                     .map(|n| n.to_string_lossy().to_string())
-                    .is_some_and(|n| n.starts_with(&format!("{stem}-")) && n.ends_with(&ext))
+                    .is_some_and(|n| n.starts_with(&prefix) && n.ends_with(&ext))
             })
             .collect();
         backups.sort();
-        while backups.len() > self.max_backups {
-            let oldest = backups.remove(0);
-            std::fs::remove_file(oldest)?;
+        let excess = backups.len().saturating_sub(self.max_backups);
+        for oldest in backups.into_iter().take(excess) {
+            if let Err(e) = std::fs::remove_file(&oldest) {
+                tracing::warn!(file = %oldest.display(), error = %e, "cannot remove an old audit log");
+            }
         }
-        let file = std::fs::OpenOptions::new().create(true).append(true).open(&self.path)?;
         Ok(Box::new(file))
     }
 }

@@ -35,10 +35,31 @@ pub const ROLE_BINDINGS: &str = "/registry/rolebindings/";
 pub const CLUSTER_ROLES: &str = "/registry/clusterroles/";
 pub const CLUSTER_ROLE_BINDINGS: &str = "/registry/clusterrolebindings/";
 
+/// One RBAC object, with its rules and subjects decoded once, when it
+/// arrives, not on every request.
+struct Stored {
+    object: Value,
+    rules: Vec<PolicyRule>,
+    subjects: Vec<Subject>,
+}
+
+impl Stored {
+    fn parse(bytes: &[u8]) -> Option<Stored> {
+        let object: Value = serde_json::from_slice(bytes).ok()?;
+        Some(Stored {
+            rules: serde_json::from_value(object["rules"].clone()).unwrap_or_default(),
+            subjects: serde_json::from_value(object["subjects"].clone()).unwrap_or_default(),
+            object,
+        })
+    }
+}
+
+type Objects = HashMap<&'static str, HashMap<String, Stored>>;
+
 /// The RBAC objects, by store key.
 #[derive(Default)]
 pub struct Rbac {
-    objects: RwLock<HashMap<&'static str, HashMap<String, Value>>>,
+    objects: RwLock<Objects>,
 }
 
 /// Whether one rule covers a resource request.
@@ -94,29 +115,20 @@ pub fn names(subject: &Subject, user: &User, binding_namespace: &str) -> bool {
     }
 }
 
-fn rules_of(object: &Value) -> Vec<PolicyRule> {
-    serde_json::from_value(object["rules"].clone()).unwrap_or_default()
-}
-
-fn subjects_of(object: &Value) -> Vec<Subject> {
-    serde_json::from_value(object["subjects"].clone()).unwrap_or_default()
-}
-
 impl Rbac {
     /// Applies a change seen under one of the four prefixes.
     pub fn apply(&self, prefix: &'static str, update: Update) {
         let mut objects = self.objects.write().unwrap_or_else(|p| p.into_inner());
         let map = objects.entry(prefix).or_default();
-        let parse = |v: &[u8]| serde_json::from_slice::<Value>(v).ok();
         match update {
             Update::Reset(items) => {
                 *map = items
                     .into_iter()
-                    .filter_map(|(k, v)| parse(&v).map(|v| (k, v)))
+                    .filter_map(|(k, v)| Stored::parse(&v).map(|v| (k, v)))
                     .collect();
             }
             Update::Put(key, value) => {
-                if let Some(v) = parse(&value) {
+                if let Some(v) = Stored::parse(&value) {
                     map.insert(key, v);
                 }
             }
@@ -128,11 +140,7 @@ impl Rbac {
 
     /// A ClusterRole's rules, with those it aggregates (and those they
     /// aggregate, each role once).
-    fn cluster_role_rules(
-        &self,
-        objects: &HashMap<&'static str, HashMap<String, Value>>,
-        name: &str,
-    ) -> Vec<PolicyRule> {
+    fn cluster_role_rules(&self, objects: &Objects, name: &str) -> Vec<PolicyRule> {
         let roles = objects.get(CLUSTER_ROLES);
         let mut rules = Vec::new();
         let mut seen = vec![name.to_string()];
@@ -141,8 +149,8 @@ impl Rbac {
             let Some(role) = roles.and_then(|r| r.get(&format!("{CLUSTER_ROLES}{current}"))) else {
                 continue;
             };
-            rules.extend(rules_of(role));
-            let selectors: Vec<_> = role["aggregationRule"]["clusterRoleSelectors"]
+            rules.extend(role.rules.iter().cloned());
+            let selectors: Vec<_> = role.object["aggregationRule"]["clusterRoleSelectors"]
                 .as_array()
                 .into_iter()
                 .flatten()
@@ -152,8 +160,11 @@ impl Rbac {
                 continue;
             }
             for other in roles.into_iter().flat_map(|r| r.values()) {
-                let other_name = other["metadata"]["name"].as_str().unwrap_or_default().to_string();
-                if !seen.contains(&other_name) && selectors.iter().any(|s| s.matches_labels(other)) {
+                let other_name = other.object["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string();
+                if !seen.contains(&other_name) && selectors.iter().any(|s| s.matches_labels(&other.object)) {
                     seen.push(other_name.clone());
                     pending.push(other_name);
                 }
@@ -169,14 +180,14 @@ impl Rbac {
         let mut out = Vec::new();
         for binding in objects.get(CLUSTER_ROLE_BINDINGS).into_iter().flat_map(|m| m.values()) {
             // A ClusterRoleBinding can only grant a ClusterRole.
-            if binding["roleRef"]["kind"] != "ClusterRole" {
+            if binding.object["roleRef"]["kind"] != "ClusterRole" {
                 continue;
             }
-            if subjects_of(binding).iter().any(|s| names(s, user, "")) {
-                let role = binding["roleRef"]["name"].as_str().unwrap_or_default();
+            if binding.subjects.iter().any(|s| names(s, user, "")) {
+                let role = binding.object["roleRef"]["name"].as_str().unwrap_or_default();
                 let from = format!(
                     "ClusterRoleBinding \"{}\" of ClusterRole \"{role}\"",
-                    binding["metadata"]["name"].as_str().unwrap_or_default()
+                    binding.object["metadata"]["name"].as_str().unwrap_or_default()
                 );
                 out.extend(
                     self.cluster_role_rules(&objects, role)
@@ -190,23 +201,23 @@ impl Rbac {
         };
         let bindings_prefix = format!("{ROLE_BINDINGS}{ns}/");
         for (key, binding) in objects.get(ROLE_BINDINGS).into_iter().flatten() {
-            if !key.starts_with(&bindings_prefix) || !subjects_of(binding).iter().any(|s| names(s, user, ns)) {
+            if !key.starts_with(&bindings_prefix) || !binding.subjects.iter().any(|s| names(s, user, ns)) {
                 continue;
             }
-            let role = binding["roleRef"]["name"].as_str().unwrap_or_default();
-            let kind = binding["roleRef"]["kind"].as_str().unwrap_or_default();
+            let role = binding.object["roleRef"]["name"].as_str().unwrap_or_default();
+            let kind = binding.object["roleRef"]["kind"].as_str().unwrap_or_default();
             let rules = if kind == "ClusterRole" {
                 self.cluster_role_rules(&objects, role)
             } else {
                 objects
                     .get(ROLES)
                     .and_then(|m| m.get(&format!("{ROLES}{ns}/{role}")))
-                    .map(rules_of)
+                    .map(|r| r.rules.clone())
                     .unwrap_or_default()
             };
             let from = format!(
                 "RoleBinding \"{}/{ns}\" of {kind} \"{role}\"",
-                binding["metadata"]["name"].as_str().unwrap_or_default()
+                binding.object["metadata"]["name"].as_str().unwrap_or_default()
             );
             out.extend(rules.into_iter().map(|r| (r, from.clone())));
         }
@@ -244,7 +255,7 @@ impl Rbac {
             objects
                 .get(ROLES)
                 .and_then(|m| m.get(&format!("{ROLES}{namespace}/{name}")))
-                .map(rules_of)
+                .map(|r| r.rules.clone())
                 .unwrap_or_default()
         }
     }
