@@ -210,6 +210,9 @@ async fn serve(
         seen.user = Some(user.clone());
     }
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    if let Some(response) = aggregated_discovery(app, &user, &segments, headers).await? {
+        return Ok(response);
+    }
     let document = match segments.as_slice() {
         ["api"] => Some(discovery::core_versions()),
         ["apis"] => Some(discovery::groups()),
@@ -255,6 +258,38 @@ async fn serve(
     };
     app.metrics.record(verb, &info, code, started);
     result
+}
+
+/// `/api` or `/apis` in the aggregated form, when the client asks for it.
+async fn aggregated_discovery(
+    app: &App,
+    user: &authn::User,
+    segments: &[&str],
+    headers: &HeaderMap,
+) -> Result<Option<Response>> {
+    let core = match segments {
+        ["api"] => true,
+        ["apis"] => false,
+        _ => return Ok(None),
+    };
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let Some(format) = discovery::aggregated_format(accept) else {
+        return Ok(None);
+    };
+    let path = if core { "/api" } else { "/apis" };
+    crate::authz::authorize(app, &crate::authz::Attributes::of_path(user, "get", path)).await?;
+    let document = discovery::aggregated(core, format);
+    Ok(Some(
+        (
+            StatusCode::OK,
+            [
+                (header::CONTENT_TYPE, discovery::aggregated_content_type(format)),
+                (header::VARY, "Accept".to_string()),
+            ],
+            document.to_string(),
+        )
+            .into_response(),
+    ))
 }
 
 async fn serve_resource(

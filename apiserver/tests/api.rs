@@ -38,6 +38,18 @@ async fn kubectl_basics(kind: &str) {
         resources.contains("deployments.apps") && resources.contains("configmaps"),
         "{resources}"
     );
+    // kubectl asks for aggregated discovery and, getting it, reads no
+    // per-group-version documents (a fresh cache, so nothing is reused).
+    let cache = tempfile::tempdir().unwrap();
+    let cache_dir = cache.path().to_str().unwrap();
+    let (ok, out, log) = c
+        .kubectl(&["api-resources", "-o", "name", "-v=6", "--cache-dir", cache_dir], None)
+        .await;
+    assert!(ok && out.contains("deployments.apps"), "{out}\n{log}");
+    let gets: Vec<&str> = log.lines().filter(|l| l.contains(" GET ")).collect();
+    assert_eq!(gets.len(), 2, "{log}");
+    assert!(gets.iter().all(|l| l.contains(" 200 OK")), "{log}");
+    assert!(gets[0].contains("/api?") && gets[1].contains("/apis?"), "{log}");
 
     let (ok, out, err) = c.kubectl(&["create", "-f", "-"], Some(MANIFEST)).await;
     assert!(ok, "{out}\n{err}");
