@@ -81,6 +81,8 @@ pub mod table;
 pub mod types;
 pub mod validation;
 pub mod verbs;
+pub mod watch;
+pub mod watch_cache;
 pub mod watch_prefix;
 
 pub use start::{run, start, Running, StartError, BUILT_IN_NAMESPACES};

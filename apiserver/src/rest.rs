@@ -45,6 +45,8 @@ pub struct App {
     pub rbac: crate::authz::rbac::Rbac,
     /// `--audit-log-path`, when set.
     pub audit: Option<crate::audit::AuditLog>,
+    /// Lists and watches served from memory.
+    pub watch_cache: crate::watch_cache::Caches,
 }
 
 /// What a request turned out to be, for the audit log.

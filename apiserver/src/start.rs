@@ -362,11 +362,14 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             rbac.apply(prefix, crate::watch_prefix::Update::Reset(items));
         }
     }
+    let stop = CancellationToken::new();
+    let bookmark_interval = Duration::from_secs(config.watch_bookmark_interval.max(1));
     let app = Arc::new(App {
+        watch_cache: crate::watch_cache::Caches::new(storage.clone(), bookmark_interval, stop.clone()),
         storage,
         max_body: config.max_request_body_bytes,
         metrics,
-        bookmark_interval: Duration::from_secs(config.watch_bookmark_interval.max(1)),
+        bookmark_interval,
         max_in_flight: crate::max_in_flight::MaxInFlight::new(
             config.max_requests_inflight,
             config.max_mutating_requests_inflight,
@@ -410,7 +413,6 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         .into_axum_router()
         .fallback_service(rest)
         .layer(common::trace_context::ServerTraceLayer);
-    let stop = CancellationToken::new();
     let tasks = TaskTracker::new();
     tasks.spawn(count_objects(app.clone(), stop.clone()));
     tasks.spawn(crate::crd::follow(app.storage.clone(), stop.clone()));

@@ -160,6 +160,20 @@ impl Storage {
         Ok(resp.header().map(|h| h.revision()).unwrap_or(0))
     }
 
+    /// Whether the store still holds revision `revision` (not compacted
+    /// away); a revision it has not reached yet counts as held.
+    pub async fn holds(&self, revision: i64) -> Result<bool, StorageError> {
+        let options = GetOptions::new().with_count_only().with_revision(revision);
+        let mut kv = self.kv.clone();
+        let call = bounded(kv.get("/registry", Some(options)));
+        match self.timed("revision", b"/registry", call).await {
+            Ok(_) => Ok(true),
+            Err(StorageError::Compacted(_)) => Ok(false),
+            Err(StorageError::Unavailable(e)) if e.contains("future revision") => Ok(true),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Drops the history before `revision` (etcd's physical compaction).
     pub async fn compact(&self, revision: i64) -> Result<(), StorageError> {
         let options = etcd_client::CompactionOptions::new().with_physical();
@@ -302,6 +316,20 @@ impl Storage {
         after: i64,
         progress_every: Option<Duration>,
     ) -> Result<tokio::sync::mpsc::Receiver<Result<Change, StorageError>>, StorageError> {
+        self.watch_on_request(prefix, after, progress_every, None).await
+    }
+
+    /// [`watch`](Self::watch), also asking the store for its progress
+    /// whenever `requests` is notified: how a watch cache learns that it
+    /// has seen everything up to the store's current revision even when
+    /// nothing under its prefix changed.
+    pub async fn watch_on_request(
+        &self,
+        prefix: &[u8],
+        after: i64,
+        progress_every: Option<Duration>,
+        requests: Option<std::sync::Arc<tokio::sync::Notify>>,
+    ) -> Result<tokio::sync::mpsc::Receiver<Result<Change, StorageError>>, StorageError> {
         let options = WatchOptions::new()
             .with_prefix()
             .with_prev_key()
@@ -312,8 +340,21 @@ impl Storage {
             let period = progress_every.unwrap_or(Duration::from_secs(3600));
             let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
             loop {
+                let requested = async {
+                    match &requests {
+                        Some(requests) => requests.notified().await,
+                        None => std::future::pending().await,
+                    }
+                };
                 let next = tokio::select! {
                     next = stream.message() => next,
+                    _ = requested => {
+                        if let Err(e) = stream.request_progress().await {
+                            let _ = tx.send(Err(StorageError::Unavailable(e.to_string()))).await;
+                            return;
+                        }
+                        continue;
+                    }
                     _ = ticks.tick(), if progress_every.is_some() => {
                         if let Err(e) = stream.request_progress().await {
                             let _ = tx.send(Err(StorageError::Unavailable(e.to_string()))).await;

@@ -3,11 +3,9 @@
 //! Each takes the parsed request and returns objects as JSON values; the
 //! transports only frame them.
 
-use std::time::Duration;
+use std::sync::Arc;
 
 use serde_json::{json, Value};
-use tokio::sync::mpsc;
-use tokio_stream::StreamExt;
 
 use crate::defaults;
 use crate::field_validation::{self, FieldValidation};
@@ -18,7 +16,7 @@ use crate::rest::App;
 use crate::selector::Selector;
 use crate::services;
 use crate::status::ApiError;
-use crate::storage::{Change, StorageError, Stored};
+use crate::storage::{StorageError, Stored};
 use crate::validation;
 
 type Result<T> = std::result::Result<T, ApiError>;
@@ -170,7 +168,35 @@ fn parse_continue(token: &str) -> Result<(i64, Vec<u8>)> {
     Ok((rv, start.as_bytes().to_vec()))
 }
 
-/// A list, optionally paged with `limit` and `continue`.
+/// A list from the watch cache, when it can serve one: `asked` is the
+/// list's resourceVersion (`None`: the latest, so the cache must first
+/// reach the store's current revision; `Some(0)`: any; otherwise not older
+/// than it). `None` sends the list to the store.
+async fn cached_list(app: &App, info: &RequestInfo, asked: Option<i64>) -> Result<Option<(Vec<Arc<Stored>>, i64)>> {
+    let Some(cache) = app.watch_cache.serving(&info.resource.storage_prefix()) else {
+        return Ok(None);
+    };
+    let needed = match asked {
+        Some(0) => 0,
+        asked => {
+            let current = app.storage.revision().await.map_err(|e| storage_error(info, "", e))?;
+            match asked {
+                // The store answers "too large" at once.
+                Some(rv) if rv > current => return Ok(None),
+                Some(rv) => rv,
+                None => current,
+            }
+        }
+    };
+    if !cache.wait_for(needed).await {
+        return Ok(None);
+    }
+    Ok(cache.list(&crate::watch::keys(info)))
+}
+
+/// A list, optionally paged with `limit` and `continue`: the first page
+/// from the watch cache when it serves the resource, the pages after it
+/// from the store at the first page's revision.
 pub async fn list(app: &App, info: &RequestInfo, query: &Query) -> Result<Value> {
     let (labels, fields) = selectors(query)?;
     let resume = query
@@ -209,14 +235,24 @@ pub async fn list(app: &App, info: &RequestInfo, query: &Query) -> Result<Value>
             .map_err(|_| ApiError::bad_request(format!("invalid limit {l:?}")))?,
         _ => 0,
     };
-    let (items, at) = match app.storage.list(info.key().as_bytes(), revision).await {
-        Err(StorageError::Compacted(_)) if resume.is_some() => {
-            return Err(ApiError::gone(
-                "The provided continue parameter is too old to display a consistent list result. \
-                 You can start a new list without the continue parameter.",
-            ))
-        }
-        other => other.map_err(|e| storage_error(info, "", e))?,
+    let cached = match (&resume, revision) {
+        (None, 0) => cached_list(app, info, asked).await?,
+        _ => None,
+    };
+    let (items, at) = match cached {
+        Some(found) => found,
+        None => match app.storage.list(info.key().as_bytes(), revision).await {
+            Err(StorageError::Compacted(_)) if resume.is_some() => {
+                return Err(ApiError::gone(
+                    "The provided continue parameter is too old to display a consistent list result. \
+                     You can start a new list without the continue parameter.",
+                ))
+            }
+            other => {
+                let (items, at) = other.map_err(|e| storage_error(info, "", e))?;
+                (items.into_iter().map(Arc::new).collect(), at)
+            }
+        },
     };
     // "Not older than" a version the store has not reached yet.
     if let Some(rv) = asked.filter(|rv| revision == 0 && *rv > at) {
@@ -255,109 +291,7 @@ pub async fn list(app: &App, info: &RequestInfo, query: &Query) -> Result<Value>
     }))
 }
 
-/// A watch: events (`ADDED`, `MODIFIED`, `DELETED`, `ERROR`) until the
-/// receiver goes, the timeout ends, or the start version is too old (an
-/// ERROR event carrying a 410 Status).
-pub async fn watch(app: &App, info: &RequestInfo, query: &Query) -> Result<mpsc::Receiver<WatchEvent>> {
-    let (labels, fields) = selectors(query)?;
-    let timeout = query
-        .get("timeoutSeconds")
-        .and_then(|t| t.parse::<u64>().ok())
-        .map(Duration::from_secs)
-        .unwrap_or(Duration::from_secs(1800));
-    let prefix = info.key();
-    let mut initial = Vec::new();
-    let after = match query.get("resourceVersion") {
-        Some(rv) if !rv.is_empty() && rv != "0" => rv
-            .parse::<i64>()
-            .map_err(|_| ApiError::bad_request(format!("invalid resourceVersion {rv:?}")))?,
-        // No version: the current state first, as ADDED events.
-        _ => {
-            let (items, at) = app
-                .storage
-                .list(prefix.as_bytes(), 0)
-                .await
-                .map_err(|e| storage_error(info, "", e))?;
-            for stored in &items {
-                let object = parse_stored(info, stored)?;
-                if labels.matches_labels(&object) && fields.matches_fields(&object) {
-                    initial.push(("ADDED", object));
-                }
-            }
-            at
-        }
-    };
-    let bookmarks = query.flag("allowWatchBookmarks");
-    let changes = app
-        .storage
-        .watch(prefix.as_bytes(), after, bookmarks.then_some(app.bookmark_interval))
-        .await
-        .map_err(|e| storage_error(info, "", e))?;
-    let kind = info.clone();
-    let selected = move |object: &Value| labels.matches_labels(object) && fields.matches_fields(object);
-    let live = tokio_stream::wrappers::ReceiverStream::new(changes).filter_map(move |change| match change {
-        // A bookmark: only the kind and the version the watch has reached.
-        Ok(Change::Progress { revision }) => Some((
-            "BOOKMARK",
-            json!({
-                "kind": kind.resource.kind,
-                "apiVersion": kind.resource.api_version(),
-                "metadata": {"resourceVersion": revision.to_string()},
-            }),
-        )),
-        // With selectors, an object that starts matching is ADDED and
-        // one that stops matching is DELETED, as kube-apiserver does it,
-        // so a filtered cache never keeps an object it should not hold.
-        Ok(Change::Put { object, previous }) => {
-            let new = match parse_stored(&kind, &object) {
-                Ok(o) => o,
-                Err(e) => return Some(("ERROR", e.status())),
-            };
-            let was = match &previous {
-                Some(p) => parse_stored(&kind, p).map(|o| selected(&o)).unwrap_or(false),
-                None => false,
-            };
-            match (was, selected(&new)) {
-                (false, true) => Some(("ADDED", new)),
-                (true, true) => Some(("MODIFIED", new)),
-                (true, false) => Some(("DELETED", new)),
-                (false, false) => None,
-            }
-        }
-        Ok(Change::Delete { object }) => match parse_stored(&kind, &object) {
-            Ok(o) if selected(&o) => Some(("DELETED", o)),
-            Ok(_) => None,
-            Err(e) => Some(("ERROR", e.status())),
-        },
-        Err(StorageError::Compacted(rev)) => Some((
-            "ERROR",
-            ApiError::gone(format!("too old resource version: {after} ({rev})")).status(),
-        )),
-        Err(e) => Some(("ERROR", ApiError::unavailable(e.to_string()).status())),
-    });
-    let mut events = Box::pin(tokio_stream::iter(initial).chain(live));
-    let (tx, rx) = mpsc::channel::<WatchEvent>(64);
-    let registered = app.metrics.watcher(info.resource);
-    tokio::spawn(async move {
-        let _registered = registered;
-        let deadline = tokio::time::sleep(timeout);
-        tokio::pin!(deadline);
-        loop {
-            let (kind, object) = tokio::select! {
-                _ = &mut deadline => return,
-                _ = tx.closed() => return,
-                next = events.next() => match next {
-                    Some(event) => event,
-                    None => return,
-                },
-            };
-            if tx.send((kind, object)).await.is_err() || kind == "ERROR" {
-                return;
-            }
-        }
-    });
-    Ok(rx)
-}
+pub use crate::watch::watch;
 
 async fn check_namespace(app: &App, info: &RequestInfo) -> Result<()> {
     let Some(ns) = &info.namespace else { return Ok(()) };

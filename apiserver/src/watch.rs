@@ -1,0 +1,251 @@
+//! The watch verb: a stream of ADDED, MODIFIED, DELETED, BOOKMARK and
+//! ERROR events for the objects a request selects.
+//!
+//! The events come from the resource's watch cache ([`watch_cache`]) when
+//! it can serve the request, and from a store watch of the request's own
+//! otherwise (a resourceVersion older than the cache's window, or a cache
+//! still listing). Either way each change arrives as one [`Event`],
+//! decoded once, and is turned into what this watcher sees here: filtered
+//! by its keys and selectors, converted to its API version.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+use tokio_stream::{Stream, StreamExt};
+
+use crate::registry;
+use crate::request_info::RequestInfo;
+use crate::rest::App;
+use crate::selector::Selector;
+use crate::status::ApiError;
+use crate::storage::StorageError;
+use crate::verbs::{storage_error, Query, WatchEvent};
+use crate::watch_cache::{Backlog, Event, Keys, Parsed};
+
+type Result<T> = std::result::Result<T, ApiError>;
+
+/// Changes as they reach one watcher, or the error that ends its watch.
+type Events = Pin<Box<dyn Stream<Item = std::result::Result<Arc<Event>, ApiError>> + Send>>;
+
+/// The keys a request covers: a collection (optionally one namespace) or
+/// one named object.
+pub fn keys(info: &RequestInfo) -> Keys {
+    Keys {
+        prefix: info.key().into_bytes(),
+        exact: info.name.is_some(),
+    }
+}
+
+/// What a watcher asked for, from its selectors.
+struct Filter {
+    labels: Selector,
+    fields: Selector,
+    keys: Keys,
+    bookmarks: bool,
+}
+
+impl Filter {
+    fn selects(&self, object: &Value) -> bool {
+        self.labels.matches_labels(object) && self.fields.matches_fields(object)
+    }
+
+    fn selects_all(&self) -> bool {
+        self.labels == Selector::default() && self.fields == Selector::default()
+    }
+}
+
+/// An object as this watcher's API version shows it.
+fn present(info: &RequestInfo, parsed: &Parsed) -> Result<Value> {
+    let value = parsed
+        .value
+        .clone()
+        .map_err(|e| ApiError::internal(format!("stored {} is not JSON: {e}", info.resource.plural)))?;
+    let object = crate::conversion::from_storage(info, value);
+    Ok(registry::with_version(object, parsed.revision))
+}
+
+/// The event this watcher sees for `event`, if any. With selectors, an
+/// object that starts matching is ADDED and one that stops matching is
+/// DELETED, as kube-apiserver does it, so a filtered cache never keeps an
+/// object it should not hold.
+fn seen_as(info: &RequestInfo, filter: &Filter, after: i64, event: &Event) -> Option<WatchEvent> {
+    if let Event::Progress { revision } = event {
+        // A bookmark: only the kind and the version the watch has reached.
+        return filter.bookmarks.then(|| {
+            (
+                "BOOKMARK",
+                json!({
+                    "kind": info.resource.kind,
+                    "apiVersion": info.resource.api_version(),
+                    "metadata": {"resourceVersion": revision.to_string()},
+                }),
+            )
+        });
+    }
+    if event.revision() <= after || !event.key().is_some_and(|k| filter.keys.contains(k)) {
+        return None;
+    }
+    match event {
+        Event::Put { object, previous } => {
+            let new = match present(info, object) {
+                Ok(o) => o,
+                Err(e) => return Some(("ERROR", e.status())),
+            };
+            let was = match previous {
+                Some(_) if filter.selects_all() => true,
+                Some(p) => present(info, p).map(|o| filter.selects(&o)).unwrap_or(false),
+                None => false,
+            };
+            match (was, filter.selects(&new)) {
+                (false, true) => Some(("ADDED", new)),
+                (true, true) => Some(("MODIFIED", new)),
+                (true, false) => Some(("DELETED", new)),
+                (false, false) => None,
+            }
+        }
+        Event::Delete { object } => match present(info, object) {
+            Ok(o) if filter.selects(&o) => Some(("DELETED", o)),
+            Ok(_) => None,
+            Err(e) => Some(("ERROR", e.status())),
+        },
+        Event::Progress { .. } => None,
+    }
+}
+
+/// The current objects as ADDED changes, then whatever comes next.
+fn added(items: impl IntoIterator<Item = Arc<crate::storage::Stored>>) -> Vec<Arc<Event>> {
+    items
+        .into_iter()
+        .map(|stored| {
+            Arc::new(Event::Put {
+                object: Parsed::of(&stored),
+                previous: None,
+            })
+        })
+        .collect()
+}
+
+/// The watch from the cache, when it can serve it: the changes to replay
+/// (or the current objects), then its live feed. `asked` is the
+/// resourceVersion (`None` unset, `Some(0)` any).
+async fn from_cache(app: &App, info: &RequestInfo, keys: &Keys, asked: Option<i64>) -> Result<Option<(Events, i64)>> {
+    let Some(cache) = app.watch_cache.serving(&info.resource.storage_prefix()) else {
+        return Ok(None);
+    };
+    if asked.is_none() {
+        // The current state must include every acknowledged write.
+        let current = app.storage.revision().await.map_err(|e| storage_error(info, "", e))?;
+        if !cache.wait_for(current).await {
+            return Ok(None);
+        }
+    }
+    let after = asked.filter(|rv| *rv > 0);
+    if let Some(after) = after {
+        // The window may reach further back than the store's compacted
+        // history; a version the store no longer has is a 410 all the same
+        // (the store watch reports it), so that the answer does not depend
+        // on which path serves the watch.
+        if !app.storage.holds(after + 1).await.unwrap_or(false) {
+            return Ok(None);
+        }
+    }
+    let Some(subscription) = cache.subscribe(keys, after) else {
+        return Ok(None);
+    };
+    let (backlog, after) = match subscription.backlog {
+        Backlog::State(items, at) => (added(items), at),
+        Backlog::Changes(changes) => (changes, after.unwrap_or(0)),
+    };
+    // A watcher that falls too far behind is dropped; it resumes from its
+    // last resourceVersion like after any ended watch.
+    let live = tokio_stream::wrappers::BroadcastStream::new(subscription.live).map_while(|r| r.ok());
+    let events = tokio_stream::iter(backlog).chain(live).map(Ok);
+    Ok(Some((Box::pin(events), after)))
+}
+
+/// The watch from a store watch of its own.
+async fn from_store(app: &App, info: &RequestInfo, asked: Option<i64>, bookmarks: bool) -> Result<(Events, i64)> {
+    let prefix = info.key();
+    let (initial, after) = match asked.filter(|rv| *rv > 0) {
+        Some(rv) => (Vec::new(), rv),
+        // No version: the current state first, as ADDED events.
+        None => {
+            let (items, at) = app
+                .storage
+                .list(prefix.as_bytes(), 0)
+                .await
+                .map_err(|e| storage_error(info, "", e))?;
+            (added(items.into_iter().map(Arc::new)), at)
+        }
+    };
+    let changes = app
+        .storage
+        .watch(prefix.as_bytes(), after, bookmarks.then_some(app.bookmark_interval))
+        .await
+        .map_err(|e| storage_error(info, "", e))?;
+    let live = tokio_stream::wrappers::ReceiverStream::new(changes).map(move |change| match change {
+        Ok(change) => Ok(Arc::new(Event::of(&change))),
+        Err(StorageError::Compacted(rev)) => Err(ApiError::gone(format!("too old resource version: {after} ({rev})"))),
+        Err(e) => Err(ApiError::unavailable(e.to_string())),
+    });
+    Ok((Box::pin(tokio_stream::iter(initial).map(Ok).chain(live)), after))
+}
+
+/// A watch: events until the receiver goes, the timeout ends, or the start
+/// version is too old (an ERROR event carrying a 410 Status).
+pub async fn watch(app: &App, info: &RequestInfo, query: &Query) -> Result<mpsc::Receiver<WatchEvent>> {
+    let filter = Filter {
+        labels: Selector::parse(query.get("labelSelector").unwrap_or_default())?,
+        fields: Selector::parse(query.get("fieldSelector").unwrap_or_default())?,
+        keys: keys(info),
+        bookmarks: query.flag("allowWatchBookmarks"),
+    };
+    let timeout = query
+        .get("timeoutSeconds")
+        .and_then(|t| t.parse::<u64>().ok())
+        .map(Duration::from_secs)
+        .unwrap_or(Duration::from_secs(1800));
+    let asked = match query.get("resourceVersion").filter(|rv| !rv.is_empty()) {
+        Some(rv) => Some(
+            rv.parse::<i64>()
+                .map_err(|_| ApiError::bad_request(format!("invalid resourceVersion {rv:?}")))?,
+        ),
+        None => None,
+    };
+    let (mut events, after) = match from_cache(app, info, &filter.keys, asked).await? {
+        Some(found) => found,
+        None => from_store(app, info, asked, filter.bookmarks).await?,
+    };
+    let info = info.clone();
+    let (tx, rx) = mpsc::channel::<WatchEvent>(64);
+    let registered = app.metrics.watcher(info.resource);
+    tokio::spawn(async move {
+        let _registered = registered;
+        let deadline = tokio::time::sleep(timeout);
+        tokio::pin!(deadline);
+        loop {
+            let next = tokio::select! {
+                _ = &mut deadline => return,
+                _ = tx.closed() => return,
+                next = events.next() => match next {
+                    Some(event) => event,
+                    None => return,
+                },
+            };
+            let (kind, object) = match next {
+                Ok(event) => match seen_as(&info, &filter, after, &event) {
+                    Some(seen) => seen,
+                    None => continue,
+                },
+                Err(e) => ("ERROR", e.status()),
+            };
+            if tx.send((kind, object)).await.is_err() || kind == "ERROR" {
+                return;
+            }
+        }
+    });
+    Ok(rx)
+}
