@@ -60,8 +60,44 @@ struct Seen {
 
 type Result<T> = std::result::Result<T, ApiError>;
 
-fn ok(value: Value) -> Result<Response> {
-    Ok(json_response(StatusCode::OK, &value))
+/// How an answer is written: JSON, or Kubernetes' protobuf when the
+/// client prefers it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Encoding {
+    Json,
+    Protobuf,
+}
+
+impl Encoding {
+    /// The first media range of `Accept` that we serve decides
+    /// (client-go lists its choices in order); JSON by default.
+    fn negotiate(accept: &str) -> Encoding {
+        for range in accept.split(',') {
+            let mut parts = range.split(';').map(str::trim);
+            let media = parts.next().unwrap_or_default().to_ascii_lowercase();
+            let plain = parts.next().is_none();
+            match media.as_str() {
+                crate::protobuf::encode::CONTENT_TYPE if plain => return Encoding::Protobuf,
+                "application/json" | "application/yaml" | "*/*" | "application/*" => return Encoding::Json,
+                _ => {}
+            }
+        }
+        Encoding::Json
+    }
+
+    fn answer(self, code: StatusCode, value: &Value) -> Response {
+        if self == Encoding::Protobuf {
+            if let Some(body) = crate::protobuf::encode::encode_object(value) {
+                return (
+                    code,
+                    [(header::CONTENT_TYPE, crate::protobuf::encode::CONTENT_TYPE)],
+                    body,
+                )
+                    .into_response();
+            }
+        }
+        json_response(code, value)
+    }
 }
 
 /// A watch as the REST API streams it: one JSON event per line, each
@@ -69,7 +105,22 @@ fn ok(value: Value) -> Result<Response> {
 fn watch_response(
     events: tokio::sync::mpsc::Receiver<verbs::WatchEvent>,
     tables: Option<(&'static api::resources::ResourceInfo, String)>,
+    encoding: Encoding,
 ) -> Response {
+    if encoding == Encoding::Protobuf && tables.is_none() {
+        // Length-prefixed WatchEvent messages; an object without a
+        // protobuf form cannot occur (the kind was checked first).
+        let frames = tokio_stream::wrappers::ReceiverStream::new(events).filter_map(|(kind, object)| {
+            crate::protobuf::encode::encode_watch_event(kind, &object)
+                .map(|frame| Ok::<_, std::convert::Infallible>(Bytes::from(frame)))
+        });
+        return (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, crate::protobuf::encode::WATCH_CONTENT_TYPE)],
+            Body::from_stream(frames),
+        )
+            .into_response();
+    }
     let lines = tokio_stream::wrappers::ReceiverStream::new(events).map(move |(kind, object)| {
         let object = match (&tables, kind) {
             (Some((resource, include)), "ADDED" | "MODIFIED" | "DELETED") => {
@@ -313,6 +364,16 @@ async fn serve_resource(
         let include = query.get("includeObject").unwrap_or("Metadata").to_string();
         (info.resource, include)
     });
+    // Protobuf only for kinds that have a message (not custom resources).
+    // CRDs stay JSON too: their schemas' JSON shapes (`x-kubernetes-*`,
+    // `$ref`, schema-or-bool unions) are not mapped onto protobuf here.
+    let has_message = crate::protobuf::message_for(&info.resource.api_version(), info.resource.kind).is_some()
+        && info.resource.group != "apiextensions.k8s.io";
+    let encoding = match Encoding::negotiate(accept) {
+        Encoding::Protobuf if tables.is_none() && has_message => Encoding::Protobuf,
+        _ => Encoding::Json,
+    };
+    let ok = |value: Value| Ok(encoding.answer(StatusCode::OK, &value));
     let readable = |value: Value| match &tables {
         Some((resource, include)) => table::from_response(resource, &value, include),
         None => value,
@@ -323,17 +384,14 @@ async fn serve_resource(
     match verb {
         "get" => ok(readable(verbs::get(app, info).await?)),
         "list" => ok(readable(verbs::list(app, info, query).await?)),
-        "watch" => Ok(watch_response(verbs::watch(app, info, query).await?, tables)),
+        "watch" => Ok(watch_response(verbs::watch(app, info, query).await?, tables, encoding)),
         "create" => {
             let body = decode(headers, &body)?;
             if let Some(answer) = crate::reviews::create(app, user, info, &body).await {
-                return Ok(json_response(StatusCode::CREATED, &answer?));
+                return Ok(encoding.answer(StatusCode::CREATED, &answer?));
             }
             let opts = write_options(query, headers, user)?;
-            Ok(json_response(
-                StatusCode::CREATED,
-                &verbs::create(app, info, body, &opts).await?,
-            ))
+            Ok(encoding.answer(StatusCode::CREATED, &verbs::create(app, info, body, &opts).await?))
         }
         "update" => {
             let opts = write_options(query, headers, user)?;

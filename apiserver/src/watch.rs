@@ -71,7 +71,7 @@ fn present(info: &RequestInfo, parsed: &Parsed) -> Result<Value> {
 /// object that starts matching is ADDED and one that stops matching is
 /// DELETED, as kube-apiserver does it, so a filtered cache never keeps an
 /// object it should not hold.
-fn seen_as(info: &RequestInfo, filter: &Filter, after: i64, event: &Event) -> Option<WatchEvent> {
+fn seen_as(info: &RequestInfo, filter: &Filter, event: &Event) -> Option<WatchEvent> {
     if let Event::Progress { revision } = event {
         // A bookmark: only the kind and the version the watch has reached.
         return filter.bookmarks.then(|| {
@@ -85,7 +85,7 @@ fn seen_as(info: &RequestInfo, filter: &Filter, after: i64, event: &Event) -> Op
             )
         });
     }
-    if event.revision() <= after || !event.key().is_some_and(|k| filter.keys.contains(k)) {
+    if !event.key().is_some_and(|k| filter.keys.contains(k)) {
         return None;
     }
     match event {
@@ -131,7 +131,7 @@ fn added(items: impl IntoIterator<Item = Arc<crate::storage::Stored>>) -> Vec<Ar
 /// The watch from the cache, when it can serve it: the changes to replay
 /// (or the current objects), then its live feed. `asked` is the
 /// resourceVersion (`None` unset, `Some(0)` any).
-async fn from_cache(app: &App, info: &RequestInfo, keys: &Keys, asked: Option<i64>) -> Result<Option<(Events, i64)>> {
+async fn from_cache(app: &App, info: &RequestInfo, keys: &Keys, asked: Option<i64>) -> Result<Option<Events>> {
     let Some(cache) = app.watch_cache.serving(&info.resource.storage_prefix()) else {
         return Ok(None);
     };
@@ -155,19 +155,19 @@ async fn from_cache(app: &App, info: &RequestInfo, keys: &Keys, asked: Option<i6
     let Some(subscription) = cache.subscribe(keys, after) else {
         return Ok(None);
     };
-    let (backlog, after) = match subscription.backlog {
-        Backlog::State(items, at) => (added(items), at),
-        Backlog::Changes(changes) => (changes, after.unwrap_or(0)),
+    let backlog = match subscription.backlog {
+        Backlog::State(items) => added(items),
+        Backlog::Changes(changes) => changes,
     };
     // A watcher that falls too far behind is dropped; it resumes from its
     // last resourceVersion like after any ended watch.
     let live = tokio_stream::wrappers::BroadcastStream::new(subscription.live).map_while(|r| r.ok());
     let events = tokio_stream::iter(backlog).chain(live).map(Ok);
-    Ok(Some((Box::pin(events), after)))
+    Ok(Some(Box::pin(events)))
 }
 
 /// The watch from a store watch of its own.
-async fn from_store(app: &App, info: &RequestInfo, asked: Option<i64>, bookmarks: bool) -> Result<(Events, i64)> {
+async fn from_store(app: &App, info: &RequestInfo, asked: Option<i64>, bookmarks: bool) -> Result<Events> {
     let prefix = info.key();
     let (initial, after) = match asked.filter(|rv| *rv > 0) {
         Some(rv) => (Vec::new(), rv),
@@ -191,7 +191,7 @@ async fn from_store(app: &App, info: &RequestInfo, asked: Option<i64>, bookmarks
         Err(StorageError::Compacted(rev)) => Err(ApiError::gone(format!("too old resource version: {after} ({rev})"))),
         Err(e) => Err(ApiError::unavailable(e.to_string())),
     });
-    Ok((Box::pin(tokio_stream::iter(initial).map(Ok).chain(live)), after))
+    Ok(Box::pin(tokio_stream::iter(initial).map(Ok).chain(live)))
 }
 
 /// A watch: events until the receiver goes, the timeout ends, or the start
@@ -215,7 +215,7 @@ pub async fn watch(app: &App, info: &RequestInfo, query: &Query) -> Result<mpsc:
         ),
         None => None,
     };
-    let (mut events, after) = match from_cache(app, info, &filter.keys, asked).await? {
+    let mut events = match from_cache(app, info, &filter.keys, asked).await? {
         Some(found) => found,
         None => from_store(app, info, asked, filter.bookmarks).await?,
     };
@@ -236,7 +236,7 @@ pub async fn watch(app: &App, info: &RequestInfo, query: &Query) -> Result<mpsc:
                 },
             };
             let (kind, object) = match next {
-                Ok(event) => match seen_as(&info, &filter, after, &event) {
+                Ok(event) => match seen_as(&info, &filter, &event) {
                     Some(seen) => seen,
                     None => continue,
                 },

@@ -111,6 +111,17 @@ async fn served_from_memory(kind: &str) {
     }
     assert_eq!(replayed, created[10..].to_vec());
 
+    // Without a resourceVersion, and with 0, a watch starts with the
+    // current objects as ADDED events.
+    for rv in ["", "&resourceVersion=0"] {
+        let path = format!("/api/v1/namespaces/default/configmaps?watch=true&timeoutSeconds=1{rv}");
+        let lines = c.must(&["get", "--raw", &path]).await;
+        let added = lines
+            .lines()
+            .filter(|l| l.contains(r#""type":"ADDED""#) && l.contains(r#""cm-"#));
+        assert_eq!(added.count(), 20, "{rv}: {lines}");
+    }
+
     assert_eq!(
         store_lists(&c, "configmaps").await,
         cached_from,

@@ -15,9 +15,12 @@
 //! a JSON form of their own: Time, MicroTime, Duration, Quantity,
 //! IntOrString, RawExtension and the raw-JSON holders.
 //!
-//! Responses stay JSON: client-go asks for protobuf or anything
-//! (`application/vnd.kubernetes.protobuf, */*`) and reads JSON answers.
+//! Responses go the other way ([`encode`]) when the client prefers
+//! protobuf, as client-go's typed clients do
+//! (`application/vnd.kubernetes.protobuf, */*`); kinds without a protobuf
+//! message (custom resources, Tables) are answered in JSON.
 
+pub mod encode;
 mod schema;
 mod wire;
 
@@ -263,6 +266,12 @@ fn map_entry(entry: &[u8], value_type: &FieldType) -> Result<(String, Value), De
     Ok((key, value.unwrap_or(empty)))
 }
 
+/// Messages that wrap a Go slice (`ExtraValue`, `Verbs`): one repeated
+/// string field on the wire, a plain array in JSON.
+pub(crate) fn is_string_list(name: &str) -> bool {
+    name.ends_with(".ExtraValue") || name == "io.k8s.apimachinery.pkg.apis.meta.v1.Verbs"
+}
+
 /// Messages whose JSON is not an object of their fields.
 fn special(name: &str, bytes: &[u8]) -> Result<Option<Value>, DecodeError> {
     let meta = "io.k8s.apimachinery.pkg.apis.meta.v1.";
@@ -296,6 +305,16 @@ fn special(name: &str, bytes: &[u8]) -> Result<Option<Value>, DecodeError> {
             })
             .unwrap_or(Value::Null)
     };
+    if is_string_list(name) {
+        let items = fields()?
+            .into_iter()
+            .filter_map(|(k, v)| match v {
+                WireValue::Bytes(b) if k == 1 => Some(Value::String(String::from_utf8_lossy(b).into_owned())),
+                _ => None,
+            })
+            .collect();
+        return Ok(Some(Value::Array(items)));
+    }
     let value = match name.strip_prefix(meta) {
         Some(t @ ("Time" | "MicroTime")) => {
             let all = fields()?;

@@ -145,8 +145,8 @@ pub struct Subscription {
 }
 
 pub enum Backlog {
-    /// The current objects, to be sent as ADDED, and their revision.
-    State(Vec<Arc<Stored>>, i64),
+    /// The current objects, to be sent as ADDED.
+    State(Vec<Arc<Stored>>),
     /// The buffered changes after the watch's resourceVersion.
     Changes(Vec<Arc<Event>>),
 }
@@ -217,10 +217,7 @@ impl WatchCache {
             return None;
         }
         let backlog = match after {
-            None => {
-                let (items, at) = objects_under(&state, keys);
-                Backlog::State(items, at)
-            }
+            None => Backlog::State(objects_under(&state, keys).0),
             Some(after) => Backlog::Changes(state.window.after(after)?),
         };
         Some(Subscription {
