@@ -19,6 +19,7 @@
 //! - [`k8s`]: the Kubernetes types (a re-export of `k8s-openapi`).
 
 pub mod quantity;
+pub mod quota;
 pub mod resources;
 pub mod scheduling;
 

@@ -1,7 +1,8 @@
 //! Benchmarks the API server through its REST API (with the kube crate,
 //! JSON, as kubectl and controllers use it): CREATE, GET, LIST of all
-//! pods, and watch fan-out, on Kubernate's store and on etcd 3.4 in the
-//! same run, plus the API server's resident memory with every pod stored.
+//! pods, and watch fan-out, on Kubernate's store (with and without the
+//! watch cache) and on etcd 3.4 in the same run, plus the API server's
+//! resident memory with every pod stored.
 //!
 //! ```text
 //! scripts/bench-apiserver.sh [--pods 10000] [--watchers 1000] [--clients 16]
@@ -93,10 +94,17 @@ fn rss_mib(pid: Option<u32>) -> f64 {
         / 1024.0
 }
 
-async fn bench(system: &str, backend: &str, pods: usize, watchers: usize, clients: usize) {
+async fn bench(system: &str, backend: &str, watch_cache: bool, pods: usize, watchers: usize, clients: usize) {
+    let cache = format!("--watch-cache={watch_cache}");
     let c = Cluster::start_with(
         backend,
-        &["--max-requests-inflight", "0", "--max-mutating-requests-inflight", "0"],
+        &[
+            "--max-requests-inflight",
+            "0",
+            "--max-mutating-requests-inflight",
+            "0",
+            &cache,
+        ],
     )
     .await;
     let client = client(&c).await;
@@ -209,6 +217,16 @@ async fn main() {
     let clients = arg("--clients", 16);
     println!("| store | phase | ops/s | p50 ms | p99 ms |");
     println!("|---|---|---:|---:|---:|");
-    bench("kubernate store", "kubernate-process", pods, watchers, clients).await;
-    bench("etcd 3.4", "etcd", pods, watchers, clients).await;
+    bench("kubernate store", "kubernate-process", true, pods, watchers, clients).await;
+    // The same without the watch cache: what serving from memory changes.
+    bench(
+        "kubernate store, --watch-cache=false",
+        "kubernate-process",
+        false,
+        pods,
+        watchers,
+        clients,
+    )
+    .await;
+    bench("etcd 3.4", "etcd", true, pods, watchers, clients).await;
 }

@@ -73,6 +73,10 @@ pub struct Config {
     /// (kube-apiserver sends them about once a minute).
     #[arg(long, default_value_t = 60)]
     pub watch_bookmark_interval: u64,
+    /// Serve lists and watches from memory (kube-apiserver's
+    /// `--watch-cache`); `--watch-cache=false` reads the store every time.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub watch_cache: bool,
     /// Public key (PEM) that ServiceAccount tokens are verified with
     /// (`kubernate pki`'s service-account.pub).
     #[arg(long)]

@@ -148,8 +148,28 @@ pub fn on_create(group: &str, plural: &str, object: &mut Value) {
     }
     if (group, plural) == ("", "pods") {
         admit_pod(&mut object["spec"]);
+        requests_from_limits(&mut object["spec"]);
     }
     apply(group, plural, object);
+}
+
+/// A container that states a limit but no request for a resource
+/// requests its limit (SetDefaults_Pod).
+fn requests_from_limits(spec: &mut Value) {
+    for list in ["initContainers", "containers"] {
+        each(&mut spec[list], |c| {
+            let limits = c["resources"]["limits"].as_object().cloned().unwrap_or_default();
+            if limits.is_empty() {
+                return;
+            }
+            if !c["resources"]["requests"].is_object() {
+                c["resources"]["requests"] = json!({});
+            }
+            for (resource, q) in limits {
+                or_set(&mut c["resources"]["requests"], &resource, q);
+            }
+        });
+    }
 }
 
 /// Two of Kubernetes' admission steps for new pods: the ServiceAccount
@@ -205,6 +225,7 @@ pub fn apply(group: &str, plural: &str, object: &mut Value) {
             template(object);
         }
         ("", "secrets") => or_set(object, "type", json!("Opaque")),
+        ("", "limitranges") => each(&mut object["spec"]["limits"], crate::limit_ranger::item_defaults),
         ("apiextensions.k8s.io", "customresourcedefinitions") if object["status"]["conditions"].is_null() => {
             crate::crd::accepted_status(object);
         }

@@ -367,8 +367,11 @@ async fn serve_resource(
     // Protobuf only for kinds that have a message (not custom resources).
     // CRDs stay JSON too: their schemas' JSON shapes (`x-kubernetes-*`,
     // `$ref`, schema-or-bool unions) are not mapped onto protobuf here.
-    let has_message = crate::protobuf::message_for(&info.resource.api_version(), info.resource.kind).is_some()
-        && info.resource.group != "apiextensions.k8s.io";
+    let r = info.resource;
+    let built_in = api::resources::find(r.group, r.version, r.plural).is_some();
+    let has_message = built_in
+        && r.group != "apiextensions.k8s.io"
+        && crate::protobuf::message_for(&r.api_version(), r.kind).is_some();
     let encoding = match Encoding::negotiate(accept) {
         Encoding::Protobuf if tables.is_none() && has_message => Encoding::Protobuf,
         _ => Encoding::Json,

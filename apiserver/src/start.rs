@@ -365,7 +365,12 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let stop = CancellationToken::new();
     let bookmark_interval = Duration::from_secs(config.watch_bookmark_interval.max(1));
     let app = Arc::new(App {
-        watch_cache: crate::watch_cache::Caches::new(storage.clone(), bookmark_interval, stop.clone()),
+        watch_cache: crate::watch_cache::Caches::new(
+            config.watch_cache,
+            storage.clone(),
+            bookmark_interval,
+            stop.clone(),
+        ),
         storage,
         max_body: config.max_request_body_bytes,
         metrics,

@@ -168,6 +168,46 @@ fn parse_continue(token: &str) -> Result<(i64, Vec<u8>)> {
     Ok((rv, start.as_bytes().to_vec()))
 }
 
+/// The objects of a core/v1 resource in `namespace`, for admission
+/// steps: from the watch cache when it serves them (possibly a moment
+/// behind, as kube-apiserver's admission plugins read their informers),
+/// from the store otherwise.
+pub async fn list_namespace(app: &App, plural: &str, namespace: &str) -> Result<Vec<Value>> {
+    let resource = api::resources::find("", "v1", plural)
+        .ok_or_else(|| ApiError::internal(format!("no core resource {plural}")))?;
+    list_in(app, resource, namespace).await
+}
+
+/// [`list_namespace`] for any resource.
+pub async fn list_in(
+    app: &App,
+    resource: &'static api::resources::ResourceInfo,
+    namespace: &str,
+) -> Result<Vec<Value>> {
+    let info = RequestInfo {
+        resource,
+        namespace: Some(namespace.to_string()),
+        name: None,
+        subresource: None,
+    };
+    let cached = app
+        .watch_cache
+        .serving(&resource.storage_prefix())
+        .and_then(|cache| cache.list(&crate::watch::keys(&info)));
+    let items = match cached {
+        Some((items, _)) => items,
+        None => {
+            let (items, _) = app
+                .storage
+                .list(info.key().as_bytes(), 0)
+                .await
+                .map_err(|e| storage_error(&info, "", e))?;
+            items.into_iter().map(Arc::new).collect()
+        }
+    };
+    items.iter().map(|stored| parse_stored(&info, stored)).collect()
+}
+
 /// A list from the watch cache, when it can serve one: `asked` is the
 /// list's resourceVersion (`None`: the latest, so the cache must first
 /// reach the store's current revision; `Some(0)`: any; otherwise not older
@@ -390,6 +430,9 @@ pub async fn create(app: &App, info: &RequestInfo, body: Value, opts: &WriteOpti
         crate::priority::admit(app, &mut object).await?;
         crate::service_account_token_volume::admit(app, &mut object).await;
     }
+    if let (Some(namespace), "") = (info.namespace.as_deref(), group) {
+        crate::limit_ranger::admit(app, plural, namespace, &name, &mut object).await?;
+    }
     let mut object = field_validation::decode(info, object, opts.field_validation)?;
     validation::validate(group, plural, &object, None)?;
     crate::authz::escalation::admit(app, opts.user.as_ref(), info, &object).await?;
@@ -413,6 +456,7 @@ pub async fn create(app: &App, info: &RequestInfo, body: Value, opts: &WriteOpti
     if is_service(info) {
         services::default_and_validate(&mut object)?;
     }
+    crate::resource_quota::admit(app, info, &name, &object, opts.dry_run).await?;
     if opts.dry_run {
         // Checked and defaulted; nothing allocated, nothing stored.
         return Ok(object);

@@ -144,6 +144,12 @@ async fn from_cache(app: &App, info: &RequestInfo, keys: &Keys, asked: Option<i6
     }
     let after = asked.filter(|rv| *rv > 0);
     if let Some(after) = after {
+        // Resuming from a version the cache has not reached yet (a client
+        // that just wrote, or read from another API server): wait for it,
+        // or let the store serve the watch.
+        if !cache.wait_for(after).await {
+            return Ok(None);
+        }
         // The window may reach further back than the store's compacted
         // history; a version the store no longer has is a 410 all the same
         // (the store watch reports it), so that the answer does not depend
@@ -161,7 +167,10 @@ async fn from_cache(app: &App, info: &RequestInfo, keys: &Keys, asked: Option<i6
     };
     // A watcher that falls too far behind is dropped; it resumes from its
     // last resourceVersion like after any ended watch.
-    let live = tokio_stream::wrappers::BroadcastStream::new(subscription.live).map_while(|r| r.ok());
+    let floor = subscription.floor;
+    let live = tokio_stream::wrappers::BroadcastStream::new(subscription.live)
+        .map_while(|r| r.ok())
+        .filter(move |event| event.revision() > floor);
     let events = tokio_stream::iter(backlog).chain(live).map(Ok);
     Ok(Some(Box::pin(events)))
 }

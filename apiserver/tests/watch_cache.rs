@@ -111,6 +111,26 @@ async fn served_from_memory(kind: &str) {
     }
     assert_eq!(replayed, created[10..].to_vec());
 
+    // A watch from the version a write just returned (the cache may not
+    // have seen it yet) starts after that write, not with it.
+    for i in 0..5 {
+        let cm: ConfigMap = serde_json::from_value(json!({"metadata": {"name": format!("w-{i}")}})).unwrap();
+        let written = rv_of(&cms.create(&PostParams::default(), &cm).await.unwrap().metadata);
+        let events = cms
+            .watch(&WatchParams::default().timeout(10), &written.to_string())
+            .await
+            .unwrap();
+        tokio::pin!(events);
+        let next: ConfigMap = serde_json::from_value(json!({"metadata": {"name": format!("x-{i}")}})).unwrap();
+        cms.create(&PostParams::default(), &next).await.unwrap();
+        match tokio::time::timeout(Duration::from_secs(10), events.try_next()).await {
+            Ok(Ok(Some(WatchEvent::Added(cm)))) => {
+                assert_eq!(cm.metadata.name.as_deref(), Some(format!("x-{i}").as_str()))
+            }
+            other => panic!("expected the next create, got {other:?}"),
+        }
+    }
+
     // Without a resourceVersion, and with 0, a watch starts with the
     // current objects as ADDED events.
     for rv in ["", "&resourceVersion=0"] {

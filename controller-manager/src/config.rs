@@ -68,6 +68,11 @@ pub struct Config {
     /// How often the pod garbage collector runs.
     #[arg(long, default_value = "20s", value_parser = parse_duration)]
     pub pod_gc_period: Duration,
+    /// How often every namespace with quotas is recounted (deleted pods
+    /// are counted out at once; other kinds at the next recount).
+    /// kube-controller-manager's default is 5m.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub resource_quota_sync_period: Duration,
 
     /// Pod changes within this period reach a Service's Endpoints and
     /// EndpointSlices in one write (0: each change at once).

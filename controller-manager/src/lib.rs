@@ -21,6 +21,7 @@
 //! | `nodelifecycle` | [`node_lifecycle`] | silent nodes are tainted and emptied |
 //! | `podgc` | [`pod_gc`] | finished and orphaned pods do not pile up |
 //! | `clusterrole-aggregation` | [`clusterrole_aggregation`] | aggregating ClusterRoles hold their parts' rules |
+//! | `resourcequota` | [`resource_quota`] | quotas' `status.used` counts what their namespace holds |
 //!
 //! Shared pieces: [`expectations`] (do not act on a stale cache),
 //! [`controller_ref_manager`] (adopt and release pods),
@@ -41,6 +42,7 @@ pub mod namespace;
 pub mod node_lifecycle;
 pub mod pod_gc;
 pub mod replicaset;
+pub mod resource_quota;
 pub mod resources;
 pub mod root_ca_publisher;
 pub mod service_pods;
@@ -82,6 +84,7 @@ pub const CONTROLLERS: &[(&str, StartFn)] = &[
     ("nodelifecycle", node_lifecycle::start),
     ("podgc", pod_gc::start),
     ("clusterrole-aggregation", clusterrole_aggregation::start),
+    ("resourcequota", resource_quota::start),
 ];
 
 /// The index of pods (and other dependents) by owner uid.

@@ -287,6 +287,21 @@ mod tests {
     }
 
     #[test]
+    fn messages_named_as_prost_names_them_keep_their_json_names() {
+        let pv = json!({
+            "apiVersion": "v1",
+            "kind": "PersistentVolume",
+            "metadata": {"name": "ebs"},
+            "spec": {
+                "awsElasticBlockStore": {"volumeID": "vol-1", "fsType": "ext4"},
+                "capacity": {"storage": "1Gi"},
+            },
+        });
+        let back = crate::protobuf::decode_body(&encode_object(&pv).unwrap()).unwrap();
+        assert_eq!(back, pv);
+    }
+
+    #[test]
     fn go_durations_parse() {
         assert_eq!(parse_go_duration("1h2m3.5s"), Some(3_723_500_000_000));
         assert_eq!(parse_go_duration("300ms"), Some(300_000_000));

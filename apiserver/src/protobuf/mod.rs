@@ -111,6 +111,25 @@ pub fn decode_body(body: &[u8]) -> Result<Value, DecodeError> {
     Ok(object)
 }
 
+/// The k8s-openapi schema of a message. The table spells some names as
+/// prost does (`AwsElasticBlockStoreVolumeSource` for
+/// `AWSElasticBlockStoreVolumeSource`), so a miss is retried ignoring case.
+fn definition(message: &str) -> Option<&'static Value> {
+    use std::collections::HashMap;
+    use std::sync::LazyLock;
+    static FOLDED: LazyLock<HashMap<String, &'static str>> = LazyLock::new(|| {
+        crate::types::definitions()
+            .keys()
+            .map(|k| (k.to_ascii_lowercase(), k.as_str()))
+            .collect()
+    });
+    let definitions = crate::types::definitions();
+    definitions.get(message).or_else(|| {
+        let name = FOLDED.get(&message.to_ascii_lowercase())?;
+        definitions.get(*name)
+    })
+}
+
 /// The JSON name of a protobuf field in the schema `message`: the
 /// k8s-openapi property whose name matches once case and underscores are
 /// ignored (`pod_ip` ~ `podIP`), or None when Kubernetes' JSON flattens
@@ -118,7 +137,7 @@ pub fn decode_body(body: &[u8]) -> Result<Value, DecodeError> {
 fn json_name(message: &str, field: &Field) -> Option<String> {
     let normal = |s: &str| s.replace('_', "").to_ascii_lowercase();
     let wanted = normal(&field.name);
-    match crate::types::definitions().get(message) {
+    match definition(message) {
         Some(schema) => {
             let properties = schema["properties"].as_object();
             let found = properties

@@ -141,6 +141,9 @@ impl Keys {
 /// objects it must be told about first), then the live feed.
 pub struct Subscription {
     pub backlog: Backlog,
+    /// The revision the backlog brings the watcher to: live changes at or
+    /// below it are already covered.
+    pub floor: i64,
     pub live: broadcast::Receiver<Arc<Event>>,
 }
 
@@ -156,6 +159,10 @@ pub enum Backlog {
 struct State {
     /// Serving: the first list is complete and the store watch is live.
     ready: bool,
+    /// When watchers were last sent a bookmark: progress reports answer
+    /// readers' requests far more often than watchers want bookmarks.
+    last_bookmark: tokio::time::Instant,
+    bookmarks: Duration,
     revision: i64,
     objects: BTreeMap<Vec<u8>, Arc<Stored>>,
     window: Window,
@@ -216,12 +223,13 @@ impl WatchCache {
         if !state.ready {
             return None;
         }
-        let backlog = match after {
-            None => Backlog::State(objects_under(&state, keys).0),
-            Some(after) => Backlog::Changes(state.window.after(after)?),
+        let (backlog, floor) = match after {
+            None => (Backlog::State(objects_under(&state, keys).0), state.revision),
+            Some(after) => (Backlog::Changes(state.window.after(after)?), after.max(state.revision)),
         };
         Some(Subscription {
             backlog,
+            floor,
             live: state.fan_out.subscribe(),
         })
     }
@@ -244,8 +252,16 @@ impl WatchCache {
         }
         state.revision = state.revision.max(revision);
         let reached = state.revision;
-        // No receivers is fine: nobody is watching right now.
-        let _ = state.fan_out.send(event);
+        let progress = matches!(*event, Event::Progress { .. });
+        if progress && state.last_bookmark.elapsed() < state.bookmarks {
+            // Only a reader waiting for the revision wanted this one.
+        } else {
+            if progress {
+                state.last_bookmark = tokio::time::Instant::now();
+            }
+            // No receivers is fine: nobody is watching right now.
+            let _ = state.fan_out.send(event);
+        }
         drop(state);
         self.reached.send_if_modified(|r| {
             let moved = *r < reached;
@@ -264,11 +280,9 @@ impl WatchCache {
         state.fan_out = broadcast::channel(FAN_OUT_BUFFER).0;
         state.ready = true;
         drop(state);
-        self.reached.send_if_modified(|r| {
-            let moved = *r < revision;
-            *r = (*r).max(revision);
-            moved
-        });
+        // The store may have been restored to an older revision: what was
+        // reached before means nothing now.
+        self.reached.send_replace(revision);
     }
 
     fn stop_serving(&self) {
@@ -337,6 +351,8 @@ async fn follow(cache: Arc<WatchCache>, storage: Storage, bookmarks: Duration, s
 
 /// Every resource's cache, started on first use.
 pub struct Caches {
+    /// Off (`--watch-cache=false`): nothing is ever served from memory.
+    enabled: bool,
     storage: Storage,
     bookmarks: Duration,
     stop: CancellationToken,
@@ -347,8 +363,9 @@ impl Caches {
     /// Caches over `storage`; their store watches report progress every
     /// `bookmarks` (what watchers that allow bookmarks get) and end with
     /// `stop`.
-    pub fn new(storage: Storage, bookmarks: Duration, stop: CancellationToken) -> Caches {
+    pub fn new(enabled: bool, storage: Storage, bookmarks: Duration, stop: CancellationToken) -> Caches {
         Caches {
+            enabled,
             storage,
             bookmarks,
             stop,
@@ -359,6 +376,9 @@ impl Caches {
     /// The cache of the resource stored under `prefix`, if it is serving;
     /// the first call starts it.
     pub fn serving(&self, prefix: &str) -> Option<Arc<WatchCache>> {
+        if !self.enabled {
+            return None;
+        }
         let cache = {
             let mut caches = self.caches.lock().unwrap_or_else(|p| p.into_inner());
             if let Some(cache) = caches.get(prefix.as_bytes()) {
@@ -368,6 +388,8 @@ impl Caches {
                     prefix: prefix.as_bytes().to_vec(),
                     state: Mutex::new(State {
                         ready: false,
+                        last_bookmark: tokio::time::Instant::now(),
+                        bookmarks: self.bookmarks,
                         revision: 0,
                         objects: BTreeMap::new(),
                         window: Window::starting_at(0, WINDOW),
