@@ -61,6 +61,7 @@ pub mod managed_fields;
 pub mod max_in_flight;
 pub mod metrics;
 pub mod openapi;
+pub mod openapi_protobuf;
 pub mod pod_logs;
 pub mod priority;
 pub mod protobuf;

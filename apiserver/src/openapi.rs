@@ -192,6 +192,15 @@ fn schemas(resources: &[&ResourceInfo], settings: SchemaSettings) -> Map<String,
         if let Some(t) = types::find(r.group, r.version, r.kind) {
             if let Some(Value::Object(schema)) = definitions.get_mut(&t.schema_name) {
                 schema.insert("x-kubernetes-group-version-kind".into(), json!([gvk(r)]));
+                // k8s-openapi's types make `metadata` a plain field, so the
+                // generated schema requires it; Kubernetes does not (a
+                // review is sent without any), and kubectl checks.
+                if let Some(Value::Array(required)) = schema.get_mut("required") {
+                    required.retain(|f| f != "metadata");
+                    if required.is_empty() {
+                        schema.remove("required");
+                    }
+                }
             }
         }
     }

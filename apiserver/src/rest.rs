@@ -389,7 +389,11 @@ async fn serve_resource(
         "list" => ok(readable(verbs::list(app, info, query).await?)),
         "watch" => Ok(watch_response(verbs::watch(app, info, query).await?, tables, encoding)),
         "create" => {
-            let body = decode(headers, &body)?;
+            let mut body = decode(headers, &body)?;
+            if crate::reviews::is_review(info) {
+                let mode = write_options(query, headers, user)?.field_validation;
+                body = crate::field_validation::decode(info, body, mode)?;
+            }
             if let Some(answer) = crate::reviews::create(app, user, info, &body).await {
                 return Ok(encoding.answer(StatusCode::CREATED, &answer?));
             }
@@ -431,17 +435,32 @@ fn openapi_document(path: &str, headers: &HeaderMap) -> Result<Option<Response>>
     let json_text = |text: String| (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], text).into_response();
     Ok(Some(match path {
         "/openapi/v2" => {
-            // client-go asks for the protobuf form first; it is not served,
-            // and 406 is the answer it understands.
+            // client-go asks for gnostic's protobuf form; others get JSON.
             let accept = headers
                 .get(header::ACCEPT)
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or("*/*");
+            let first = accept.split(',').next().unwrap_or_default().trim();
+            if first.starts_with(crate::openapi_protobuf::CONTENT_TYPE) {
+                return Ok(Some(
+                    (
+                        StatusCode::OK,
+                        // As kube-openapi answers: the requested type is
+                        // not a valid media type to Go's mime parser.
+                        [(header::CONTENT_TYPE, "application/octet-stream")],
+                        crate::openapi_protobuf::document(),
+                    )
+                        .into_response(),
+                ));
+            }
             if !(accept.contains("json") || accept.contains("*/*")) {
                 return Err(ApiError {
                     code: 406,
                     reason: "NotAcceptable",
-                    message: format!("only application/json is served here, not {accept}"),
+                    message: format!(
+                        "application/json or {} only, not {accept}",
+                        crate::openapi_protobuf::CONTENT_TYPE
+                    ),
                     details: None,
                 });
             }

@@ -48,6 +48,23 @@ fn answered(body: &Value, group_version: &str, kind: &str, status: Value) -> Val
 }
 
 /// Answers a create of a review kind; `None` for any other create.
+/// Whether `info` names one of the review kinds (their bodies are checked
+/// against their types like any object's, `fieldValidation` included).
+pub fn is_review(info: &RequestInfo) -> bool {
+    info.subresource.is_none()
+        && matches!(
+            (info.resource.group, info.resource.plural),
+            ("authentication.k8s.io", "tokenreviews" | "selfsubjectreviews")
+                | (
+                    "authorization.k8s.io",
+                    "subjectaccessreviews"
+                        | "localsubjectaccessreviews"
+                        | "selfsubjectaccessreviews"
+                        | "selfsubjectrulesreviews"
+                )
+        )
+}
+
 pub async fn create(app: &App, user: &User, info: &RequestInfo, body: &Value) -> Option<Result<Value, ApiError>> {
     let r = info.resource;
     Some(match (r.group, r.plural, info.subresource.as_deref()) {

@@ -1748,3 +1748,29 @@ async fn concurrent_patches_all_land_and_a_pinned_version_is_a_precondition() {
     assert!(cm["data"].get("late").is_none());
     c.stop().await;
 }
+
+/// kubectl reads the protobuf `/openapi/v2` for kinds without a PATCH
+/// operation (the reviews): a review is created without
+/// `--validate=false`, and a misspelt field is refused (kubectl asks for
+/// `fieldValidation=Strict`, which review bodies honour too).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_validates_review_kinds_with_the_protobuf_openapi_v2() {
+    let c = Cluster::start("kubernate").await;
+    let review = r#"{"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
+        "spec": {"resourceAttributes": {"verb": "get", "resource": "pods", "namespace": "default"}}}"#;
+    for kubectl in ["kubectl", "kubectl-1.35"] {
+        let (ok, out, err) = c
+            .kubectl_version(kubectl, &["create", "-f", "-", "-o", "json"], Some(review))
+            .await;
+        assert!(ok, "{kubectl}: {out}{err}");
+        let answer: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(answer["status"]["allowed"], true, "{out}");
+        let bad = review.replace("\"verb\"", "\"verbb\"");
+        let (ok, _, err) = c.kubectl_version(kubectl, &["create", "-f", "-"], Some(&bad)).await;
+        assert!(
+            !ok && err.contains(r#"unknown field "spec.resourceAttributes.verbb""#),
+            "{kubectl}: {err}"
+        );
+    }
+    c.stop().await;
+}

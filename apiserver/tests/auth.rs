@@ -298,7 +298,7 @@ async fn service_account_tokens_are_issued_checked_and_revoked() {
     // TokenReview, as a webhook or a kubelet would ask.
     let review = cluster
         .kubectl(
-            &["create", "--validate=false", "-o", "json", "-f", "-"],
+            &["create", "-o", "json", "-f", "-"],
             Some(&format!(
                 r#"{{"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": {{"token": "{token}"}}}}"#
             )),

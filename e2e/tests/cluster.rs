@@ -426,9 +426,7 @@ async fn pods_find_their_service_account_credentials_where_client_go_looks() {
         r#"{{"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": {{"token": "{}"}}}}"#,
         lines[2].trim()
     );
-    let (ok, out, err) = up
-        .kubectl_stdin(&["create", "--validate=false", "-o", "json", "-f", "-"], &review)
-        .await;
+    let (ok, out, err) = up.kubectl_stdin(&["create", "-o", "json", "-f", "-"], &review).await;
     assert!(ok, "{err}");
     let review: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(

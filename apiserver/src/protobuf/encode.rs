@@ -19,13 +19,13 @@ use super::{json_name, message_for, MAGIC};
 pub const CONTENT_TYPE: &str = "application/vnd.kubernetes.protobuf";
 pub const WATCH_CONTENT_TYPE: &str = "application/vnd.kubernetes.protobuf;stream=watch";
 
-fn bytes_field(number: u32, bytes: &[u8], out: &mut Vec<u8>) {
+pub(crate) fn bytes_field(number: u32, bytes: &[u8], out: &mut Vec<u8>) {
     encode_key(number, WireType::LengthDelimited, out);
     encode_varint(bytes.len() as u64, out);
     out.extend_from_slice(bytes);
 }
 
-fn varint_field(number: u32, value: u64, out: &mut Vec<u8>) {
+pub(crate) fn varint_field(number: u32, value: u64, out: &mut Vec<u8>) {
     encode_key(number, WireType::Varint, out);
     encode_varint(value, out);
 }
