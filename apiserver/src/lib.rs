@@ -56,6 +56,7 @@ pub mod discovery;
 pub mod eviction;
 pub mod field_validation;
 pub mod grpc;
+pub mod health;
 pub mod limit_ranger;
 pub mod managed_fields;
 pub mod max_in_flight;

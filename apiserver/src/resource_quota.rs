@@ -18,6 +18,7 @@
 //! requires every container to state that request or limit.
 
 use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
 
 use api::quota::{self, Usage};
 use serde_json::{json, Value};
@@ -25,7 +26,7 @@ use serde_json::{json, Value};
 use crate::request_info::RequestInfo;
 use crate::rest::App;
 use crate::status::ApiError;
-use crate::storage::StorageError;
+use crate::storage::{StorageError, Stored};
 
 type Result<T> = std::result::Result<T, ApiError>;
 
@@ -191,6 +192,24 @@ async fn charge(
     Ok(Some(updated))
 }
 
+async fn quotas(app: &App, list_info: &RequestInfo, fresh: bool) -> Result<Vec<Arc<Stored>>> {
+    if !fresh {
+        let cached = app
+            .watch_cache
+            .serving(&list_info.resource.storage_prefix())
+            .and_then(|cache| cache.list(&crate::watch::keys(list_info)));
+        if let Some((items, _)) = cached {
+            return Ok(items);
+        }
+    }
+    let (items, _) = app
+        .storage
+        .list(list_info.key().as_bytes(), 0)
+        .await
+        .map_err(|e| crate::verbs::storage_error(list_info, "", e))?;
+    Ok(items.into_iter().map(Arc::new).collect())
+}
+
 /// Charges a new `object` (of `info`'s resource) against its namespace's
 /// quotas; with `dry_run`, only checks.
 pub async fn admit(app: &App, info: &RequestInfo, name: &str, object: &Value, dry_run: bool) -> Result<()> {
@@ -202,16 +221,13 @@ pub async fn admit(app: &App, info: &RequestInfo, name: &str, object: &Value, dr
     let kind_name = format!("{plural} \"{name}\"");
     let list_info = quotas_info(namespace, None)?;
     let mut done: HashSet<Vec<u8>> = HashSet::new();
-    for _ in 0..ATTEMPTS {
-        // Straight from the store: the charge is a compare-and-swap on
-        // exactly the version read here.
-        let (quotas, _) = app
-            .storage
-            .list(list_info.key().as_bytes(), 0)
-            .await
-            .map_err(|e| crate::verbs::storage_error(&list_info, "", e))?;
+    for attempt in 0..ATTEMPTS {
+        // The quotas as the watch cache has them (no store call for the
+        // many namespaces without quotas); after a conflict, straight from
+        // the store. The charge is a compare-and-swap on the version read.
+        let quotas = quotas(app, &list_info, attempt > 0).await?;
         let mut conflicted = false;
-        for stored in &quotas {
+        for stored in quotas.iter() {
             if done.contains(&stored.key) {
                 continue;
             }

@@ -231,10 +231,12 @@ async fn serve(
 ) -> Result<Response> {
     let path = uri.path();
     // Health and version answer anyone, as Kubernetes' public-info does.
-    match path {
-        "/healthz" | "/livez" | "/readyz" => return Ok((StatusCode::OK, "ok").into_response()),
-        "/version" => return Ok(json_response(StatusCode::OK, &discovery::version())),
-        _ => {}
+    if let Some((endpoint, check)) = crate::health::endpoint(path) {
+        let (code, text) = crate::health::answer(app, endpoint, check, &Query::parse(uri)).await;
+        return Ok((code, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response());
+    }
+    if path == "/version" {
+        return Ok(json_response(StatusCode::OK, &discovery::version()));
     }
     // The OIDC discovery documents, so others can verify our tokens.
     if let Some(sa) = &app.authn.service_accounts {
@@ -416,16 +418,29 @@ async fn serve_resource(
             }
             ok(verbs::patch(app, info, content_type, &body, &opts).await?)
         }
-        "delete" => {
+        "delete" | "deletecollection" => {
             let options = if body.iter().all(u8::is_ascii_whitespace) {
                 None
             } else {
                 Some(decode(headers, &body)?)
             };
-            let dry_run = verbs::parse_dry_run(&query.all("dryRun"))?;
-            ok(crate::deletion::delete(app, info, options.as_ref(), dry_run).await?)
+            // dryRun comes as a query parameter or in the DeleteOptions.
+            let mut dry_run = query.all("dryRun");
+            let in_body: Vec<String> = options
+                .as_ref()
+                .and_then(|o| o["dryRun"].as_array())
+                .into_iter()
+                .flatten()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect();
+            dry_run.extend(in_body.iter().map(String::as_str));
+            let dry_run = verbs::parse_dry_run(&dry_run)?;
+            if verb == "delete" {
+                ok(crate::deletion::delete(app, info, options.as_ref(), dry_run).await?)
+            } else {
+                ok(verbs::delete_collection(app, info, query, options.as_ref(), dry_run).await?)
+            }
         }
-        "deletecollection" => ok(verbs::delete_collection(app, info, query).await?),
         other => Err(ApiError::method_not_allowed(format!("{other} is not supported here"))),
     }
 }

@@ -689,7 +689,16 @@ pub async fn delete(app: &App, info: &RequestInfo, options: Option<&Value>) -> R
 
 /// Deletes every object of the collection that the selectors match and
 /// returns them as a list.
-pub async fn delete_collection(app: &App, info: &RequestInfo, query: &Query) -> Result<Value> {
+/// Deletes every selected object, each as a delete with `options`
+/// (grace period, propagation, preconditions) would; with `dry_run`,
+/// only says what would go.
+pub async fn delete_collection(
+    app: &App,
+    info: &RequestInfo,
+    query: &Query,
+    options: Option<&Value>,
+    dry_run: bool,
+) -> Result<Value> {
     let (labels, fields) = selectors(query)?;
     let (items, _) = app
         .storage
@@ -707,7 +716,7 @@ pub async fn delete_collection(app: &App, info: &RequestInfo, query: &Query) -> 
             namespace: object["metadata"]["namespace"].as_str().map(str::to_string),
             ..info.clone()
         };
-        match crate::deletion::delete(app, &one, None, false).await {
+        match crate::deletion::delete(app, &one, options, dry_run).await {
             Ok(gone) => deleted.push(gone),
             // Deleted meanwhile by someone else: nothing left to do.
             Err(e) if e.code == 404 => {}

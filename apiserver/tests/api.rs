@@ -1774,3 +1774,73 @@ async fn kubectl_validates_review_kinds_with_the_protobuf_openapi_v2() {
     }
     c.stop().await;
 }
+
+/// Health endpoints run named checks: `?verbose` lists them, one can be
+/// asked alone or excluded, and a stopped store fails `etcd` (500).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_endpoints_report_each_check() {
+    // etcd: a store process the test can freeze.
+    let c = Cluster::start("etcd").await;
+    let ready = curl(&c, "GET", "/readyz?verbose", None).await;
+    assert!(
+        ready.starts_with("HTTP/2 200") || ready.starts_with("HTTP/1.1 200"),
+        "{ready}"
+    );
+    for line in ["[+]ping ok", "[+]etcd ok", "[+]shutdown ok", "readyz check passed"] {
+        assert!(ready.contains(line), "{ready}");
+    }
+    assert!(curl(&c, "GET", "/livez/etcd", None).await.ends_with("\r\n\r\nok"));
+    assert!(curl(&c, "GET", "/livez/nonsense", None).await.contains(" 404"));
+    c.signal_store("-STOP");
+    let stopped = curl(&c, "GET", "/readyz", None).await;
+    c.signal_store("-CONT");
+    assert!(stopped.contains(" 500"), "{stopped}");
+    assert!(
+        stopped.contains("[-]etcd failed: reason withheld") && stopped.contains("readyz check failed"),
+        "{stopped}"
+    );
+    let excluded = curl(&c, "GET", "/healthz?exclude=etcd", None).await;
+    assert!(excluded.contains(" 200"), "{excluded}");
+    c.stop().await;
+}
+
+/// deletecollection honours dryRun (query or DeleteOptions) and deletes
+/// only the selected objects otherwise.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_collection_honours_dry_run_and_selectors() {
+    let c = Cluster::start("kubernate").await;
+    for (name, tier) in [("a", "web"), ("b", "web"), ("c", "db")] {
+        c.must(&["create", "configmap", name]).await;
+        c.must(&["label", "configmap", name, &format!("tier={tier}")]).await;
+    }
+    let names = || async { c.must(&["get", "configmaps", "-o", "name"]).await };
+    let answer = curl(
+        &c,
+        "DELETE",
+        "/api/v1/namespaces/default/configmaps?labelSelector=tier%3Dweb&dryRun=All",
+        None,
+    )
+    .await;
+    assert!(answer.contains(" 200"), "{answer}");
+    let body = r#"{"kind": "DeleteOptions", "apiVersion": "v1", "dryRun": ["All"]}"#;
+    let answer = curl(
+        &c,
+        "DELETE",
+        "/api/v1/namespaces/default/configmaps?labelSelector=tier%3Dweb",
+        Some(body),
+    )
+    .await;
+    assert!(answer.contains(" 200"), "{answer}");
+    let left = names().await;
+    assert!(
+        left.contains("configmap/a") && left.contains("configmap/b"),
+        "dry runs deleted: {left}"
+    );
+    c.must(&["delete", "configmaps", "-l", "tier=web"]).await;
+    let left = names().await;
+    assert!(
+        !left.contains("configmap/a") && !left.contains("configmap/b") && left.contains("configmap/c"),
+        "{left}"
+    );
+    c.stop().await;
+}
