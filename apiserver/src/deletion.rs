@@ -155,7 +155,16 @@ fn plan(info: &RequestInfo, options: &Value, current: &Value) -> Result<Plan> {
 
 /// Deletes (or marks for deletion) one object; returns it as it now is,
 /// or as it was last.
+/// Namespaces Kubernetes never lets go (NamespaceLifecycle's immortal ones).
+const IMMORTAL_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public"];
+
 pub async fn delete(app: &App, info: &RequestInfo, options: Option<&Value>, dry_run: bool) -> Result<Value> {
+    if (info.resource.group, info.resource.plural) == ("", "namespaces") && IMMORTAL_NAMESPACES.contains(&name(info)) {
+        return Err(ApiError::forbidden_because(format!(
+            "namespaces \"{}\" is forbidden: this namespace may not be deleted",
+            name(info)
+        )));
+    }
     let empty = json!({});
     let options = options.unwrap_or(&empty);
     let dry_run = dry_run

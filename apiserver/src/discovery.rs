@@ -56,6 +56,16 @@ fn group_versions() -> Vec<(String, String)> {
     pairs
 }
 
+/// `/apis/<group>`: one group's versions (an `APIGroup`); `None` if not served.
+pub fn group(name: &str) -> Option<Value> {
+    let list = groups();
+    let found = list["groups"].as_array()?.iter().find(|g| g["name"] == name)?.clone();
+    let mut group = found;
+    group["kind"] = json!("APIGroup");
+    group["apiVersion"] = json!("v1");
+    Some(group)
+}
+
 /// `/apis`: every named group, preferred version first.
 pub fn groups() -> Value {
     let all = group_versions();
@@ -297,6 +307,12 @@ mod tests {
             .find(|g| g["name"] == "autoscaling")
             .unwrap();
         assert_eq!(autoscaling["preferredVersion"]["version"], "v2");
+        let apps = group("apps").unwrap();
+        assert_eq!(
+            (apps["kind"].as_str(), apps["preferredVersion"]["groupVersion"].as_str()),
+            (Some("APIGroup"), Some("apps/v1"))
+        );
+        assert!(group("nope.example.com").is_none());
     }
 
     #[test]

@@ -8,9 +8,11 @@
 //! It serves discovery, OpenAPI and every verb (get, list, watch, create,
 //! update, JSON/merge/strategic patch, server-side apply, delete,
 //! deletecollection) of every built-in resource and of custom resources,
-//! from JSON, YAML or protobuf bodies, authenticated by client certificate,
-//! over REST and the internal gRPC API alike. Not yet: protobuf responses,
-//! quotas, RBAC, the watch cache, pods/log and serviceaccounts/token.
+//! from JSON, YAML or protobuf bodies (and in JSON or protobuf answers),
+//! authenticated (certificates, tokens) and authorized (RBAC, the Node
+//! authorizer), over REST and the internal gRPC API alike, with lists and
+//! watches served from the watch cache. Not yet: pods exec, attach and
+//! port-forward; custom resources' printer columns and scale.
 //!
 //! # Layout
 //!
@@ -19,9 +21,14 @@
 //! - [`grpc`]: the internal gRPC API over the same verbs.
 //! - [`request_info`]: what a path names (resource, namespace, name, subresource).
 //! - [`discovery`]: `/version`, `/api`, `/apis`, resource lists.
-//! - [`authn`]: client-certificate users; interim authorization.
+//! - [`authn`]: who is asking: certificates, tokens, impersonation.
 //! - [`max_in_flight`]: the in-flight limits (429 beyond them).
-//! - [`protobuf`]: protobuf request bodies (client-go's typed clients) to JSON.
+//! - [`protobuf`]: protobuf bodies and answers (client-go's typed clients).
+//! - [`openapi_protobuf`]: `/openapi/v2` in gnostic's protobuf, as kubectl reads it.
+//! - [`watch_cache`], [`watch`]: lists and watches from memory; the watch verb.
+//! - [`health`]: `/healthz`, `/livez`, `/readyz` and their checks.
+//! - [`limit_ranger`], [`resource_quota`]: LimitRange and ResourceQuota admission.
+//! - [`authz`], [`reviews`], [`audit`]: authorization, access and token reviews, the audit log.
 //! - [`openapi`]: `/openapi/v2` and `/openapi/v3` from the types' schemas.
 //! - [`defaults`], [`validation`]: Kubernetes' defaults and rules (422 with the field).
 //! - [`deletion`]: preconditions, graceful deletion, finalizers, propagation.

@@ -44,6 +44,8 @@ pub fn verb_label(verb: &str) -> &'static str {
         "create" => "POST",
         "update" => "PUT",
         "patch" => "PATCH",
+        // Server-side apply is a patch to RBAC, APPLY to the metrics.
+        "apply" => "APPLY",
         "delete" => "DELETE",
         "deletecollection" => "DELETECOLLECTION",
         _ => "UNKNOWN",

@@ -271,6 +271,7 @@ async fn serve(
     let document = match segments.as_slice() {
         ["api"] => Some(discovery::core_versions()),
         ["apis"] => Some(discovery::groups()),
+        ["apis", group] => discovery::group(group),
         ["api", version] => discovery::resource_list("", version),
         ["apis", group, version] => discovery::resource_list(group, version),
         _ => None,
@@ -311,7 +312,12 @@ async fn serve(
         Ok(response) => response.status().as_u16(),
         Err(e) => e.code,
     };
-    app.metrics.record(verb, &info, code, started);
+    let applying = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.starts_with("application/apply-patch"));
+    let metric_verb = if verb == "patch" && applying { "apply" } else { verb };
+    app.metrics.record(metric_verb, &info, code, started);
     result
 }
 

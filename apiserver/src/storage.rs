@@ -137,7 +137,8 @@ impl Storage {
     ) -> Result<T, StorageError> {
         use tracing::Instrument;
         let kind = type_of(key);
-        let span = tracing::debug_span!("etcd", operation, r#type = %kind);
+        // info: exported with the request's span as its child.
+        let span = tracing::info_span!("etcd", operation, r#type = %kind);
         let started = std::time::Instant::now();
         let result = call.instrument(span).await;
         if let Some(h) = &self.timings {

@@ -7,7 +7,8 @@
 //! Kubernetes lets change (container images, activeDeadlineSeconds, added
 //! tolerations). For workloads: a selector that matches the template's
 //! labels and never changes. For Jobs: a restart policy of OnFailure or
-//! Never.
+//! Never. Namespace names are DNS-1123 labels and Service names DNS-1035
+//! labels; an immutable ConfigMap or Secret keeps its data.
 
 use serde_json::Value;
 
@@ -41,6 +42,34 @@ pub fn qualified_name(key: &str) -> bool {
         Some((prefix, name)) => crate::registry::valid_name(prefix) && qualified_part(name),
         None => qualified_part(key),
     }
+}
+
+/// A DNS-1035 label (Service names): a DNS-1123 label starting with a letter.
+pub fn dns1035_label(name: &str) -> bool {
+    dns_label(name) && name.starts_with(|c: char| c.is_ascii_lowercase())
+}
+
+const DNS1123_LABEL: &str = "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')";
+const DNS1035_LABEL: &str = "a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character, and end with an alphanumeric character (e.g. 'my-name',  or 'abc-123', regex used for validation is '[a-z]([-a-z0-9]*[a-z0-9])?')";
+
+/// The fields of an immutable ConfigMap or Secret that may not change.
+fn immutable_data(c: &Check<'_>, plural: &str, object: &Value, old: Option<&Value>) -> Result<(), ApiError> {
+    let Some(old) = old.filter(|o| o["immutable"] == true) else {
+        return Ok(());
+    };
+    let fields: &[&str] = if plural == "secrets" {
+        &["data", "type", "immutable"]
+    } else {
+        &["data", "binaryData", "immutable"]
+    };
+    for field in fields {
+        let (was, is) = (&old[*field], &object[*field]);
+        let empty = |v: &Value| v.is_null() || v.as_object().is_some_and(|m| m.is_empty());
+        if was != is && !(empty(was) && empty(is)) {
+            return Err(c.fail(field, "Forbidden: field is immutable when `immutable` is set"));
+        }
+    }
+    Ok(())
 }
 
 pub fn label_value(value: &str) -> bool {
@@ -213,6 +242,13 @@ pub fn validate(group: &str, plural: &str, object: &Value, old: Option<&Value>) 
             }
             Ok(())
         }
+        ("", "namespaces") if !dns_label(name) => {
+            Err(c.fail("metadata.name", format!("Invalid value: \"{name}\": {DNS1123_LABEL}")))
+        }
+        ("", "services") if !dns1035_label(name) => {
+            Err(c.fail("metadata.name", format!("Invalid value: \"{name}\": {DNS1035_LABEL}")))
+        }
+        ("", "configmaps" | "secrets") => immutable_data(&c, plural, object, old),
         ("apps", "deployments" | "replicasets" | "statefulsets" | "daemonsets") => workload(&c, object, old),
         ("apiextensions.k8s.io", "customresourcedefinitions") => crd(&c, object),
         ("rbac.authorization.k8s.io", "rolebindings" | "clusterrolebindings") => role_ref(&c, plural, object, old),
@@ -277,6 +313,32 @@ mod tests {
         let mut changed = binding("ClusterRole");
         changed["roleRef"]["name"] = json!("view");
         assert!(validate(rbac, "clusterrolebindings", &changed, Some(&binding("ClusterRole"))).is_err());
+    }
+
+    #[test]
+    fn names_immutability_and_labels() {
+        let ns = serde_json::json!({"kind": "Namespace", "metadata": {"name": "a.b"}});
+        let e = validate("", "namespaces", &ns, None).unwrap_err();
+        assert!(e.message.contains("RFC 1123 label"), "{}", e.message);
+        let svc = serde_json::json!({"kind": "Service", "metadata": {"name": "1web"}});
+        let e = validate("", "services", &svc, None).unwrap_err();
+        assert!(e.message.contains("DNS-1035 label"), "{}", e.message);
+        let old =
+            serde_json::json!({"kind": "ConfigMap", "metadata": {"name": "c"}, "immutable": true, "data": {"a": "1"}});
+        let mut new = old.clone();
+        new["data"]["a"] = serde_json::json!("2");
+        let e = validate("", "configmaps", &new, Some(&old)).unwrap_err();
+        assert!(
+            e.message.contains("data: Forbidden: field is immutable"),
+            "{}",
+            e.message
+        );
+        let mut relabelled = old.clone();
+        relabelled["metadata"]["labels"] = serde_json::json!({"x": "y"});
+        assert!(validate("", "configmaps", &relabelled, Some(&old)).is_ok());
+        let mut unset = old.clone();
+        unset["immutable"] = serde_json::json!(false);
+        assert!(validate("", "configmaps", &unset, Some(&old)).is_err());
     }
 
     #[test]

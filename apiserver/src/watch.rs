@@ -1,7 +1,7 @@
 //! The watch verb: a stream of ADDED, MODIFIED, DELETED, BOOKMARK and
 //! ERROR events for the objects a request selects.
 //!
-//! The events come from the resource's watch cache ([`watch_cache`]) when
+//! The events come from the resource's watch cache ([`crate::watch_cache`]) when
 //! it can serve the request, and from a store watch of the request's own
 //! otherwise (a resourceVersion older than the cache's window, or a cache
 //! still listing). Either way each change arrives as one [`Event`],
@@ -72,6 +72,19 @@ fn present(info: &RequestInfo, parsed: &Parsed) -> Result<Value> {
 /// DELETED, as kube-apiserver does it, so a filtered cache never keeps an
 /// object it should not hold.
 fn seen_as(info: &RequestInfo, filter: &Filter, event: &Event) -> Option<WatchEvent> {
+    if let Event::InitialEventsEnd { revision } = event {
+        return Some((
+            "BOOKMARK",
+            json!({
+                "kind": info.resource.kind,
+                "apiVersion": info.resource.api_version(),
+                "metadata": {
+                    "resourceVersion": revision.to_string(),
+                    "annotations": {"k8s.io/initial-events-end": "true"},
+                },
+            }),
+        ));
+    }
     if let Event::Progress { revision } = event {
         // A bookmark: only the kind and the version the watch has reached.
         return filter.bookmarks.then(|| {
@@ -111,8 +124,25 @@ fn seen_as(info: &RequestInfo, filter: &Filter, event: &Event) -> Option<WatchEv
             Ok(_) => None,
             Err(e) => Some(("ERROR", e.status())),
         },
-        Event::Progress { .. } => None,
+        Event::Progress { .. } | Event::InitialEventsEnd { .. } => None,
     }
+}
+
+/// Where a watch starts.
+#[derive(Debug, Clone, Copy)]
+enum Start {
+    /// With the objects as they are (ADDED events), at a state including
+    /// revision `at_least` (`None`: every acknowledged write, a consistent
+    /// read); `end_marker`: then a bookmark saying the initial events are
+    /// over (`sendInitialEvents=true`, client-go's streaming list).
+    State { at_least: Option<i64>, end_marker: bool },
+    /// After revision `after` (the changes since).
+    After(i64),
+}
+
+/// The bookmark that ends a streaming list's initial events.
+fn end_of_initial_events(revision: i64) -> Arc<Event> {
+    Arc::new(Event::InitialEventsEnd { revision })
 }
 
 /// The current objects as ADDED changes, then whatever comes next.
@@ -129,45 +159,53 @@ fn added(items: impl IntoIterator<Item = Arc<crate::storage::Stored>>) -> Vec<Ar
 }
 
 /// The watch from the cache, when it can serve it: the changes to replay
-/// (or the current objects), then its live feed. `asked` is the
-/// resourceVersion (`None` unset, `Some(0)` any).
-async fn from_cache(app: &App, info: &RequestInfo, keys: &Keys, asked: Option<i64>) -> Result<Option<Events>> {
+/// (or the current objects), then its live feed.
+async fn from_cache(app: &App, info: &RequestInfo, keys: &Keys, start: Start) -> Result<Option<Events>> {
     let Some(cache) = app.watch_cache.serving(&info.resource.storage_prefix()) else {
         return Ok(None);
     };
-    if asked.is_none() {
+    // The revision the cache must have reached before it answers.
+    let needed = match start {
         // The current state must include every acknowledged write.
-        let current = app.storage.revision().await.map_err(|e| storage_error(info, "", e))?;
-        if !cache.wait_for(current).await {
-            return Ok(None);
+        Start::State { at_least: None, .. } => {
+            Some(app.storage.revision().await.map_err(|e| storage_error(info, "", e))?)
         }
-    }
-    let after = asked.filter(|rv| *rv > 0);
-    if let Some(after) = after {
+        Start::State { at_least, .. } => at_least.filter(|rv| *rv > 0),
         // Resuming from a version the cache has not reached yet (a client
-        // that just wrote, or read from another API server): wait for it,
-        // or let the store serve the watch.
-        if !cache.wait_for(after).await {
-            return Ok(None);
-        }
-        // The window may reach further back than the store's compacted
-        // history; a version the store no longer has is a 410 all the same
-        // (the store watch reports it), so that the answer does not depend
-        // on which path serves the watch.
-        if !app.storage.holds(after + 1).await.unwrap_or(false) {
+        // that just wrote, or read from another API server).
+        Start::After(after) => Some(after),
+    };
+    if let Some(needed) = needed {
+        if !cache.wait_for(needed).await {
             return Ok(None);
         }
     }
+    let after = match start {
+        Start::After(after) => {
+            // The window may reach further back than the store's compacted
+            // history; a version the store no longer has is a 410 all the
+            // same (the store watch reports it), so that the answer does
+            // not depend on which path serves the watch.
+            if !app.storage.holds(after + 1).await.unwrap_or(false) {
+                return Ok(None);
+            }
+            Some(after)
+        }
+        Start::State { .. } => None,
+    };
     let Some(subscription) = cache.subscribe(keys, after) else {
         return Ok(None);
     };
-    let backlog = match subscription.backlog {
+    let floor = subscription.floor;
+    let mut backlog = match subscription.backlog {
         Backlog::State(items) => added(items),
         Backlog::Changes(changes) => changes,
     };
+    if let Start::State { end_marker: true, .. } = start {
+        backlog.push(end_of_initial_events(floor));
+    }
     // A watcher that falls too far behind is dropped; it resumes from its
     // last resourceVersion like after any ended watch.
-    let floor = subscription.floor;
     let live = tokio_stream::wrappers::BroadcastStream::new(subscription.live)
         .map_while(|r| r.ok())
         .filter(move |event| event.revision() > floor);
@@ -176,18 +214,22 @@ async fn from_cache(app: &App, info: &RequestInfo, keys: &Keys, asked: Option<i6
 }
 
 /// The watch from a store watch of its own.
-async fn from_store(app: &App, info: &RequestInfo, asked: Option<i64>, bookmarks: bool) -> Result<Events> {
+async fn from_store(app: &App, info: &RequestInfo, start: Start, bookmarks: bool) -> Result<Events> {
     let prefix = info.key();
-    let (initial, after) = match asked.filter(|rv| *rv > 0) {
-        Some(rv) => (Vec::new(), rv),
-        // No version: the current state first, as ADDED events.
-        None => {
+    let (initial, after) = match start {
+        Start::After(rv) => (Vec::new(), rv),
+        // The current state first, as ADDED events.
+        Start::State { end_marker, .. } => {
             let (items, at) = app
                 .storage
                 .list(prefix.as_bytes(), 0)
                 .await
                 .map_err(|e| storage_error(info, "", e))?;
-            (added(items.into_iter().map(Arc::new)), at)
+            let mut initial = added(items.into_iter().map(Arc::new));
+            if end_marker {
+                initial.push(end_of_initial_events(at));
+            }
+            (initial, at)
         }
     };
     let changes = app
@@ -224,9 +266,33 @@ pub async fn watch(app: &App, info: &RequestInfo, query: &Query) -> Result<mpsc:
         ),
         None => None,
     };
-    let mut events = match from_cache(app, info, &filter.keys, asked).await? {
+    let initial_events = match query.get("sendInitialEvents") {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(other) => return Err(ApiError::bad_request(format!("invalid sendInitialEvents {other:?}"))),
+    };
+    if initial_events && (query.get("resourceVersionMatch") != Some("NotOlderThan") || !filter.bookmarks) {
+        return Err(ApiError::invalid(
+            "WatchList",
+            "",
+            "sendInitialEvents",
+            "sendInitialEvents requires resourceVersionMatch=NotOlderThan and allowWatchBookmarks=true",
+        ));
+    }
+    let start = match asked {
+        None => Start::State {
+            at_least: None,
+            end_marker: initial_events,
+        },
+        Some(rv) if rv == 0 || initial_events => Start::State {
+            at_least: Some(rv),
+            end_marker: initial_events,
+        },
+        Some(rv) => Start::After(rv),
+    };
+    let mut events = match from_cache(app, info, &filter.keys, start).await? {
         Some(found) => found,
-        None => from_store(app, info, asked, filter.bookmarks).await?,
+        None => from_store(app, info, start, filter.bookmarks).await?,
     };
     let info = info.clone();
     let (tx, rx) = mpsc::channel::<WatchEvent>(64);

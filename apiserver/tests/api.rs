@@ -1276,6 +1276,12 @@ async fn server_side_apply(kind: &str) {
             .await;
         assert_eq!(replicas, "3");
     }
+    // Applies are counted as APPLY, as kube-apiserver labels them.
+    let metrics = c.must(&["get", "--raw", "/metrics"]).await;
+    assert!(
+        metrics.contains(r#"apiserver_request_total{code="200",component="apiserver",group="apps",resource="deployments",scope="resource",subresource="",verb="APPLY",version="v1"}"#),
+        "{metrics}"
+    );
     c.stop().await;
 }
 
@@ -1842,5 +1848,34 @@ async fn delete_collection_honours_dry_run_and_selectors() {
         !left.contains("configmap/a") && !left.contains("configmap/b") && left.contains("configmap/c"),
         "{left}"
     );
+    c.stop().await;
+}
+
+/// Name rules per kind, immutable ConfigMaps and the namespaces that may
+/// not be deleted, through kubectl.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_immutable_data_and_immortal_namespaces() {
+    let c = Cluster::start("kubernate").await;
+    let (ok, _, err) = c.kubectl(&["create", "namespace", "a.b"], None).await;
+    assert!(!ok && err.contains("RFC 1123 label"), "{err}");
+    let (ok, _, err) = c
+        .kubectl(&["create", "service", "clusterip", "1web", "--tcp=80"], None)
+        .await;
+    assert!(!ok && err.contains("DNS-1035 label"), "{err}");
+    for ns in ["default", "kube-system", "kube-public"] {
+        let (ok, _, err) = c.kubectl(&["delete", "namespace", ns], None).await;
+        assert!(!ok && err.contains("this namespace may not be deleted"), "{err}");
+    }
+    let frozen = r#"{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "frozen"}, "immutable": true, "data": {"a": "1"}}"#;
+    let (ok, out, err) = c.kubectl(&["create", "-f", "-"], Some(frozen)).await;
+    assert!(ok, "{out}{err}");
+    let (ok, _, err) = c
+        .kubectl(&["patch", "configmap", "frozen", "-p", r#"{"data": {"a": "2"}}"#], None)
+        .await;
+    assert!(
+        !ok && err.contains("field is immutable when `immutable` is set"),
+        "{err}"
+    );
+    c.must(&["label", "configmap", "frozen", "still=editable"]).await;
     c.stop().await;
 }

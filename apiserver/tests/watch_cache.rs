@@ -142,6 +142,40 @@ async fn served_from_memory(kind: &str) {
         assert_eq!(added.count(), 20, "{rv}: {lines}");
     }
 
+    // A streaming list (client-go's WatchList): the objects, then a
+    // bookmark marking the end of the initial events, at a version that
+    // includes every write so far.
+    let path = "/api/v1/namespaces/default/configmaps?watch=true&timeoutSeconds=1&sendInitialEvents=true&resourceVersionMatch=NotOlderThan&allowWatchBookmarks=true";
+    let lines = c.must(&["get", "--raw", path]).await;
+    let events: Vec<serde_json::Value> = lines.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let end = events
+        .iter()
+        .position(|e| e["object"]["metadata"]["annotations"]["k8s.io/initial-events-end"] == "true")
+        .unwrap_or_else(|| panic!("no end-of-initial-events bookmark: {lines}"));
+    assert_eq!(events[end]["type"], "BOOKMARK");
+    assert!(events[..end].iter().all(|e| e["type"] == "ADDED"), "{lines}");
+    assert_eq!(end, list.items.len() + 10, "{lines}");
+    let at: i64 = events[end]["object"]["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(at >= secret_rv);
+    let (ok, _, err) = c
+        .kubectl(
+            &[
+                "get",
+                "--raw",
+                "/api/v1/namespaces/default/configmaps?watch=true&sendInitialEvents=true",
+            ],
+            None,
+        )
+        .await;
+    assert!(
+        !ok && err.contains("sendInitialEvents requires resourceVersionMatch=NotOlderThan"),
+        "{err}"
+    );
+
     assert_eq!(
         store_lists(&c, "configmaps").await,
         cached_from,

@@ -392,6 +392,12 @@ async fn a_kubectl_apply_is_one_trace_through_the_api_server_and_the_store() {
     .await;
     assert_eq!(trace.len(), 16, "a W3C trace id");
     assert!(services.contains("kubernate-apiserver"), "{services:?}");
+    // The API server's store calls are spans of the same trace.
+    let spans = receiver.spans.lock().unwrap().clone();
+    let store_calls = spans
+        .iter()
+        .filter(|(service, t, name)| service == "kubernate-apiserver" && *t == trace && name == "etcd");
+    assert!(store_calls.count() >= 1, "{spans:?}");
     up.down();
 }
 

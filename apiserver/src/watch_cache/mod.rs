@@ -85,6 +85,9 @@ pub enum Event {
     Delete { object: Parsed },
     /// Everything up to this revision has been seen (a bookmark).
     Progress { revision: i64 },
+    /// A streaming list's initial objects have all been sent (made for
+    /// one watcher, never broadcast).
+    InitialEventsEnd { revision: i64 },
 }
 
 impl Event {
@@ -106,7 +109,7 @@ impl Event {
     pub fn revision(&self) -> i64 {
         match self {
             Event::Put { object, .. } | Event::Delete { object } => object.revision,
-            Event::Progress { revision } => *revision,
+            Event::Progress { revision } | Event::InitialEventsEnd { revision } => *revision,
         }
     }
 
@@ -114,7 +117,7 @@ impl Event {
     pub fn key(&self) -> Option<&[u8]> {
         match self {
             Event::Put { object, .. } | Event::Delete { object } => Some(&object.key),
-            Event::Progress { .. } => None,
+            Event::Progress { .. } | Event::InitialEventsEnd { .. } => None,
         }
     }
 }
