@@ -393,7 +393,10 @@ async fn serve_resource(
         return crate::pod_logs::proxy(app, info, query).await;
     }
     match verb {
-        "get" => ok(readable(verbs::get(app, info).await?)),
+        "get" => {
+            verbs::check_get_version(app, info, query).await?;
+            ok(readable(verbs::get(app, info).await?))
+        }
         "list" => ok(readable(verbs::list(app, info, query).await?)),
         "watch" => Ok(watch_response(verbs::watch(app, info, query).await?, tables, encoding)),
         "create" => {

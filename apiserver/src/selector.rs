@@ -136,22 +136,131 @@ impl Selector {
     pub fn matches_fields(&self, object: &Value) -> bool {
         self.matches(|path| {
             let mut v = object;
-            for part in path.split('.') {
+            for part in field_path(path).split('.') {
                 v = &v[part];
             }
             match v {
                 Value::String(s) => Some(s.clone()),
+                // A boolean left out is false, as Go's zero value reads.
+                Value::Null if BOOLEAN_FIELDS.contains(&path) => Some("false".into()),
                 Value::Null => Some(String::new()),
                 other => Some(other.to_string()),
             }
         })
     }
+
+    /// Refuses field labels the resource does not support (400), as
+    /// kube-apiserver does, instead of matching nothing.
+    pub fn check_field_labels(&self, group: &str, plural: &str) -> Result<(), ApiError> {
+        for r in &self.0 {
+            let key = match r {
+                Requirement::Equals(k, _)
+                | Requirement::NotEquals(k, _)
+                | Requirement::In(k, _)
+                | Requirement::NotIn(k, _)
+                | Requirement::Exists(k)
+                | Requirement::NotExists(k) => k,
+            };
+            if !field_label_supported(group, plural, key) {
+                return Err(ApiError::bad_request(format!("field label not supported: {key}")));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Field labels whose value is a boolean.
+const BOOLEAN_FIELDS: &[&str] = &["spec.unschedulable", "spec.hostNetwork"];
+
+/// The object path a field label reads (`source` is an Event's
+/// `source.component`).
+fn field_path(label: &str) -> &str {
+    match label {
+        "source" => "source.component",
+        other => other,
+    }
+}
+
+/// The field labels each resource can be selected by (kube-apiserver's
+/// field label conversions); `metadata.name` and `metadata.namespace`
+/// work everywhere.
+fn field_label_supported(group: &str, plural: &str, label: &str) -> bool {
+    if matches!(label, "metadata.name" | "metadata.namespace") {
+        return true;
+    }
+    let supported: &[&str] = match (group, plural) {
+        ("", "pods") => &[
+            "spec.nodeName",
+            "spec.restartPolicy",
+            "spec.schedulerName",
+            "spec.serviceAccountName",
+            "spec.hostNetwork",
+            "status.phase",
+            "status.podIP",
+            "status.nominatedNodeName",
+        ],
+        ("", "nodes") => &["spec.unschedulable"],
+        ("", "events") => &[
+            "involvedObject.kind",
+            "involvedObject.namespace",
+            "involvedObject.name",
+            "involvedObject.uid",
+            "involvedObject.apiVersion",
+            "involvedObject.resourceVersion",
+            "involvedObject.fieldPath",
+            "reason",
+            "reportingComponent",
+            "source",
+            "type",
+        ],
+        ("events.k8s.io", "events") => &[
+            "regarding.kind",
+            "regarding.namespace",
+            "regarding.name",
+            "regarding.uid",
+            "regarding.apiVersion",
+            "regarding.resourceVersion",
+            "regarding.fieldPath",
+            "reason",
+            "reportingController",
+            "type",
+        ],
+        ("", "secrets") => &["type"],
+        ("", "namespaces") => &["status.phase"],
+        ("", "replicationcontrollers") | ("apps", "replicasets") => &["status.replicas"],
+        ("", "services") => &["spec.clusterIP", "spec.type"],
+        ("batch", "jobs") => &["status.successful"],
+        ("certificates.k8s.io", "certificatesigningrequests") => &["spec.signerName"],
+        _ => &[],
+    };
+    supported.contains(&label)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn field_labels_are_checked_and_booleans_default_to_false() {
+        let s = Selector::parse("spec.unschedulable=false").unwrap();
+        assert!(s.check_field_labels("", "nodes").is_ok());
+        assert!(s.matches_fields(&json!({"metadata": {"name": "n"}, "spec": {}})));
+        let e = Selector::parse("spec.color=red")
+            .unwrap()
+            .check_field_labels("", "pods")
+            .unwrap_err();
+        assert_eq!(
+            (e.code, e.message.as_str()),
+            (400, "field label not supported: spec.color")
+        );
+        assert!(Selector::parse("status.phase=Running")
+            .unwrap()
+            .check_field_labels("", "pods")
+            .is_ok());
+        let event = json!({"source": {"component": "kubelet"}});
+        assert!(Selector::parse("source=kubelet").unwrap().matches_fields(&event));
+    }
 
     #[test]
     fn label_selectors_cover_equality_sets_and_existence() {

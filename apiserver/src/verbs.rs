@@ -129,6 +129,30 @@ pub async fn write(
     app.storage.update(info.key().as_bytes(), bytes, Some(revision)).await
 }
 
+/// A get's `resourceVersion`: reads are always of the latest object,
+/// which is "not older than" any version the store has reached; one it
+/// has not reached is a 504 as in kube-apiserver, a malformed one a 400.
+pub async fn check_get_version(app: &App, info: &RequestInfo, query: &Query) -> Result<()> {
+    let Some(rv) = query.get("resourceVersion").filter(|rv| !rv.is_empty() && *rv != "0") else {
+        return Ok(());
+    };
+    let rv: i64 = rv
+        .parse()
+        .map_err(|_| ApiError::bad_request(format!("invalid resourceVersion {rv:?}")))?;
+    if let Some(m) = query.get("resourceVersionMatch").filter(|m| !m.is_empty()) {
+        return Err(ApiError::bad_request(format!(
+            "resourceVersionMatch {m:?} is only allowed on lists"
+        )));
+    }
+    let current = app.storage.revision().await.map_err(|e| storage_error(info, "", e))?;
+    if rv > current {
+        return Err(ApiError::timeout(format!(
+            "Too large resource version: {rv}, current: {current}"
+        )));
+    }
+    Ok(())
+}
+
 pub async fn get(app: &App, info: &RequestInfo) -> Result<Value> {
     if info.subresource.as_deref() == Some("scale") {
         return crate::scale::get(app, info).await;
@@ -141,11 +165,12 @@ pub async fn get(app: &App, info: &RequestInfo) -> Result<Value> {
     parse_stored(info, &stored)
 }
 
-fn selectors(query: &Query) -> Result<(Selector, Selector)> {
-    Ok((
-        Selector::parse(query.get("labelSelector").unwrap_or_default())?,
-        Selector::parse(query.get("fieldSelector").unwrap_or_default())?,
-    ))
+/// A request's label and field selectors; field labels the resource
+/// cannot be selected by are a 400.
+pub fn selectors(info: &RequestInfo, query: &Query) -> Result<(Selector, Selector)> {
+    let fields = Selector::parse(query.get("fieldSelector").unwrap_or_default())?;
+    fields.check_field_labels(info.resource.group, info.resource.plural)?;
+    Ok((Selector::parse(query.get("labelSelector").unwrap_or_default())?, fields))
 }
 
 /// Where a paged list resumes: the revision the first page was read at
@@ -238,7 +263,7 @@ async fn cached_list(app: &App, info: &RequestInfo, asked: Option<i64>) -> Resul
 /// from the watch cache when it serves the resource, the pages after it
 /// from the store at the first page's revision.
 pub async fn list(app: &App, info: &RequestInfo, query: &Query) -> Result<Value> {
-    let (labels, fields) = selectors(query)?;
+    let (labels, fields) = selectors(info, query)?;
     let resume = query
         .get("continue")
         .filter(|c| !c.is_empty())
@@ -699,7 +724,7 @@ pub async fn delete_collection(
     options: Option<&Value>,
     dry_run: bool,
 ) -> Result<Value> {
-    let (labels, fields) = selectors(query)?;
+    let (labels, fields) = selectors(info, query)?;
     let (items, _) = app
         .storage
         .list(info.key().as_bytes(), 0)

@@ -248,9 +248,10 @@ async fn from_store(app: &App, info: &RequestInfo, start: Start, bookmarks: bool
 /// A watch: events until the receiver goes, the timeout ends, or the start
 /// version is too old (an ERROR event carrying a 410 Status).
 pub async fn watch(app: &App, info: &RequestInfo, query: &Query) -> Result<mpsc::Receiver<WatchEvent>> {
+    let (labels, fields) = crate::verbs::selectors(info, query)?;
     let filter = Filter {
-        labels: Selector::parse(query.get("labelSelector").unwrap_or_default())?,
-        fields: Selector::parse(query.get("fieldSelector").unwrap_or_default())?,
+        labels,
+        fields,
         keys: keys(info),
         bookmarks: query.flag("allowWatchBookmarks"),
     };

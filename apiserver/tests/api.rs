@@ -1705,6 +1705,44 @@ async fn list_resource_version_matches_are_checked() {
         bare.starts_with("HTTP/2 400") && bare.contains("forbidden unless resourceVersion"),
         "{bare}"
     );
+    // Gets: any version reached is fine, a future one is a 504, and a
+    // field label a resource lacks is a 400.
+    c.must(&["create", "configmap", "one"]).await;
+    let one = format!("{base}/one");
+    assert!(curl(&c, "GET", &format!("{one}?resourceVersion=1"), None)
+        .await
+        .starts_with("HTTP/2 200"));
+    let ahead = curl(&c, "GET", &format!("{one}?resourceVersion=999999"), None).await;
+    assert!(
+        ahead.starts_with("HTTP/2 504") && ahead.contains("Too large resource version"),
+        "{ahead}"
+    );
+    let bad = curl(&c, "GET", &format!("{one}?resourceVersion=abc"), None).await;
+    assert!(bad.starts_with("HTTP/2 400"), "{bad}");
+    let label = curl(&c, "GET", &format!("{base}?fieldSelector=spec.color%3Dred"), None).await;
+    assert!(
+        label.starts_with("HTTP/2 400") && label.contains("field label not supported: spec.color"),
+        "{label}"
+    );
+    // A Node that never set spec.unschedulable is schedulable.
+    let (ok, out, err) = c
+        .kubectl(
+            &["create", "-f", "-"],
+            Some(r#"{"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n1"}}"#),
+        )
+        .await;
+    assert!(ok, "{out}{err}");
+    let nodes = c
+        .must(&[
+            "get",
+            "nodes",
+            "--field-selector",
+            "spec.unschedulable=false",
+            "-o",
+            "name",
+        ])
+        .await;
+    assert_eq!(nodes.trim(), "node/n1");
     c.stop().await;
 }
 

@@ -22,6 +22,7 @@
 //! | `podgc` | [`pod_gc`] | finished and orphaned pods do not pile up |
 //! | `clusterrole-aggregation` | [`clusterrole_aggregation`] | aggregating ClusterRoles hold their parts' rules |
 //! | `resourcequota` | [`resource_quota`] | quotas' `status.used` counts what their namespace holds |
+//! | `disruption` | [`disruption`] | budgets say how many of their pods may be evicted |
 //!
 //! Shared pieces: [`expectations`] (do not act on a stale cache),
 //! [`controller_ref_manager`] (adopt and release pods),
@@ -34,6 +35,7 @@ pub mod controller;
 pub mod controller_ref_manager;
 pub mod controller_utils;
 pub mod deployment;
+pub mod disruption;
 pub mod endpoints;
 pub mod endpointslice;
 pub mod expectations;
@@ -85,6 +87,7 @@ pub const CONTROLLERS: &[(&str, StartFn)] = &[
     ("podgc", pod_gc::start),
     ("clusterrole-aggregation", clusterrole_aggregation::start),
     ("resourcequota", resource_quota::start),
+    ("disruption", disruption::start),
 ];
 
 /// The index of pods (and other dependents) by owner uid.
