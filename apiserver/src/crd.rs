@@ -24,6 +24,10 @@ pub struct Served {
     pub info: &'static ResourceInfo,
     /// The version's `openAPIV3Schema` (shared: requests clone `Served`).
     pub schema: std::sync::Arc<Value>,
+    /// The version's `additionalPrinterColumns` (an array, maybe empty).
+    pub columns: std::sync::Arc<Value>,
+    /// The version's `subresources.scale`, if it has one.
+    pub scale: Option<std::sync::Arc<Value>>,
 }
 
 static SERVED: LazyLock<RwLock<Vec<Served>>> = LazyLock::new(|| RwLock::new(Vec::new()));
@@ -81,17 +85,25 @@ fn resources_of(crd: &Value) -> Vec<Served> {
         .map(|v| {
             let version = leak(v["name"].as_str().unwrap_or_default());
             let (group, kind) = (leak(&group), leak(&kind));
-            let subresources: Vec<Subresource> = if v["subresources"]["status"].is_object() {
-                vec![Subresource {
+            let mut subresources: Vec<Subresource> = Vec::new();
+            if v["subresources"]["status"].is_object() {
+                subresources.push(Subresource {
                     name: "status",
                     group,
                     version,
                     kind,
                     verbs: STATUS_VERBS,
-                }]
-            } else {
-                Vec::new()
-            };
+                });
+            }
+            if v["subresources"]["scale"].is_object() {
+                subresources.push(Subresource {
+                    name: "scale",
+                    group: "autoscaling",
+                    version: "v1",
+                    kind: "Scale",
+                    verbs: STATUS_VERBS,
+                });
+            }
             let info = ResourceInfo {
                 group,
                 version,
@@ -108,6 +120,10 @@ fn resources_of(crd: &Value) -> Vec<Served> {
                 crd: name.clone(),
                 info: Box::leak(Box::new(info)),
                 schema: std::sync::Arc::new(v["schema"]["openAPIV3Schema"].clone()),
+                columns: std::sync::Arc::new(v["additionalPrinterColumns"].clone()),
+                scale: v["subresources"]["scale"]
+                    .is_object()
+                    .then(|| std::sync::Arc::new(v["subresources"]["scale"].clone())),
             }
         })
         .collect()

@@ -64,6 +64,7 @@ pub mod eviction;
 pub mod field_validation;
 pub mod grpc;
 pub mod health;
+pub mod json_path;
 pub mod limit_ranger;
 pub mod managed_fields;
 pub mod max_in_flight;

@@ -282,9 +282,58 @@ static DOCUMENTS: LazyLock<Documents> = LazyLock::new(|| {
     Documents { v3, v2 }
 });
 
-/// `/openapi/v3`: where each group-version's document is.
+/// A custom resource's schema name, as the apiextensions server names
+/// it: the group reversed, the version, the kind (`com.example.v1.Widget`).
+fn custom_schema_name(r: &ResourceInfo) -> String {
+    let reversed: Vec<&str> = r.group.split('.').rev().collect();
+    format!("{}.{}.{}", reversed.join("."), r.version, r.kind)
+}
+
+/// The OpenAPI 3.0 document of a custom resources' group-version, built
+/// from its CRDs at each request (CRDs come and go at run time), so that
+/// `kubectl explain` knows them; `None` when no CRD serves it.
+fn custom_v3_document(group: &str, version: &str) -> Option<Value> {
+    let served: Vec<crate::crd::Served> = crate::crd::all()
+        .into_iter()
+        .filter(|r| r.group == group && r.version == version)
+        .filter_map(|r| crate::crd::find(r.group, r.version, r.plural))
+        .collect();
+    if served.is_empty() {
+        return None;
+    }
+    let mut paths = Map::new();
+    let mut schemas = Map::new();
+    for s in &served {
+        let name = custom_schema_name(s.info);
+        for (path, item) in operations(s.info, &format!("#/components/schemas/{name}"), true) {
+            paths.insert(path, item);
+        }
+        let mut schema = (*s.schema).clone();
+        if !schema.is_object() {
+            schema = json!({"type": "object"});
+        }
+        schema["x-kubernetes-group-version-kind"] = json!([gvk(s.info)]);
+        let properties = &mut schema["properties"];
+        if !properties.is_object() {
+            *properties = json!({});
+        }
+        properties["apiVersion"] = json!({"type": "string", "description": "APIVersion defines the versioned schema of this representation of an object."});
+        properties["kind"] = json!({"type": "string", "description": "Kind is a string value representing the REST resource this object represents."});
+        properties["metadata"] = json!({"type": "object", "description": "Standard object's metadata."});
+        schemas.insert(name, schema);
+    }
+    Some(json!({
+        "openapi": "3.0.0",
+        "info": info(),
+        "paths": paths,
+        "components": {"schemas": schemas},
+    }))
+}
+
+/// `/openapi/v3`: where each group-version's document is, built-in and
+/// custom.
 pub fn v3_index() -> Value {
-    let paths: Map<String, Value> = DOCUMENTS
+    let mut paths: Map<String, Value> = DOCUMENTS
         .v3
         .iter()
         .map(|(key, (hash, _))| {
@@ -294,12 +343,29 @@ pub fn v3_index() -> Value {
             )
         })
         .collect();
+    for r in crate::crd::all() {
+        let key = v3_key(r.group, r.version);
+        if paths.contains_key(&key) {
+            continue;
+        }
+        if let Some(doc) = custom_v3_document(r.group, r.version) {
+            let hash = hash(&doc.to_string());
+            paths.insert(
+                key.clone(),
+                json!({"serverRelativeURL": format!("/openapi/v3/{key}?hash={hash}")}),
+            );
+        }
+    }
     json!({"paths": paths})
 }
 
 /// `/openapi/v3/<key>`, as JSON text.
-pub fn v3(key: &str) -> Option<&'static str> {
-    DOCUMENTS.v3.get(key).map(|(_, text)| text.as_str())
+pub fn v3(key: &str) -> Option<String> {
+    if let Some((_, text)) = DOCUMENTS.v3.get(key) {
+        return Some(text.clone());
+    }
+    let (group, version) = key.strip_prefix("apis/")?.split_once('/')?;
+    custom_v3_document(group, version).map(|doc| doc.to_string())
 }
 
 /// `/openapi/v2`, as JSON text.
@@ -313,7 +379,7 @@ mod tests {
 
     #[test]
     fn documents_name_kinds_and_declare_field_validation() {
-        let doc: Value = serde_json::from_str(v3("apis/apps/v1").unwrap()).unwrap();
+        let doc: Value = serde_json::from_str(&v3("apis/apps/v1").unwrap()).unwrap();
         let deployment = &doc["components"]["schemas"]["io.k8s.api.apps.v1.Deployment"];
         assert_eq!(
             deployment["x-kubernetes-group-version-kind"],

@@ -187,6 +187,30 @@ pub fn prepare_update(info: &RequestInfo, existing: &Value, mut object: Value) -
         merged["spec"]["finalizers"] = object["spec"].get("finalizers").cloned().unwrap_or(json!([]));
         return Ok(merged);
     }
+    if info.subresource.as_deref() == Some("approval") {
+        // certificatesigningrequests/{name}/approval: only the Approved,
+        // Denied (and Failed) conditions change; the signer writes the
+        // certificate through status.
+        let mut merged = existing.clone();
+        let conditions = object["status"].get("conditions").cloned().unwrap_or(json!([]));
+        let flag = |kind: &str| {
+            conditions
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|c| c["type"] == kind && c["status"] == "True")
+        };
+        if flag("Approved") && flag("Denied") {
+            return Err(ApiError::invalid(
+                "CertificateSigningRequest",
+                &name,
+                "status.conditions",
+                "Invalid value: \"Approved\": Approved and Denied conditions are mutually exclusive",
+            ));
+        }
+        merged["status"]["conditions"] = conditions;
+        return Ok(merged);
+    }
     let status_update = info.subresource.as_deref() == Some("status");
     let has_status = info.resource.subresource("status").is_some();
     if status_update {

@@ -60,41 +60,55 @@ struct Seen {
 
 type Result<T> = std::result::Result<T, ApiError>;
 
-/// How an answer is written: JSON, or Kubernetes' protobuf when the
-/// client prefers it.
+/// How an answer is written: JSON, YAML, or Kubernetes' protobuf, as the
+/// client's `Accept` prefers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Encoding {
     Json,
+    Yaml,
     Protobuf,
 }
 
 impl Encoding {
     /// The first media range of `Accept` that we serve decides
-    /// (client-go lists its choices in order); JSON by default.
-    fn negotiate(accept: &str) -> Encoding {
+    /// (client-go lists its choices in order; q-values are not weighed);
+    /// JSON without an `Accept`. `None`: nothing acceptable is served (406).
+    fn negotiate(accept: &str) -> Option<Encoding> {
+        if accept.trim().is_empty() {
+            return Some(Encoding::Json);
+        }
         for range in accept.split(',') {
             let mut parts = range.split(';').map(str::trim);
             let media = parts.next().unwrap_or_default().to_ascii_lowercase();
             let plain = parts.next().is_none();
             match media.as_str() {
-                crate::protobuf::encode::CONTENT_TYPE if plain => return Encoding::Protobuf,
-                "application/json" | "application/yaml" | "*/*" | "application/*" => return Encoding::Json,
+                crate::protobuf::encode::CONTENT_TYPE if plain => return Some(Encoding::Protobuf),
+                "application/json" | "*/*" | "application/*" => return Some(Encoding::Json),
+                "application/yaml" => return Some(Encoding::Yaml),
                 _ => {}
             }
         }
-        Encoding::Json
+        None
     }
 
     fn answer(self, code: StatusCode, value: &Value) -> Response {
-        if self == Encoding::Protobuf {
-            if let Some(body) = crate::protobuf::encode::encode_object(value) {
-                return (
-                    code,
-                    [(header::CONTENT_TYPE, crate::protobuf::encode::CONTENT_TYPE)],
-                    body,
-                )
-                    .into_response();
+        match self {
+            Encoding::Protobuf => {
+                if let Some(body) = crate::protobuf::encode::encode_object(value) {
+                    return (
+                        code,
+                        [(header::CONTENT_TYPE, crate::protobuf::encode::CONTENT_TYPE)],
+                        body,
+                    )
+                        .into_response();
+                }
             }
+            Encoding::Yaml => {
+                if let Ok(text) = serde_yaml::to_string(value) {
+                    return (code, [(header::CONTENT_TYPE, "application/yaml")], text).into_response();
+                }
+            }
+            Encoding::Json => {}
         }
         json_response(code, value)
     }
@@ -372,6 +386,10 @@ async fn serve_resource(
         let include = query.get("includeObject").unwrap_or("Metadata").to_string();
         (info.resource, include)
     });
+    // Logs are text, whatever was asked for.
+    if verb == "get" && info.resource.plural == "pods" && info.subresource.as_deref() == Some("log") {
+        return crate::pod_logs::proxy(app, info, query).await;
+    }
     // Protobuf only for kinds that have a message (not custom resources).
     // CRDs stay JSON too: their schemas' JSON shapes (`x-kubernetes-*`,
     // `$ref`, schema-or-bool unions) are not mapped onto protobuf here.
@@ -381,17 +399,26 @@ async fn serve_resource(
         && r.group != "apiextensions.k8s.io"
         && crate::protobuf::message_for(&r.api_version(), r.kind).is_some();
     let encoding = match Encoding::negotiate(accept) {
-        Encoding::Protobuf if tables.is_none() && has_message => Encoding::Protobuf,
-        _ => Encoding::Json,
+        None => {
+            return Err(ApiError {
+                code: 406,
+                reason: "NotAcceptable",
+                message: "only the following media types are accepted: application/json, application/yaml, \
+                          application/vnd.kubernetes.protobuf"
+                    .into(),
+                details: None,
+            })
+        }
+        Some(Encoding::Protobuf) if tables.is_none() && has_message => Encoding::Protobuf,
+        // Watch streams and Tables are JSON.
+        Some(Encoding::Yaml) if tables.is_none() && verb != "watch" => Encoding::Yaml,
+        Some(_) => Encoding::Json,
     };
     let ok = |value: Value| Ok(encoding.answer(StatusCode::OK, &value));
     let readable = |value: Value| match &tables {
         Some((resource, include)) => table::from_response(resource, &value, include),
         None => value,
     };
-    if verb == "get" && info.resource.plural == "pods" && info.subresource.as_deref() == Some("log") {
-        return crate::pod_logs::proxy(app, info, query).await;
-    }
     match verb {
         "get" => {
             verbs::check_get_version(app, info, query).await?;
@@ -493,7 +520,7 @@ fn openapi_document(path: &str, headers: &HeaderMap) -> Result<Option<Response>>
         "/openapi/v3" | "/openapi/v3/" => json_response(StatusCode::OK, &crate::openapi::v3_index()),
         _ => match path.strip_prefix("/openapi/v3/") {
             Some(key) => match crate::openapi::v3(key) {
-                Some(text) => json_text(text.to_string()),
+                Some(text) => json_text(text),
                 None => return Err(ApiError::not_found("openapi", "", key)),
             },
             None => return Ok(None),

@@ -54,6 +54,56 @@ fn selector_string(parent: &Value) -> String {
 }
 
 /// The Scale view of a workload.
+/// Where a workload keeps what a Scale shows: the built-in ones at
+/// `.spec.replicas`, `.status.replicas` and their selector; a custom
+/// resource where its CRD's `subresources.scale` says.
+struct Paths {
+    spec: String,
+    status: String,
+    /// A custom resource's selector, already a string.
+    selector: Option<String>,
+}
+
+fn paths(info: &RequestInfo) -> Paths {
+    let r = info.resource;
+    match crate::crd::find(r.group, r.version, r.plural).and_then(|s| s.scale) {
+        Some(scale) => Paths {
+            spec: scale["specReplicasPath"]
+                .as_str()
+                .unwrap_or(".spec.replicas")
+                .to_string(),
+            status: scale["statusReplicasPath"]
+                .as_str()
+                .unwrap_or(".status.replicas")
+                .to_string(),
+            selector: Some(scale["labelSelectorPath"].as_str().unwrap_or_default().to_string()),
+        },
+        None => Paths {
+            spec: ".spec.replicas".into(),
+            status: ".status.replicas".into(),
+            selector: None,
+        },
+    }
+}
+
+fn scale_of(workload: &Value, paths: &Paths) -> Value {
+    let mut scale = to_scale(workload);
+    if paths.selector.is_none() {
+        return scale; // a built-in workload
+    }
+    scale["spec"]["replicas"] = json!(crate::json_path::get(workload, &paths.spec).as_i64().unwrap_or(0));
+    scale["status"]["replicas"] = json!(crate::json_path::get(workload, &paths.status).as_i64().unwrap_or(0));
+    if let Some(path) = &paths.selector {
+        let selector = if path.is_empty() {
+            ""
+        } else {
+            crate::json_path::get(workload, path).as_str().unwrap_or_default()
+        };
+        scale["status"]["selector"] = json!(selector);
+    }
+    scale
+}
+
 pub fn to_scale(workload: &Value) -> Value {
     let meta = &workload["metadata"];
     json!({
@@ -75,7 +125,7 @@ pub fn to_scale(workload: &Value) -> Value {
 }
 
 pub async fn get(app: &App, info: &RequestInfo) -> Result<Value> {
-    Ok(to_scale(&verbs::read(app, &parent(info)).await?.0))
+    Ok(scale_of(&verbs::read(app, &parent(info)).await?.0, &paths(info)))
 }
 
 pub async fn update(app: &App, info: &RequestInfo, scale: Value, opts: &WriteOptions) -> Result<Value> {
@@ -105,9 +155,15 @@ pub async fn update(app: &App, info: &RequestInfo, scale: Value, opts: &WriteOpt
         )
     })?;
     let existing = workload.clone();
-    workload["spec"]["replicas"] = json!(replicas);
+    let paths = paths(info);
+    if !crate::json_path::set(&mut workload, &paths.spec, json!(replicas)) {
+        return Err(ApiError::internal(format!(
+            "cannot write the replicas at {}",
+            paths.spec
+        )));
+    }
     let written = verbs::write_update(app, &owner, &existing, revision, workload, opts).await?;
-    Ok(to_scale(&written))
+    Ok(scale_of(&written, &paths))
 }
 
 pub async fn patch(
@@ -117,7 +173,7 @@ pub async fn patch(
     body: &[u8],
     opts: &WriteOptions,
 ) -> Result<Value> {
-    let current = to_scale(&verbs::read(app, &parent(info)).await?.0);
+    let current = scale_of(&verbs::read(app, &parent(info)).await?.0, &paths(info));
     let patched = verbs::apply_patch(
         info,
         &current,

@@ -455,8 +455,54 @@ fn row_object(object: &Value, include: &str) -> Value {
     }
 }
 
+/// A custom resource's Table: NAME, then its CRD's
+/// `additionalPrinterColumns` (each a JSONPath into the object; `date`
+/// columns shown as an age), or NAME and AGE when it declares none.
+fn custom_table(columns: &[Value], objects: &[Value], list_meta: Value, include: &str) -> Value {
+    let mut definitions = vec![json!({"name": "Name", "type": "string", "format": "name",
+        "description": "Name must be unique within a namespace.", "priority": 0})];
+    for c in columns {
+        definitions.push(json!({
+            "name": c["name"],
+            "type": c["type"],
+            "format": c["format"].as_str().unwrap_or_default(),
+            "description": c["description"].as_str().unwrap_or_default(),
+            "priority": c["priority"].as_i64().unwrap_or(0),
+        }));
+    }
+    let rows: Vec<Value> = objects
+        .iter()
+        .map(|o| {
+            let mut cells = vec![o["metadata"]["name"].clone()];
+            for c in columns {
+                let value = crate::json_path::get(o, c["jsonPath"].as_str().unwrap_or_default());
+                cells.push(match (c["type"].as_str(), value) {
+                    (_, Value::Null) => Value::Null,
+                    (Some("date"), v) => json!(age(v)),
+                    (Some("string"), Value::String(s)) => json!(s),
+                    (Some("string"), v) => json!(v.to_string()),
+                    (_, v) => v.clone(),
+                });
+            }
+            json!({"cells": cells, "object": row_object(o, include)})
+        })
+        .collect();
+    json!({
+        "kind": "Table",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": list_meta,
+        "columnDefinitions": definitions,
+        "rows": rows,
+    })
+}
+
 /// A Table of `objects` (a list's items, or one object) for `resource`.
 pub fn table(resource: &api::resources::ResourceInfo, objects: &[Value], list_meta: Value, include: &str) -> Value {
+    if let Some(served) = crate::crd::find(resource.group, resource.version, resource.plural) {
+        if let Some(columns) = served.columns.as_array().filter(|c| !c.is_empty()) {
+            return custom_table(columns, objects, list_meta, include);
+        }
+    }
     let definitions: Vec<Value> = columns(resource.plural, resource.group)
         .into_iter()
         .map(|(name, kind, priority, description)| {

@@ -109,7 +109,9 @@ fn seen_as(info: &RequestInfo, filter: &Filter, event: &Event) -> Option<WatchEv
             };
             let was = match previous {
                 Some(_) if filter.selects_all() => true,
-                Some(p) => present(info, p).map(|o| filter.selects(&o)).unwrap_or(false),
+                Some(p) => present(info, &Parsed::of(p))
+                    .map(|o| filter.selects(&o))
+                    .unwrap_or(false),
                 None => false,
             };
             match (was, filter.selects(&new)) {

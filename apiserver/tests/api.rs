@@ -1465,7 +1465,13 @@ spec:
   - name: v1
     served: true
     storage: true
-    subresources: {status: {}}
+    subresources:
+      status: {}
+      scale: {specReplicasPath: .spec.size, statusReplicasPath: .status.count, labelSelectorPath: .status.selector}
+    additionalPrinterColumns:
+    - {name: Size, type: integer, jsonPath: .spec.size}
+    - {name: Color, type: string, jsonPath: .spec.color}
+    - {name: Age, type: date, jsonPath: .metadata.creationTimestamp}
     schema:
       openAPIV3Schema:
         type: object
@@ -1480,6 +1486,8 @@ spec:
             type: object
             properties:
               ready: {type: boolean}
+              count: {type: integer}
+              selector: {type: string}
 "#;
 
 fn widget(name: &str, spec: &str) -> String {
@@ -1516,6 +1524,44 @@ async fn custom_resources(kind: &str) {
     assert!(ok, "{out}{err}");
     let size = c.must(&["get", "wd", "w1", "-o", "jsonpath={.spec.size}"]).await;
     assert_eq!(size, "3");
+    // The CRD's printer columns, as kubectl get shows them.
+    let shown = c.must(&["get", "wd", "w1"]).await;
+    let mut lines = shown.lines();
+    let header: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
+    assert_eq!(header, ["NAME", "SIZE", "COLOR", "AGE"], "{shown}");
+    let row: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
+    assert_eq!(&row[..3], ["w1", "3", "red"], "{shown}");
+    // The scale subresource maps onto the CRD's paths.
+    c.must(&["scale", "wd", "w1", "--replicas=5"]).await;
+    assert_eq!(c.must(&["get", "wd", "w1", "-o", "jsonpath={.spec.size}"]).await, "5");
+    c.must(&[
+        "patch",
+        "widget",
+        "w1",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        r#"{"status":{"count":4,"selector":"app=w1"}}"#,
+    ])
+    .await;
+    let scale = c
+        .json(&[
+            "get",
+            "--raw",
+            "/apis/example.com/v1/namespaces/default/widgets/w1/scale",
+        ])
+        .await;
+    assert_eq!(
+        (scale["spec"]["replicas"].as_i64(), scale["status"]["replicas"].as_i64()),
+        (Some(5), Some(4))
+    );
+    assert_eq!(scale["status"]["selector"], "app=w1");
+    // kubectl explain reads the CRD's schema from /openapi/v3.
+    let explained = c.must(&["explain", "widgets.spec"]).await;
+    assert!(
+        explained.contains("size") && explained.contains("<integer>"),
+        "{explained}"
+    );
     for (spec, expected) in [
         ("{size: 0}", "greater than or equal to 1"),
         ("{size: big}", "must be of type integer"),
@@ -1915,5 +1961,84 @@ async fn names_immutable_data_and_immortal_namespaces() {
         "{err}"
     );
     c.must(&["label", "configmap", "frozen", "still=editable"]).await;
+    c.stop().await;
+}
+
+/// `kubectl certificate approve` and `deny` write the approval
+/// subresource: the condition is stored, nothing else changes, and a
+/// request cannot be both approved and denied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certificate_requests_are_approved_through_their_subresource() {
+    let c = Cluster::start("kubernate").await;
+    let csr = |name: &str| {
+        format!(
+            r#"{{"apiVersion": "certificates.k8s.io/v1", "kind": "CertificateSigningRequest", "metadata": {{"name": "{name}"}},
+                "spec": {{"request": "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURSBSRVFVRVNULS0tLS0K", "signerName": "example.com/signer",
+                         "usages": ["client auth"]}}}}"#
+        )
+    };
+    for name in ["alice", "bob"] {
+        let (ok, out, err) = c.kubectl(&["create", "-f", "-"], Some(&csr(name))).await;
+        assert!(ok, "{out}{err}");
+    }
+    c.must(&["certificate", "approve", "alice"]).await;
+    c.must(&["certificate", "deny", "bob"]).await;
+    let alice = c.json(&["get", "csr", "alice", "-o", "json"]).await;
+    assert_eq!(alice["status"]["conditions"][0]["type"], "Approved");
+    assert_eq!(alice["spec"]["signerName"], "example.com/signer");
+    let bob = c.json(&["get", "csr", "bob", "-o", "json"]).await;
+    assert_eq!(bob["status"]["conditions"][0]["type"], "Denied");
+    // kubectl will not approve a denied request; the server refuses too.
+    let mut both = bob.clone();
+    both["status"]["conditions"] = serde_json::json!([
+        {"type": "Denied", "status": "True", "reason": "r", "message": "m"},
+        {"type": "Approved", "status": "True", "reason": "r", "message": "m"},
+    ]);
+    let path = "/apis/certificates.k8s.io/v1/certificatesigningrequests/bob/approval";
+    let answer = curl(&c, "PUT", path, Some(&both.to_string())).await;
+    assert!(
+        answer.starts_with("HTTP/2 422") && answer.contains("mutually exclusive"),
+        "{answer}"
+    );
+    c.stop().await;
+}
+
+/// Content negotiation: YAML when asked, 406 for media types not served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_come_in_the_media_type_asked_for() {
+    let c = Cluster::start("kubernate").await;
+    c.must(&["create", "configmap", "settings", "--from-literal=color=blue"])
+        .await;
+    let path = "/api/v1/namespaces/default/configmaps/settings";
+    let pki = c.pki();
+    let get = |accept: &'static str| {
+        let pki = pki.clone();
+        let url = format!("{}{path}", c.server);
+        async move {
+            let out = tokio::process::Command::new("curl")
+                .args(["-s", "-i", "--max-time", "20", "-H"])
+                .arg(format!("Accept: {accept}"))
+                .arg("--cacert")
+                .arg(pki.join("ca.crt"))
+                .arg("--cert")
+                .arg(pki.join("admin.crt"))
+                .arg("--key")
+                .arg(pki.join("admin.key"))
+                .arg(url)
+                .output()
+                .await
+                .unwrap();
+            String::from_utf8_lossy(&out.stdout).to_string()
+        }
+    };
+    let yaml = get("application/yaml").await;
+    assert!(
+        yaml.contains("content-type: application/yaml") && yaml.contains("color: blue"),
+        "{yaml}"
+    );
+    let refused = get("text/html").await;
+    assert!(refused.starts_with("HTTP/2 406"), "{refused}");
+    let anything = get("text/html, */*").await;
+    assert!(anything.contains("content-type: application/json"), "{anything}");
     c.stop().await;
 }

@@ -23,9 +23,8 @@ async fn client(c: &Cluster) -> Client {
     Client::try_from(config).unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kube_rs_lists_watches_creates_patches_and_deletes() {
-    let c = Cluster::start("kubernate").await;
+async fn kube_rs_lists_watches_creates_patches_and_deletes_on(kind: &str) {
+    let c = Cluster::start(kind).await;
     let client = client(&c).await;
     let namespaces: Api<Namespace> = Api::all(client.clone());
     let names: Vec<String> = namespaces
@@ -92,9 +91,8 @@ async fn kube_rs_lists_watches_creates_patches_and_deletes() {
 
 /// Many watchers, concurrent writers: every watcher sees every write once,
 /// in increasing resourceVersion order; a compacted version is a 410.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn many_watchers_see_every_concurrent_write_once_in_order() {
-    let c = Cluster::start("kubernate").await;
+async fn many_watchers_see_every_concurrent_write_once_in_order_on(kind: &str) {
+    let c = Cluster::start(kind).await;
     let client = client(&c).await;
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
     let start = cms
@@ -300,4 +298,24 @@ async fn a_watch_resumes_from_its_last_version_after_an_api_server_restart() {
     }
     assert_eq!(seen, ["after-1", "after-2"]);
     c.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kube_rs_lists_watches_creates_patches_and_deletes() {
+    kube_rs_lists_watches_creates_patches_and_deletes_on("kubernate").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kube_rs_lists_watches_creates_patches_and_deletes_on_etcd() {
+    kube_rs_lists_watches_creates_patches_and_deletes_on("etcd").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_watchers_see_every_concurrent_write_once_in_order() {
+    many_watchers_see_every_concurrent_write_once_in_order_on("kubernate").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_watchers_see_every_concurrent_write_once_in_order_on_etcd() {
+    many_watchers_see_every_concurrent_write_once_in_order_on("etcd").await;
 }

@@ -186,9 +186,8 @@ fn secrets_times_and_delete_options_decode() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kubectls_imperative_commands_send_protobuf_and_work() {
-    let c = Cluster::start("kubernate").await;
+async fn kubectls_imperative_commands_send_protobuf_and_work_on(kind: &str) {
+    let c = Cluster::start(kind).await;
     c.must(&["create", "namespace", "shop"]).await;
     c.must(&[
         "create",
@@ -291,9 +290,8 @@ fn unwrap_envelope(body: &[u8], kind: &str) -> Vec<u8> {
 /// streams come back in it, readable by the k8s-pb types, and kubectl
 /// (which reads the answer of a protobuf create) prints what a JSON get
 /// shows.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn responses_are_protobuf_when_the_client_prefers_it() {
-    let c = Cluster::start("kubernate").await;
+async fn responses_are_protobuf_when_the_client_prefers_it_on(kind: &str) {
+    let c = Cluster::start(kind).await;
     let created = c
         .json(&[
             "create",
@@ -380,4 +378,24 @@ fn the_message_table_matches_the_k8s_pb_in_use() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectls_imperative_commands_send_protobuf_and_work() {
+    kubectls_imperative_commands_send_protobuf_and_work_on("kubernate").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectls_imperative_commands_send_protobuf_and_work_on_etcd() {
+    kubectls_imperative_commands_send_protobuf_and_work_on("etcd").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn responses_are_protobuf_when_the_client_prefers_it() {
+    responses_are_protobuf_when_the_client_prefers_it_on("kubernate").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn responses_are_protobuf_when_the_client_prefers_it_on_etcd() {
+    responses_are_protobuf_when_the_client_prefers_it_on("etcd").await;
 }

@@ -42,9 +42,8 @@ fn pod(name: &str, resources: &str) -> String {
     )
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn limit_ranges_default_and_quotas_refuse() {
-    let c = Cluster::start("kubernate").await;
+async fn limit_ranges_default_and_quotas_refuse_on(kind: &str) {
+    let c = Cluster::start(kind).await;
     let (ok, out, err) = c.kubectl(&["apply", "-f", "-"], Some(POLICY)).await;
     assert!(ok, "{out}{err}");
     // The LimitRange was stored with upstream's item defaults.
@@ -119,9 +118,8 @@ async fn limit_ranges_default_and_quotas_refuse() {
     c.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_creates_never_overrun_a_quota() {
-    let c = Cluster::start("kubernate").await;
+async fn concurrent_creates_never_overrun_a_quota_on(kind: &str) {
+    let c = Cluster::start(kind).await;
     let setup = r#"
 apiVersion: v1
 kind: Namespace
@@ -167,4 +165,24 @@ spec:
         .await;
     assert_eq!(quota["status"]["used"]["count/configmaps"], "5");
     c.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limit_ranges_default_and_quotas_refuse() {
+    limit_ranges_default_and_quotas_refuse_on("kubernate").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limit_ranges_default_and_quotas_refuse_on_etcd() {
+    limit_ranges_default_and_quotas_refuse_on("etcd").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_creates_never_overrun_a_quota() {
+    concurrent_creates_never_overrun_a_quota_on("kubernate").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_creates_never_overrun_a_quota_on_etcd() {
+    concurrent_creates_never_overrun_a_quota_on("etcd").await;
 }

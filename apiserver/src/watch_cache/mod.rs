@@ -54,7 +54,7 @@ pub const WINDOW: usize = 1000;
 /// Changes a slow watcher may fall behind before it is dropped (it then
 /// resumes from its last resourceVersion, as any client does when a
 /// watch ends).
-const FAN_OUT_BUFFER: usize = 4096;
+const FAN_OUT_BUFFER: usize = 1024;
 
 /// One stored object, decoded once for all watchers.
 #[derive(Debug)]
@@ -79,8 +79,9 @@ impl Parsed {
 /// A change as watchers see it.
 #[derive(Debug)]
 pub enum Event {
-    /// Created (no `previous`) or modified.
-    Put { object: Parsed, previous: Option<Parsed> },
+    /// Created (no `previous`) or modified. The previous value stays
+    /// undecoded: only watchers with selectors look at it.
+    Put { object: Parsed, previous: Option<Stored> },
     /// Deleted: the last value, at the deletion's revision.
     Delete { object: Parsed },
     /// Everything up to this revision has been seen (a bookmark).
@@ -96,7 +97,7 @@ impl Event {
         match change {
             Change::Put { object, previous } => Event::Put {
                 object: Parsed::of(object),
-                previous: previous.as_ref().map(Parsed::of),
+                previous: previous.clone(),
             },
             Change::Delete { object } => Event::Delete {
                 object: Parsed::of(object),
