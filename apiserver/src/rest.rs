@@ -424,6 +424,12 @@ async fn serve_resource(
             verbs::check_get_version(app, info, query).await?;
             ok(readable(verbs::get(app, info).await?))
         }
+        "list" if encoding == Encoding::Json && tables.is_none() => Ok((
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/json")],
+            verbs::list_json(app, info, query).await?,
+        )
+            .into_response()),
         "list" => ok(readable(verbs::list(app, info, query).await?)),
         "watch" => Ok(watch_response(verbs::watch(app, info, query).await?, tables, encoding)),
         "create" => {

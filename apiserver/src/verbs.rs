@@ -263,6 +263,53 @@ async fn cached_list(app: &App, info: &RequestInfo, asked: Option<i64>) -> Resul
 /// from the watch cache when it serves the resource, the pages after it
 /// from the store at the first page's revision.
 pub async fn list(app: &App, info: &RequestInfo, query: &Query) -> Result<Value> {
+    let mut objects = Vec::new();
+    let metadata = list_into(app, info, query, &mut |object| {
+        objects.push(object);
+        Ok(())
+    })
+    .await?;
+    Ok(json!({
+        "kind": format!("{}List", info.resource.kind),
+        "apiVersion": info.resource.api_version(),
+        "metadata": metadata,
+        "items": objects,
+    }))
+}
+
+/// [`list`] written straight out as JSON, one item at a time, so that no
+/// list of decoded objects is held (for 10,000 pods that would be some
+/// hundred megabytes at once, which the allocator then keeps).
+pub async fn list_json(app: &App, info: &RequestInfo, query: &Query) -> Result<Vec<u8>> {
+    let internal = |e: serde_json::Error| ApiError::internal(e.to_string());
+    let mut out = Vec::new();
+    let head = json!({"kind": format!("{}List", info.resource.kind), "apiVersion": info.resource.api_version()});
+    let head = head.to_string();
+    out.extend_from_slice(head.trim_end_matches('}').as_bytes());
+    out.extend_from_slice(b",\"items\":[");
+    let mut first = true;
+    let metadata = list_into(app, info, query, &mut |object| {
+        if !first {
+            out.push(b',');
+        }
+        first = false;
+        serde_json::to_writer(&mut out, &object).map_err(internal)
+    })
+    .await?;
+    out.extend_from_slice(b"],\"metadata\":");
+    serde_json::to_writer(&mut out, &metadata).map_err(internal)?;
+    out.push(b'}');
+    Ok(out)
+}
+
+/// The list's work: each selected object goes to `sink` in key order;
+/// the answer is the list's metadata (resourceVersion, continue).
+async fn list_into(
+    app: &App,
+    info: &RequestInfo,
+    query: &Query,
+    sink: &mut (dyn FnMut(Value) -> Result<()> + Send),
+) -> Result<Value> {
     let (labels, fields) = selectors(info, query)?;
     let resume = query
         .get("continue")
@@ -326,7 +373,7 @@ pub async fn list(app: &App, info: &RequestInfo, query: &Query) -> Result<Value>
         )));
     }
     let after = resume.map(|(_, key)| key);
-    let mut objects = Vec::new();
+    let mut sent = 0;
     let mut next = None;
     let mut remaining = 0;
     for stored in items.iter().filter(|s| after.as_ref().is_none_or(|a| s.key > *a)) {
@@ -334,12 +381,13 @@ pub async fn list(app: &App, info: &RequestInfo, query: &Query) -> Result<Value>
         if !(labels.matches_labels(&object) && fields.matches_fields(&object)) {
             continue;
         }
-        if limit > 0 && objects.len() == limit {
+        if limit > 0 && sent == limit {
             remaining += 1;
             continue;
         }
         next = Some(&stored.key);
-        objects.push(object);
+        sent += 1;
+        sink(object)?;
     }
     let mut metadata = json!({"resourceVersion": at.to_string()});
     if remaining > 0 {
@@ -348,12 +396,7 @@ pub async fn list(app: &App, info: &RequestInfo, query: &Query) -> Result<Value>
             metadata["remainingItemCount"] = json!(remaining);
         }
     }
-    Ok(json!({
-        "kind": format!("{}List", info.resource.kind),
-        "apiVersion": info.resource.api_version(),
-        "metadata": metadata,
-        "items": objects,
-    }))
+    Ok(metadata)
 }
 
 pub use crate::watch::watch;
