@@ -12,7 +12,6 @@ use serde_json::{json, Value};
 
 use crate::rest::App;
 use crate::status::ApiError;
-use crate::storage::StorageError;
 
 /// The built-in classes: name, value.
 const SYSTEM_CLASSES: &[(&str, i64)] = &[
@@ -28,27 +27,18 @@ async fn class(app: &App, name: &str) -> Result<Option<Value>, ApiError> {
             json!({"metadata": {"name": name}, "value": value, "preemptionPolicy": "PreemptLowerPriority"}),
         ));
     }
-    match app.storage.get(format!("{PREFIX}{name}").as_bytes()).await {
-        Ok(stored) => Ok(serde_json::from_slice(&stored.value).ok()),
-        Err(StorageError::NotFound) => Ok(None),
-        Err(e) => Err(ApiError::unavailable(e.to_string())),
-    }
+    let value = crate::verbs::get_for_admission(app, &format!("{PREFIX}{name}")).await?;
+    Ok(value.and_then(|v| serde_json::from_slice(&v).ok()))
 }
 
 async fn global_default(app: &App) -> Result<Option<Value>, ApiError> {
-    let revision = app
-        .storage
-        .revision()
-        .await
-        .map_err(|e| ApiError::unavailable(e.to_string()))?;
-    let (classes, _) = app
-        .storage
-        .list(PREFIX.as_bytes(), revision)
-        .await
-        .map_err(|e| ApiError::unavailable(e.to_string()))?;
+    let resource = api::resources::find("scheduling.k8s.io", "v1", "priorityclasses")
+        .ok_or_else(|| ApiError::internal("no priorityclasses resource"))?;
+    // From the watch cache, as upstream reads its lister: no store call
+    // per pod.
+    let classes = crate::verbs::list_in(app, resource, "").await?;
     Ok(classes
-        .iter()
-        .filter_map(|s| serde_json::from_slice::<Value>(&s.value).ok())
+        .into_iter()
         .filter(|c| c["globalDefault"].as_bool() == Some(true))
         .min_by_key(|c| c["value"].as_i64().unwrap_or(0)))
 }

@@ -38,10 +38,10 @@ pub async fn admit(app: &App, pod: &mut Value) {
     let namespace = pod["metadata"]["namespace"].as_str().unwrap_or("default").to_string();
     let account = spec["serviceAccountName"].as_str().unwrap_or("default").to_string();
     let key = format!("/registry/serviceaccounts/{namespace}/{account}");
-    let Ok(stored) = app.storage.get(key.as_bytes()).await else {
+    let Ok(Some(value)) = crate::verbs::get_for_admission(app, &key).await else {
         return;
     };
-    let Ok(sa) = serde_json::from_slice::<Value>(&stored.value) else {
+    let Ok(sa) = serde_json::from_slice::<Value>(&value) else {
         return;
     };
     if sa["automountServiceAccountToken"] == false && spec["automountServiceAccountToken"] != true {

@@ -203,7 +203,36 @@ pub async fn list_namespace(app: &App, plural: &str, namespace: &str) -> Result<
     list_in(app, resource, namespace).await
 }
 
-/// [`list_namespace`] for any resource.
+/// One stored object's raw JSON for an admission step: from the watch
+/// cache when it has it, from the store otherwise (so an object created
+/// a moment ago is never missed, as kube-apiserver's admission falls
+/// back to a live lookup); `None` when it does not exist.
+pub async fn get_for_admission(app: &App, key: &str) -> Result<Option<Vec<u8>>> {
+    let mut parts = key.trim_start_matches("/registry/").rsplitn(2, '/');
+    let (_, collection) = (parts.next(), parts.next().unwrap_or_default());
+    let cached = app
+        .watch_cache
+        .serving_for_key(key)
+        .and_then(|cache| {
+            let keys = crate::watch_cache::Keys {
+                prefix: key.as_bytes().to_vec(),
+                exact: true,
+            };
+            cache.list(&keys)
+        })
+        .and_then(|(items, _)| items.first().map(|s| s.value.clone()));
+    if let Some(value) = cached {
+        return Ok(Some(value));
+    }
+    match app.storage.get(key.as_bytes()).await {
+        Ok(stored) => Ok(Some(stored.value)),
+        Err(StorageError::NotFound) => Ok(None),
+        Err(e) => Err(ApiError::unavailable(format!("{collection}: {e}"))),
+    }
+}
+
+/// [`list_namespace`] for any resource (`namespace` "" for a
+/// cluster-scoped one).
 pub async fn list_in(
     app: &App,
     resource: &'static api::resources::ResourceInfo,
@@ -211,7 +240,7 @@ pub async fn list_in(
 ) -> Result<Vec<Value>> {
     let info = RequestInfo {
         resource,
-        namespace: Some(namespace.to_string()),
+        namespace: (!namespace.is_empty()).then(|| namespace.to_string()),
         name: None,
         subresource: None,
     };
@@ -404,13 +433,12 @@ pub use crate::watch::watch;
 async fn check_namespace(app: &App, info: &RequestInfo) -> Result<()> {
     let Some(ns) = &info.namespace else { return Ok(()) };
     let key = format!("/registry/namespaces/{ns}");
-    match app.storage.get(key.as_bytes()).await {
-        Ok(stored) => {
-            let namespace: Value = serde_json::from_slice(&stored.value).unwrap_or_default();
+    match get_for_admission(app, &key).await? {
+        Some(value) => {
+            let namespace: Value = serde_json::from_slice(&value).unwrap_or_default();
             crate::deletion::check_not_terminating(&namespace, ns)
         }
-        Err(StorageError::NotFound) => Err(ApiError::not_found("namespaces", "", ns)),
-        Err(e) => Err(ApiError::unavailable(e.to_string())),
+        None => Err(ApiError::not_found("namespaces", "", ns)),
     }
 }
 

@@ -377,6 +377,22 @@ impl Caches {
         }
     }
 
+    /// The serving cache whose prefix holds `key`, if one was started
+    /// (this never starts one).
+    pub fn serving_for_key(&self, key: &str) -> Option<Arc<WatchCache>> {
+        if !self.enabled {
+            return None;
+        }
+        let caches = self.caches.lock().unwrap_or_else(|p| p.into_inner());
+        let cache = caches
+            .iter()
+            .find(|(prefix, _)| key.as_bytes().starts_with(prefix))
+            .map(|(_, c)| c.clone())?;
+        drop(caches);
+        let ready = cache.lock().ready;
+        ready.then_some(cache)
+    }
+
     /// The cache of the resource stored under `prefix`, if it is serving;
     /// the first call starts it.
     pub fn serving(&self, prefix: &str) -> Option<Arc<WatchCache>> {
