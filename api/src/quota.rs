@@ -109,9 +109,10 @@ fn sum(containers: &Value, kind: &str) -> BTreeMap<String, i64> {
     total
 }
 
-/// A pod's effective requests or limits: containers summed, at least the
-/// largest init container, plus overhead.
-fn pod_resources(pod: &Value, kind: &str) -> BTreeMap<String, i64> {
+/// A pod's effective requests or limits (`kind`), in thousandths:
+/// containers summed, at least the largest init container, plus overhead
+/// (what LimitRanger's Pod limits bound, too).
+pub fn pod_resources(pod: &Value, kind: &str) -> BTreeMap<String, i64> {
     let mut total = sum(&pod["spec"]["containers"], kind);
     for init in pod["spec"]["initContainers"].as_array().into_iter().flatten() {
         for (name, m) in sum(&Value::Array(vec![init.clone()]), kind) {

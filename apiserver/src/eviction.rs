@@ -23,24 +23,35 @@ use crate::verbs::{self, storage_error};
 
 const ATTEMPTS: usize = 5;
 
-pub async fn evict(app: &App, info: &RequestInfo, eviction: Value) -> Result<Value, ApiError> {
+/// Evicts a pod; with `dry_run` (the query's or the eviction's
+/// deleteOptions'), only checks that it could be.
+pub async fn evict(app: &App, info: &RequestInfo, eviction: Value, dry_run: bool) -> Result<Value, ApiError> {
     let pod_info = crate::binding::pod_of(info, &eviction, "eviction")?;
     let (pod, _) = verbs::read(app, &pod_info).await?;
+    let options = eviction.get("deleteOptions").cloned();
+    let dry_run = dry_run
+        || options
+            .as_ref()
+            .and_then(|o| o["dryRun"].as_array())
+            .is_some_and(|d| d.iter().any(|v| v == "All"));
     let running = !matches!(
         pod["status"]["phase"].as_str(),
         Some("Pending" | "Succeeded" | "Failed")
     );
-    if running {
-        spend_budget(app, info, &pod).await?;
+    // A pod already being deleted disrupts nothing more.
+    let terminating = !pod["metadata"]["deletionTimestamp"].is_null();
+    if running && !terminating {
+        spend_budget(app, info, &pod, dry_run).await?;
     }
-    let options = eviction.get("deleteOptions").cloned();
-    verbs::delete(app, &pod_info, options.as_ref()).await?;
+    if !dry_run {
+        verbs::delete(app, &pod_info, options.as_ref()).await?;
+    }
     Ok(success(201))
 }
 
 /// Spends one allowed disruption of every budget covering `pod`, or
 /// refuses with 429 when one has none left.
-async fn spend_budget(app: &App, info: &RequestInfo, pod: &Value) -> Result<(), ApiError> {
+async fn spend_budget(app: &App, info: &RequestInfo, pod: &Value, dry_run: bool) -> Result<(), ApiError> {
     let pdbs = RequestInfo {
         resource: api::resources::find("policy", "v1", "poddisruptionbudgets")
             .ok_or_else(|| ApiError::internal("poddisruptionbudgets are not in the resource table"))?,
@@ -49,12 +60,22 @@ async fn spend_budget(app: &App, info: &RequestInfo, pod: &Value) -> Result<(), 
         subresource: None,
     };
     let list = verbs::list(app, &pdbs, &verbs::Query::from_pairs(&[])).await?;
+    let mut covering = Vec::new();
     for pdb in list["items"].as_array().into_iter().flatten() {
         let selector = Selector::from_label_selector(&pdb["spec"]["selector"])?;
         // A budget without a selector selects nothing (policy/v1).
-        if pdb["spec"]["selector"].is_null() || !selector.matches_labels(pod) {
-            continue;
+        if !pdb["spec"]["selector"].is_null() && selector.matches_labels(pod) {
+            covering.push(pdb);
         }
+    }
+    // As upstream: spending one budget and then finding another spent
+    // would take a disruption for nothing.
+    if covering.len() > 1 {
+        return Err(ApiError::internal(
+            "This pod has more than one PodDisruptionBudget, which the eviction subresource does not support.",
+        ));
+    }
+    for pdb in covering {
         let name = pdb["metadata"]["name"].as_str().unwrap_or_default().to_string();
         let named = RequestInfo {
             name: Some(name.clone()),
@@ -79,6 +100,10 @@ async fn spend_budget(app: &App, info: &RequestInfo, pod: &Value) -> Result<(), 
                     current["status"]["desiredHealthy"].as_i64().unwrap_or(0),
                     current["status"]["currentHealthy"].as_i64().unwrap_or(0),
                 )));
+            }
+            if dry_run {
+                spent = true;
+                break;
             }
             current["status"]["disruptionsAllowed"] = json!(allowed - 1);
             let pod_name = pod["metadata"]["name"].as_str().unwrap_or_default();

@@ -139,15 +139,13 @@ fn check(item: &Value, what: &str, requests: &Value, limits: &Value, broken: &mu
     }
 }
 
-/// A pod's containers summed, as quantities in thousandths (`1500m`).
-fn pod_total(spec: &Value, kind: &str) -> Value {
-    let mut total = Map::new();
-    for c in spec["containers"].as_array().into_iter().flatten() {
-        for (resource, q) in c["resources"][kind].as_object().into_iter().flatten() {
-            let sum = total.get(resource).and_then(milli).unwrap_or(0) + milli(q).unwrap_or(0);
-            total.insert(resource.clone(), json!(format!("{sum}m")));
-        }
-    }
+/// A pod's effective requests or limits (containers summed, at least its
+/// largest init container, plus overhead) as quantities (`1500m`).
+fn pod_total(pod: &Value, kind: &str) -> Value {
+    let total: Map<String, Value> = api::quota::pod_resources(pod, kind)
+        .into_iter()
+        .map(|(resource, milli)| (resource, json!(format!("{milli}m"))))
+        .collect();
     Value::Object(total)
 }
 
@@ -180,14 +178,8 @@ pub async fn admit(app: &App, plural: &str, namespace: &str, name: &str, object:
                 }
             }
             ("pods", Some("Pod")) => {
-                let spec = &object["spec"];
-                check(
-                    item,
-                    "Pod",
-                    &pod_total(spec, "requests"),
-                    &pod_total(spec, "limits"),
-                    &mut broken,
-                );
+                let (requests, limits) = (pod_total(object, "requests"), pod_total(object, "limits"));
+                check(item, "Pod", &requests, &limits, &mut broken);
             }
             ("persistentvolumeclaims", Some("PersistentVolumeClaim")) => {
                 let resources = &object["spec"]["resources"];

@@ -200,6 +200,23 @@ pub fn prepare_update(info: &RequestInfo, existing: &Value, mut object: Value) -
                 .flatten()
                 .any(|c| c["type"] == kind && c["status"] == "True")
         };
+        let had = |kind: &str| {
+            existing["status"]["conditions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|c| c["type"] == kind && c["status"] == "True")
+        };
+        for kind in ["Approved", "Denied"] {
+            if had(kind) && !flag(kind) {
+                return Err(ApiError::invalid(
+                    "CertificateSigningRequest",
+                    &name,
+                    "status.conditions",
+                    &format!("Forbidden: updates may not remove a condition of type \"{kind}\""),
+                ));
+            }
+        }
         if flag("Approved") && flag("Denied") {
             return Err(ApiError::invalid(
                 "CertificateSigningRequest",

@@ -116,21 +116,49 @@ fn listing(amounts: &[(String, i64)], hard: &BTreeMap<String, String>) -> String
 }
 
 /// Checks one quota against `usage`; its status with the charge added.
-async fn charge(
-    app: &App,
-    namespace: &str,
-    kind_name: &str,
-    q: &Value,
-    plural: &str,
-    object: &Value,
-    usage: &Usage,
-) -> Result<Option<Value>> {
+/// The object being admitted: its resource, the new value and, for an
+/// update, the old one.
+pub struct Admitted<'a> {
+    pub group: &'a str,
+    pub plural: &'a str,
+    pub kind_name: String,
+    pub object: &'a Value,
+    pub old: Option<&'a Value>,
+}
+
+/// What `admitted` newly uses under quota `q` (an update is charged only
+/// what grew, or everything when it moved into the quota's scope).
+fn usage_under(q: &Value, admitted: &Admitted<'_>) -> Usage {
+    let scopes = scopes_of(q);
+    let (group, plural) = (admitted.group, admitted.plural);
+    if !quota::in_scope(&scopes, plural, admitted.object) {
+        return Usage::new();
+    }
+    let now = quota::usage(group, plural, admitted.object);
+    let before = match admitted.old {
+        Some(old) if quota::in_scope(&scopes, plural, old) => quota::usage(group, plural, old),
+        _ => Usage::new(),
+    };
+    now.into_iter()
+        .filter_map(|(k, m)| {
+            let grown = m.saturating_sub(before.get(&k).copied().unwrap_or(0));
+            (grown > 0).then_some((k, grown))
+        })
+        .collect()
+}
+
+async fn charge(app: &App, namespace: &str, q: &Value, admitted: &Admitted<'_>) -> Result<Option<Value>> {
+    let (kind_name, plural, object) = (&admitted.kind_name, admitted.plural, admitted.object);
     let name = q["metadata"]["name"].as_str().unwrap_or_default();
     let hard = hard_of(q);
-    if q["spec"]["scopeSelector"].is_object() || !quota::in_scope(&scopes_of(q), plural, object) {
+    if q["spec"]["scopeSelector"].is_object() {
         return Ok(None);
     }
-    if plural == "pods" {
+    let usage = &usage_under(q, admitted);
+    if usage.is_empty() {
+        return Ok(None);
+    }
+    if plural == "pods" && admitted.old.is_none() {
         let missing = quota::unstated(object, &hard);
         if !missing.is_empty() {
             let what: Vec<String> = missing
@@ -210,15 +238,13 @@ async fn quotas(app: &App, list_info: &RequestInfo, fresh: bool) -> Result<Vec<A
     Ok(items.into_iter().map(Arc::new).collect())
 }
 
-/// Charges a new `object` (of `info`'s resource) against its namespace's
-/// quotas; with `dry_run`, only checks.
-pub async fn admit(app: &App, info: &RequestInfo, name: &str, object: &Value, dry_run: bool) -> Result<()> {
-    let Some(namespace) = info.namespace.as_deref() else {
+/// Charges `admitted` (a new object, or an update's growth) against its
+/// namespace's quotas; with `dry_run`, only checks. Every quota is
+/// checked before any charge is written, so a refusal leaves none behind.
+pub async fn admit(app: &App, namespace: Option<&str>, admitted: &Admitted<'_>, dry_run: bool) -> Result<()> {
+    let Some(namespace) = namespace else {
         return Ok(());
     };
-    let (group, plural) = (info.resource.group, info.resource.plural);
-    let usage = quota::usage(group, plural, object);
-    let kind_name = format!("{plural} \"{name}\"");
     let list_info = quotas_info(namespace, None)?;
     let mut done: HashSet<Vec<u8>> = HashSet::new();
     for attempt in 0..ATTEMPTS {
@@ -226,19 +252,24 @@ pub async fn admit(app: &App, info: &RequestInfo, name: &str, object: &Value, dr
         // many namespaces without quotas); after a conflict, straight from
         // the store. The charge is a compare-and-swap on the version read.
         let quotas = quotas(app, &list_info, attempt > 0).await?;
-        let mut conflicted = false;
+        let mut charges = Vec::new();
         for stored in quotas.iter() {
             if done.contains(&stored.key) {
                 continue;
             }
             let q = crate::verbs::parse_stored_value(&list_info, stored)?;
-            let Some(updated) = charge(app, namespace, &kind_name, &q, plural, object, &usage).await? else {
-                done.insert(stored.key.clone());
-                continue;
-            };
-            if dry_run {
-                continue;
+            match charge(app, namespace, &q, admitted).await? {
+                Some(updated) => charges.push((stored.clone(), q, updated)),
+                None => {
+                    done.insert(stored.key.clone());
+                }
             }
+        }
+        if dry_run {
+            return Ok(());
+        }
+        let mut conflicted = false;
+        for (stored, q, updated) in charges {
             let quota_name = q["metadata"]["name"].as_str().map(str::to_string);
             let one = quotas_info(namespace, quota_name)?;
             match crate::verbs::write(app, &one, updated, stored.revision).await {

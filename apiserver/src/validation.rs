@@ -114,6 +114,57 @@ fn metadata(c: &Check<'_>, object: &Value) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// A resource list's quantities: each a quantity, none negative (a
+/// negative request would lower a quota's usage).
+fn quantities(c: &Check<'_>, list: &Value, at: &str) -> Result<(), ApiError> {
+    for (name, q) in list.as_object().into_iter().flatten() {
+        let text = q.as_str().map_or_else(|| q.to_string(), str::to_string);
+        match api::quantity::Quantity::parse(&text) {
+            Err(_) => {
+                return Err(c.fail(
+                    &format!("{at}[{name}]"),
+                    format!("Invalid value: \"{text}\": quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'"),
+                ))
+            }
+            Ok(q) if q.milli() < 0 => {
+                return Err(c.fail(
+                    &format!("{at}[{name}]"),
+                    format!("Invalid value: \"{text}\": must be greater than or equal to 0"),
+                ))
+            }
+            Ok(_) => {}
+        }
+    }
+    Ok(())
+}
+
+/// A container's requests and limits: valid quantities, requests no
+/// larger than limits.
+fn resources(c: &Check<'_>, resources: &Value, at: &str) -> Result<(), ApiError> {
+    quantities(c, &resources["requests"], &format!("{at}.requests"))?;
+    quantities(c, &resources["limits"], &format!("{at}.limits"))?;
+    let milli = |v: &Value| {
+        v.as_str()
+            .and_then(|t| api::quantity::Quantity::parse(t).ok())
+            .map(|q| q.milli())
+    };
+    for (name, request) in resources["requests"].as_object().into_iter().flatten() {
+        if let (Some(r), Some(l)) = (milli(request), milli(&resources["limits"][name])) {
+            if r > l {
+                return Err(c.fail(
+                    &format!("{at}.requests"),
+                    format!(
+                        "Invalid value: \"{}\": must be less than or equal to {name} limit of {}",
+                        request.as_str().unwrap_or_default(),
+                        resources["limits"][name].as_str().unwrap_or_default()
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 fn pod_spec(c: &Check<'_>, spec: &Value, at: &str, restart_policies: &[&str]) -> Result<(), ApiError> {
     let containers = spec["containers"].as_array().map(Vec::as_slice).unwrap_or_default();
     if containers.is_empty() {
@@ -137,8 +188,10 @@ fn pod_spec(c: &Check<'_>, spec: &Value, at: &str, restart_policies: &[&str]) ->
             if container["image"].as_str().unwrap_or_default().trim().is_empty() {
                 return Err(c.fail(&format!("{field}.image"), "Required value"));
             }
+            resources(c, &container["resources"], &format!("{field}.resources"))?;
         }
     }
+    quantities(c, &spec["overhead"], &format!("{at}.overhead"))?;
     let policy = spec["restartPolicy"].as_str().unwrap_or_default();
     if !restart_policies.contains(&policy) {
         let valid: Vec<String> = restart_policies.iter().map(|p| format!("\"{p}\"")).collect();
@@ -242,11 +295,16 @@ pub fn validate(group: &str, plural: &str, object: &Value, old: Option<&Value>) 
             }
             Ok(())
         }
-        ("", "namespaces") if !dns_label(name) => {
+        // Names are checked when objects are made (an older object with
+        // a looser name can still be updated, finalized and deleted).
+        ("", "namespaces") if old.is_none() && !dns_label(name) => {
             Err(c.fail("metadata.name", format!("Invalid value: \"{name}\": {DNS1123_LABEL}")))
         }
-        ("", "services") if !dns1035_label(name) => {
+        ("", "services") if old.is_none() && !dns1035_label(name) => {
             Err(c.fail("metadata.name", format!("Invalid value: \"{name}\": {DNS1035_LABEL}")))
+        }
+        ("", "persistentvolumeclaims") => {
+            quantities(&c, &object["spec"]["resources"]["requests"], "spec.resources.requests")
         }
         ("", "configmaps" | "secrets") => immutable_data(&c, plural, object, old),
         ("apps", "deployments" | "replicasets" | "statefulsets" | "daemonsets") => workload(&c, object, old),
@@ -313,6 +371,44 @@ mod tests {
         let mut changed = binding("ClusterRole");
         changed["roleRef"]["name"] = json!("view");
         assert!(validate(rbac, "clusterrolebindings", &changed, Some(&binding("ClusterRole"))).is_err());
+    }
+
+    #[test]
+    fn quantities_must_be_valid_and_not_negative() {
+        let pod = |resources: serde_json::Value| {
+            serde_json::json!({"kind": "Pod", "metadata": {"name": "p"}, "spec": {"restartPolicy": "Always",
+                "containers": [{"name": "c", "image": "i", "resources": resources}]}})
+        };
+        let e = validate("", "pods", &pod(serde_json::json!({"requests": {"cpu": "-1"}})), None).unwrap_err();
+        assert!(
+            e.message.contains("must be greater than or equal to 0"),
+            "{}",
+            e.message
+        );
+        let e = validate("", "pods", &pod(serde_json::json!({"limits": {"cpu": "lots"}})), None).unwrap_err();
+        assert!(e.message.contains("quantities must match"), "{}", e.message);
+        let e = validate(
+            "",
+            "pods",
+            &pod(serde_json::json!({"requests": {"cpu": "2"}, "limits": {"cpu": "1"}})),
+            None,
+        )
+        .unwrap_err();
+        assert!(
+            e.message.contains("must be less than or equal to cpu limit"),
+            "{}",
+            e.message
+        );
+        assert!(validate(
+            "",
+            "pods",
+            &pod(serde_json::json!({"requests": {"cpu": "500m"}, "limits": {"cpu": "1"}})),
+            None
+        )
+        .is_ok());
+        let claim = serde_json::json!({"kind": "PersistentVolumeClaim", "metadata": {"name": "c"},
+            "spec": {"resources": {"requests": {"storage": "-1Gi"}}}});
+        assert!(validate("", "persistentvolumeclaims", &claim, None).is_err());
     }
 
     #[test]

@@ -510,7 +510,7 @@ pub async fn create(app: &App, info: &RequestInfo, body: Value, opts: &WriteOpti
     match (info.resource.plural, info.subresource.as_deref()) {
         (_, None) => {}
         ("pods", Some("binding")) => return crate::binding::bind(app, info, body).await,
-        ("pods", Some("eviction")) => return crate::eviction::evict(app, info, body).await,
+        ("pods", Some("eviction")) => return crate::eviction::evict(app, info, body, opts.dry_run).await,
         (_, Some(sub)) => {
             return Err(ApiError::method_not_allowed(format!(
                 "creating through the {sub} subresource is not supported"
@@ -552,7 +552,14 @@ pub async fn create(app: &App, info: &RequestInfo, body: Value, opts: &WriteOpti
     if is_service(info) {
         services::default_and_validate(&mut object)?;
     }
-    crate::resource_quota::admit(app, info, &name, &object, opts.dry_run).await?;
+    let admitted = crate::resource_quota::Admitted {
+        group,
+        plural,
+        kind_name: format!("{plural} \"{name}\""),
+        object: &object,
+        old: None,
+    };
+    crate::resource_quota::admit(app, info.namespace.as_deref(), &admitted, opts.dry_run).await?;
     if opts.dry_run {
         // Checked and defaulted; nothing allocated, nothing stored.
         return Ok(object);
@@ -662,6 +669,18 @@ pub(crate) async fn write_update(
         managed_fields::write_entries(&mut object, &entries);
     }
     let finishes_deletion = crate::deletion::after_update(existing, &object, info)?;
+    if info.subresource.is_none() && !finishes_deletion {
+        // What grew (a Service turned LoadBalancer, a bigger claim, a pod
+        // moved into a quota's scope) is charged like a create.
+        let admitted = crate::resource_quota::Admitted {
+            group,
+            plural,
+            kind_name: format!("{plural} \"{}\"", name(info)),
+            object: &object,
+            old: Some(existing),
+        };
+        crate::resource_quota::admit(app, info.namespace.as_deref(), &admitted, opts.dry_run).await?;
+    }
     if opts.dry_run {
         return Ok(registry::with_version(object, revision));
     }

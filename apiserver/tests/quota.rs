@@ -98,6 +98,32 @@ async fn limit_ranges_default_and_quotas_refuse_on(kind: &str) {
     let (ok, _, err) = c.kubectl(&["create", "configmap", "two", "-n", "team"], None).await;
     assert!(!ok && err.contains("exceeded quota: objects, requested: count/configmaps=1, used: count/configmaps=1, limited: count/configmaps=1"), "{err}");
 
+    // Updates are charged what grows: a Service turned NodePort.
+    let ports = r#"{"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "ports", "namespace": "team"}, "spec": {"hard": {"services.nodeports": "1"}}}"#;
+    let (ok, out, err) = c.kubectl(&["create", "-f", "-"], Some(ports)).await;
+    assert!(ok, "{out}{err}");
+    c.must(&["create", "service", "clusterip", "web", "-n", "team", "--tcp=80,443"])
+        .await;
+    let (ok, _, err) = c
+        .kubectl(
+            &[
+                "patch",
+                "service",
+                "web",
+                "-n",
+                "team",
+                "-p",
+                r#"{"spec": {"type": "NodePort"}}"#,
+            ],
+            None,
+        )
+        .await;
+    assert!(!ok && err.contains("exceeded quota: ports"), "{err}");
+    let kind = c
+        .must(&["get", "service", "web", "-n", "team", "-o", "jsonpath={.spec.type}"])
+        .await;
+    assert_eq!(kind, "ClusterIP");
+
     // A quota on cpu needs every container to state its cpu request.
     let (ok, out, err) = c
         .kubectl(

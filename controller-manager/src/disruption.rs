@@ -118,11 +118,15 @@ fn status_for(budget: &PodDisruptionBudget, pods: &[Arc<Pod>], now: k8s_openapi:
     let mut disrupted = BTreeMap::new();
     for (pod, at) in previous.into_iter().flatten() {
         let fresh = now.duration_since(at.0).as_secs() < DISRUPTION_TIMEOUT.as_secs() as i64;
-        if fresh && names.contains(&pod.as_str()) {
+        if fresh {
             disrupted.insert(pod, at);
         }
     }
-    let expected = selected.len() as i32;
+    // A pod evicted a moment ago and already gone is still expected: until
+    // its replacement exists the budget must not loosen (maxUnavailable=1
+    // for a StatefulSet that recreates pods one by one).
+    let gone = disrupted.keys().filter(|p| !names.contains(&p.as_str())).count();
+    let expected = (selected.len() + gone) as i32;
     let healthy = selected
         .iter()
         .filter(|p| p.metadata.deletion_timestamp.is_none())
@@ -238,5 +242,15 @@ mod tests {
         let s = status_for(&budget(json!({"minAvailable": "100%"})), &pods, now);
         assert_eq!(s["disruptionsAllowed"], 0);
         assert_eq!(s["conditions"][0]["reason"], "InsufficientPods");
+        // One pod evicted and gone: still expected, so maxUnavailable=1
+        // allows nothing more until it is back.
+        let mut b = budget(json!({"maxUnavailable": 1}));
+        b.status = serde_json::from_value(json!({"disruptedPods": {"gone": now}})).unwrap();
+        let two = vec![pod("a", true), pod("b", true)];
+        let s = status_for(&b, &two, now);
+        assert_eq!(
+            (s["expectedPods"].as_i64(), s["disruptionsAllowed"].as_i64()),
+            (Some(3), Some(0))
+        );
     }
 }

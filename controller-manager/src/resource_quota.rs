@@ -37,13 +37,28 @@ fn finished(pod: &Pod) -> bool {
     matches!(phase, Some("Succeeded" | "Failed"))
 }
 
+/// Whether a quota's limits changed, or its status does not yet show them.
+fn hard_changed(old: &ResourceQuota, new: &ResourceQuota) -> bool {
+    let hard = |q: &ResourceQuota| q.spec.as_ref().and_then(|s| s.hard.clone());
+    let recorded = new.status.as_ref().and_then(|s| s.hard.clone());
+    hard(old) != hard(new) || recorded != hard(new)
+}
+
 pub fn start(ctx: &Context) -> Runner {
     let quotas = ctx.factory.informer::<ResourceQuota>();
     let pods = ctx.factory.informer::<Pod>();
     let queue = ctx.queue("resourcequota");
     let q = queue.clone();
     quotas.add_handler(move |event| {
-        let (Event::Added(quota) | Event::Updated { new: quota, .. } | Event::Deleted(quota)) = event;
+        // Not on every status write: the API server's admission charges
+        // status.used before the object is stored, and a recount in
+        // between would wipe the charge. Only new quotas and changed
+        // limits (upstream's rule); the rest waits for the resync.
+        let quota = match event {
+            Event::Added(quota) => quota,
+            Event::Updated { old, new } if hard_changed(old, new) => new,
+            _ => return,
+        };
         q.add(quota.metadata.namespace.clone().unwrap_or_default());
     });
     let q = queue.clone();
@@ -78,6 +93,8 @@ fn resource_of(group: &str, plural: &str) -> Option<ApiResource> {
 }
 
 /// A quota's status for `objects` (kind and JSON of everything counted).
+/// Resources this controller cannot list (custom resources) keep the
+/// usage the API server's admission recorded.
 fn status_for(quota: &ResourceQuota, objects: &[(String, String, Value)]) -> Value {
     let spec = quota.spec.clone().unwrap_or_default();
     let hard: std::collections::BTreeMap<String, String> = spec
@@ -98,13 +115,16 @@ fn status_for(quota: &ResourceQuota, objects: &[(String, String, Value)]) -> Val
             }
         }
     }
+    let recorded = quota.status.as_ref().and_then(|s| s.used.clone()).unwrap_or_default();
     let used: serde_json::Map<String, Value> = used
         .iter()
         .map(|(k, m)| {
-            (
-                k.clone(),
-                json!(api::quota::format(*m, hard.get(k).map_or("", String::as_str))),
-            )
+            let counted = api::quota::tracked_resource(k).is_some_and(|(g, p)| resource_of(&g, &p).is_some());
+            let value = match recorded.get(k) {
+                Some(q) if !counted => json!(q.0),
+                _ => json!(api::quota::format(*m, hard.get(k).map_or("", String::as_str))),
+            };
+            (k.clone(), value)
         })
         .collect();
     json!({"hard": hard, "used": used})

@@ -57,6 +57,19 @@ async fn evictions_respect_the_budget_the_controller_computes() {
         .into_iter()
         .filter_map(|p| p.metadata.name)
         .collect();
+    // A dry run checks the budget but spends nothing and deletes nothing.
+    let eviction = format!(
+        r#"{{"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {{"name": "{}", "namespace": "default"}}}}"#,
+        names[0]
+    );
+    let path = format!("/api/v1/namespaces/default/pods/{}/eviction?dryRun=All", names[0]);
+    let (ok, out, err) = env
+        .cluster
+        .kubectl(&["create", "--raw", &path, "-f", "-"], Some(&eviction))
+        .await;
+    assert!(ok, "{out}{err}");
+    assert!(pods.get_opt(&names[0]).await.unwrap().is_some());
+    assert_eq!(status().await.map(|s| s.2), Some(1));
     pods.evict(&names[0], &DeleteParams::default()).await.unwrap();
     let refused = pods.evict(&names[1], &DeleteParams::default()).await.unwrap_err();
     assert!(refused.to_string().contains("disruption budget"), "{refused}");
