@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::tls::{self, ClientAuth};
-use serde_json::json;
+use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -230,11 +230,61 @@ async fn ensure_kubernetes_service(app: &App, advertise: &str, port: u16) -> Res
     let subsets = json!([{"addresses": [{"ip": advertise}],
                           "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}]);
     let endpoints = info("endpoints", Some("kubernetes")).ok_or_else(missing)?;
-    match crate::verbs::get(app, &endpoints).await {
+    ensure_kubernetes_endpoints(app, &endpoints, subsets).await?;
+    // And its EndpointSlice, which kube-proxy-like clients read. No
+    // managed-by label: the EndpointSlice controller leaves it alone.
+    let slices = api::resources::find("discovery.k8s.io", "v1", "endpointslices").ok_or_else(missing)?;
+    let slice_info = |name: Option<&str>| RequestInfo {
+        resource: slices,
+        namespace: Some("default".into()),
+        name: name.map(str::to_string),
+        subresource: None,
+    };
+    let address_type = if advertise.contains(':') { "IPv6" } else { "IPv4" };
+    let wanted = |current: Value| {
+        let mut slice = current;
+        slice["addressType"] = json!(address_type);
+        slice["endpoints"] = json!([{"addresses": [advertise], "conditions": {"ready": true}}]);
+        slice["ports"] = json!([{"name": "https", "port": port, "protocol": "TCP"}]);
+        slice
+    };
+    match crate::verbs::get(app, &slice_info(Some("kubernetes"))).await {
+        Ok(current) if wanted(current.clone()) == current => Ok(()),
+        Ok(current) => crate::verbs::update(
+            app,
+            &slice_info(Some("kubernetes")),
+            wanted(current),
+            &Default::default(),
+        )
+        .await
+        .map(|_| ()),
+        Err(e) if e.code == 404 => {
+            let body = wanted(json!({
+                "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+                "metadata": {"name": "kubernetes", "namespace": "default",
+                             "labels": {"kubernetes.io/service-name": "kubernetes"}},
+            }));
+            match crate::verbs::create(app, &slice_info(None), body, &Default::default()).await {
+                Err(e) if e.code != 409 => Err(e),
+                _ => Ok(()),
+            }
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// The `kubernetes` Endpoints naming this API server.
+async fn ensure_kubernetes_endpoints(
+    app: &App,
+    endpoints: &crate::request_info::RequestInfo,
+    subsets: Value,
+) -> Result<(), crate::status::ApiError> {
+    let missing = || crate::status::ApiError::internal("endpoints missing from the resource table");
+    match crate::verbs::get(app, endpoints).await {
         Ok(current) if current["subsets"] == subsets => Ok(()),
         Ok(mut current) => {
             current["subsets"] = subsets;
-            crate::verbs::update(app, &endpoints, current, &Default::default())
+            crate::verbs::update(app, endpoints, current, &Default::default())
                 .await
                 .map(|_| ())
         }
@@ -244,7 +294,12 @@ async fn ensure_kubernetes_service(app: &App, advertise: &str, port: u16) -> Res
                 "metadata": {"name": "kubernetes", "namespace": "default"},
                 "subsets": subsets,
             });
-            let collection = info("endpoints", None).ok_or_else(missing)?;
+            let collection = crate::request_info::RequestInfo {
+                resource: api::resources::find("", "v1", "endpoints").ok_or_else(missing)?,
+                namespace: Some("default".into()),
+                name: None,
+                subresource: None,
+            };
             crate::verbs::create(app, &collection, body, &Default::default())
                 .await
                 .map(|_| ())

@@ -837,6 +837,20 @@ async fn services_get_addresses_and_node_ports(kind: &str) {
         ])
         .await;
     assert_eq!(endpoints, c.server.rsplit(':').next().unwrap());
+    let slice = c
+        .json(&[
+            "get",
+            "endpointslices",
+            "-l",
+            "kubernetes.io/service-name=kubernetes",
+            "-o",
+            "json",
+        ])
+        .await;
+    let slice = &slice["items"][0];
+    assert_eq!(slice["metadata"]["name"], "kubernetes");
+    assert_eq!(slice["ports"][0]["port"].to_string(), endpoints);
+    assert_eq!(slice["endpoints"][0]["conditions"]["ready"], true);
 
     let (ok, out, err) = c.kubectl(&["create", "-f", "-"], Some(&service("a", ""))).await;
     assert!(ok, "{out}{err}");
