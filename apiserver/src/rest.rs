@@ -386,6 +386,24 @@ async fn serve_resource(
         let include = query.get("includeObject").unwrap_or("Metadata").to_string();
         (info.resource, include)
     });
+    // Subresources discovery names (as upstream serves them) that need
+    // streaming to a kubelet or in-place pod changes not built yet: a clear
+    // refusal rather than the parent object or a misleading 422.
+    if let Some(sub) = info.subresource.as_deref() {
+        let unserved = matches!(
+            (info.resource.plural, sub),
+            (
+                "pods",
+                "exec" | "attach" | "portforward" | "proxy" | "ephemeralcontainers" | "resize"
+            ) | ("nodes" | "services", "proxy")
+        );
+        if unserved {
+            return Err(ApiError::method_not_allowed(format!(
+                "{}/{sub} is not served by this API server yet",
+                info.resource.plural
+            )));
+        }
+    }
     // Logs are text, whatever was asked for.
     if verb == "get" && info.resource.plural == "pods" && info.subresource.as_deref() == Some("log") {
         return crate::pod_logs::proxy(app, info, query).await;

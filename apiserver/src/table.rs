@@ -455,6 +455,17 @@ fn row_object(object: &Value, include: &str) -> Value {
     }
 }
 
+/// A `meta.k8s.io/v1` Table of `rows` under `definitions`.
+fn envelope(list_meta: Value, definitions: Vec<Value>, rows: Vec<Value>) -> Value {
+    json!({
+        "kind": "Table",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": list_meta,
+        "columnDefinitions": definitions,
+        "rows": rows,
+    })
+}
+
 /// A custom resource's Table: NAME, then its CRD's
 /// `additionalPrinterColumns` (each a JSONPath into the object; `date`
 /// columns shown as an age), or NAME and AGE when it declares none.
@@ -487,13 +498,7 @@ fn custom_table(columns: &[Value], objects: &[Value], list_meta: Value, include:
             json!({"cells": cells, "object": row_object(o, include)})
         })
         .collect();
-    json!({
-        "kind": "Table",
-        "apiVersion": "meta.k8s.io/v1",
-        "metadata": list_meta,
-        "columnDefinitions": definitions,
-        "rows": rows,
-    })
+    envelope(list_meta, definitions, rows)
 }
 
 /// A Table of `objects` (a list's items, or one object) for `resource`.
@@ -524,13 +529,7 @@ pub fn table(resource: &api::resources::ResourceInfo, objects: &[Value], list_me
             })
         })
         .collect();
-    json!({
-        "kind": "Table",
-        "apiVersion": "meta.k8s.io/v1",
-        "metadata": list_meta,
-        "columnDefinitions": definitions,
-        "rows": rows,
-    })
+    envelope(list_meta, definitions, rows)
 }
 
 /// Whether an Accept header asks for a Table.

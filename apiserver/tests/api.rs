@@ -68,6 +68,54 @@ async fn kubectl_basics(kind: &str) {
     assert!(json["metadata"]["uid"].is_string());
     let rv: i64 = json["metadata"]["resourceVersion"].as_str().unwrap().parse().unwrap();
     assert!(rv > 0);
+    // Subresources not served yet say so.
+    let exec = curl(&c, "GET", "/api/v1/namespaces/default/pods/p/exec", None).await;
+    assert!(
+        exec.contains(" 405") && exec.contains("pods/exec is not served"),
+        "{exec}"
+    );
+    let yaml = c.must(&["get", "configmap", "settings", "-o", "yaml"]).await;
+    assert!(
+        yaml.contains("kind: ConfigMap") && yaml.contains("color: blue"),
+        "{yaml}"
+    );
+
+    // The columns kubectl shows, computed by the server (Table).
+    let node = r#"{"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n1"}}"#;
+    let (ok, out, err) = c.kubectl(&["create", "-f", "-"], Some(node)).await;
+    assert!(ok, "{out}{err}");
+    let deployment = r#"{"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+        "spec": {"replicas": 0, "selector": {"matchLabels": {"app": "web"}},
+                 "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "c", "image": "busybox"}]}}}}"#;
+    let (ok, out, err) = c.kubectl(&["create", "-f", "-"], Some(deployment)).await;
+    assert!(ok, "{out}{err}");
+    let replicaset = deployment
+        .replace("Deployment", "ReplicaSet")
+        .replace("\"web\"}", "\"web-rs\"}");
+    let (ok, out, err) = c.kubectl(&["create", "-f", "-"], Some(&replicaset)).await;
+    assert!(ok, "{out}{err}");
+    let event = r#"{"apiVersion": "v1", "kind": "Event", "metadata": {"name": "e1", "namespace": "default"},
+        "involvedObject": {"kind": "Pod", "name": "p", "namespace": "default"}, "reason": "Tested", "message": "hello", "type": "Normal"}"#;
+    let (ok, out, err) = c.kubectl(&["create", "-f", "-"], Some(event)).await;
+    assert!(ok, "{out}{err}");
+    for (args, header) in [
+        (&["get", "nodes"][..], "NAME STATUS ROLES AGE VERSION"),
+        (&["get", "deployments"][..], "NAME READY UP-TO-DATE AVAILABLE AGE"),
+        (&["get", "replicasets"][..], "NAME DESIRED CURRENT READY AGE"),
+        (&["get", "namespaces"][..], "NAME STATUS AGE"),
+        (&["get", "services"][..], "NAME TYPE CLUSTER-IP EXTERNAL-IP PORT(S) AGE"),
+        (&["get", "events"][..], "LAST SEEN TYPE REASON OBJECT MESSAGE"),
+    ] {
+        let out = c.must(args).await;
+        let first = out
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
+        assert!(first.starts_with(header), "{args:?}: {out}");
+    }
 
     let selected = c.must(&["get", "configmaps", "-l", "app=web", "-o", "name"]).await;
     assert_eq!(selected.trim(), "configmap/settings");
@@ -741,21 +789,11 @@ async fn kubectl_apply_on_etcd() {
 /// One HTTPS request as admin with curl (no retries, unlike kubectl on a
 /// 429); returns the response head and body.
 async fn curl(c: &Cluster, method: &str, path: &str, body: Option<&str>) -> String {
-    let pki = c.pki();
-    let mut cmd = tokio::process::Command::new("curl");
-    cmd.args(["-s", "-i", "--max-time", "25", "-X", method])
-        .arg("--cacert")
-        .arg(pki.join("ca.crt"))
-        .arg("--cert")
-        .arg(pki.join("admin.crt"))
-        .arg("--key")
-        .arg(pki.join("admin.key"))
-        .args(["-H", "Content-Type: application/json"]);
+    let mut args = vec!["-i", "-X", method, "-H", "Content-Type: application/json"];
     if let Some(body) = body {
-        cmd.args(["--data", body]);
+        args.extend(["--data", body]);
     }
-    let out = cmd.arg(format!("{}{path}", c.server)).output().await.unwrap();
-    String::from_utf8_lossy(&out.stdout).to_string()
+    String::from_utf8_lossy(&c.curl(&args, path).await).to_string()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1192,6 +1230,12 @@ async fn deletion_semantics(kind: &str) {
             .await;
         assert!(finalizers.contains(finalizer), "{cascade}: {finalizers}");
     }
+    // Background (the default): gone at once, dependents left to the
+    // garbage collector.
+    c.must(&["create", "configmap", "bg"]).await;
+    c.must(&["delete", "configmap", "bg", "--cascade=background"]).await;
+    let (ok, _, err) = c.kubectl(&["get", "configmap", "bg"], None).await;
+    assert!(!ok && err.contains("not found"), "{err}");
 
     // A namespace terminates; nothing new goes in; finalize lets it go.
     let doomed = r#"{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"doomed"}}"#;
@@ -2024,26 +2068,10 @@ async fn answers_come_in_the_media_type_asked_for() {
     c.must(&["create", "configmap", "settings", "--from-literal=color=blue"])
         .await;
     let path = "/api/v1/namespaces/default/configmaps/settings";
-    let pki = c.pki();
-    let get = |accept: &'static str| {
-        let pki = pki.clone();
-        let url = format!("{}{path}", c.server);
-        async move {
-            let out = tokio::process::Command::new("curl")
-                .args(["-s", "-i", "--max-time", "20", "-H"])
-                .arg(format!("Accept: {accept}"))
-                .arg("--cacert")
-                .arg(pki.join("ca.crt"))
-                .arg("--cert")
-                .arg(pki.join("admin.crt"))
-                .arg("--key")
-                .arg(pki.join("admin.key"))
-                .arg(url)
-                .output()
-                .await
-                .unwrap();
-            String::from_utf8_lossy(&out.stdout).to_string()
-        }
+    let cluster = &c;
+    let get = |accept: &'static str| async move {
+        let header = format!("Accept: {accept}");
+        String::from_utf8_lossy(&cluster.curl(&["-i", "-H", &header], path).await).to_string()
     };
     let yaml = get("application/yaml").await;
     assert!(

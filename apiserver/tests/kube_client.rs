@@ -4,23 +4,19 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod support;
+
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::{Client, Config};
+use kube::Client;
 use serde_json::json;
 use testkit::Cluster;
 use tokio_stream::StreamExt;
 
 async fn client(c: &Cluster) -> Client {
-    let kubeconfig = Kubeconfig::read_from(c.kubeconfig()).unwrap();
-    let mut config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-        .await
-        .unwrap();
-    config.cluster_url = c.server.parse().unwrap();
-    Client::try_from(config).unwrap()
+    support::kube_client(c).await
 }
 
 async fn kube_rs_lists_watches_creates_patches_and_deletes_on(kind: &str) {

@@ -261,22 +261,8 @@ async fn kubectls_imperative_commands_send_protobuf_and_work_on(kind: &str) {
 
 /// A GET as admin asking for protobuf; the response body.
 async fn get_protobuf(c: &Cluster, path: &str) -> Vec<u8> {
-    let pki = c.pki();
-    let out = tokio::process::Command::new("curl")
-        .args(["-sf", "--max-time", "20"])
-        .arg("--cacert")
-        .arg(pki.join("ca.crt"))
-        .arg("--cert")
-        .arg(pki.join("admin.crt"))
-        .arg("--key")
-        .arg(pki.join("admin.key"))
-        .args(["-H", "Accept: application/vnd.kubernetes.protobuf, */*"])
-        .arg(format!("{}{path}", c.server))
-        .output()
+    c.curl(&["-f", "-H", "Accept: application/vnd.kubernetes.protobuf, */*"], path)
         .await
-        .unwrap();
-    assert!(out.status.success(), "GET {path}: {:?}", out.status);
-    out.stdout
 }
 
 /// The object inside `k8s\0` + runtime.Unknown, checked to be `kind`.

@@ -6,23 +6,19 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod support;
+
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::{Api, ListParams, PostParams, WatchEvent, WatchParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::{Client, Config};
+use kube::Client;
 use serde_json::json;
 use testkit::Cluster;
 use tokio_stream::StreamExt;
 
 async fn client(c: &Cluster) -> Client {
-    let kubeconfig = Kubeconfig::read_from(c.kubeconfig()).unwrap();
-    let mut config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-        .await
-        .unwrap();
-    config.cluster_url = c.server.parse().unwrap();
-    Client::try_from(config).unwrap()
+    support::kube_client(c).await
 }
 
 /// How many times the API server has listed `resource` from the store.

@@ -169,6 +169,27 @@ impl Cluster {
         self.dir.path().join("pki")
     }
 
+    /// One HTTPS request to the API server as the cluster admin with curl
+    /// (no retries, unlike kubectl), `args` before the URL (method,
+    /// headers, body); the raw output, head included with `-i`.
+    pub async fn curl(&self, args: &[&str], path: &str) -> Vec<u8> {
+        let pki = self.pki();
+        let out = tokio::process::Command::new("curl")
+            .args(["-s", "--max-time", "25"])
+            .arg("--cacert")
+            .arg(pki.join("ca.crt"))
+            .arg("--cert")
+            .arg(pki.join("admin.crt"))
+            .arg("--key")
+            .arg(pki.join("admin.key"))
+            .args(args)
+            .arg(format!("{}{path}", self.server))
+            .output()
+            .await
+            .unwrap();
+        out.stdout
+    }
+
     /// The cluster-admin kubeconfig (system:masters).
     pub fn kubeconfig(&self) -> PathBuf {
         self.pki().join("admin.kubeconfig")
