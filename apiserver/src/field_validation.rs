@@ -18,7 +18,7 @@ use crate::types;
 pub enum FieldValidation {
     /// Drop them silently.
     Ignore,
-    /// Drop them (kube-apiserver also answers a warning header).
+    /// Drop them, with a `Warning` header naming each.
     #[default]
     Warn,
     /// Refuse the request with 400.
@@ -61,7 +61,7 @@ pub fn decode(info: &RequestInfo, object: Value, mode: FieldValidation) -> Resul
                     listed.join(", ")
                 )))
             }
-            FieldValidation::Warn => tracing::debug!(kind = r.kind, fields = ?unknown, "dropping unknown fields"),
+            FieldValidation::Warn => listed.into_iter().for_each(crate::warnings::add),
             FieldValidation::Ignore => {}
         }
     }
@@ -82,6 +82,11 @@ fn custom(info: &RequestInfo, mut object: Value, mode: FieldValidation) -> Resul
     if let Some((field, message)) = found.errors.first() {
         let kind = format!("{}.{}", r.kind, r.group);
         return Err(ApiError::invalid(&kind, &name, field, message));
+    }
+    if mode == FieldValidation::Warn {
+        for field in &found.pruned {
+            crate::warnings::add(format!("unknown field \"{field}\""));
+        }
     }
     if mode == FieldValidation::Strict && !found.pruned.is_empty() {
         let listed: Vec<String> = found.pruned.iter().map(|f| format!("unknown field \"{f}\"")).collect();

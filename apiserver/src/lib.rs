@@ -93,6 +93,7 @@ pub mod table;
 pub mod types;
 pub mod validation;
 pub mod verbs;
+pub mod warnings;
 pub mod watch;
 pub mod watch_cache;
 pub mod watch_prefix;

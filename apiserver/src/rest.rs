@@ -318,7 +318,16 @@ async fn serve(
     let result = match app.max_in_flight.admit(verb) {
         Ok(_slot) => {
             let _inflight = app.metrics.in_flight(!matches!(verb, "get" | "list" | "watch"));
-            serve_resource(app, &user, verb, &info, &query, headers, body).await
+            let served = serve_resource(app, &user, verb, &info, &query, headers, body);
+            let (result, warnings) = crate::warnings::collect(served).await;
+            result.map(|mut response| {
+                for text in warnings {
+                    if let Ok(value) = header::HeaderValue::from_str(&crate::warnings::header_value(&text)) {
+                        response.headers_mut().append(header::WARNING, value);
+                    }
+                }
+                response
+            })
         }
         Err(e) => Err(e),
     };

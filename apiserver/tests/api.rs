@@ -2073,6 +2073,10 @@ async fn answers_come_in_the_media_type_asked_for() {
         let header = format!("Accept: {accept}");
         String::from_utf8_lossy(&cluster.curl(&["-i", "-H", &header], path).await).to_string()
     };
+    // fieldValidation=Warn drops unknown fields and says so.
+    let odd = r#"{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "odd"}, "colour": "red"}"#;
+    let (ok, out, err) = c.kubectl(&["create", "--validate=warn", "-f", "-"], Some(odd)).await;
+    assert!(ok && err.contains(r#"Warning: unknown field "colour""#), "{out}{err}");
     let yaml = get("application/yaml").await;
     assert!(
         yaml.contains("content-type: application/yaml") && yaml.contains("color: blue"),
