@@ -61,7 +61,16 @@ port=30000
 for size in 1 3; do
   for kind in kubernate etcd; do
     start_cluster "$kind" "$size" "$port"
-    # Clients talk to the first member, as the API server does.
+    # Clients talk to the first member, as the API server does; say
+    # whether it leads (a follower forwards every write: not comparable).
+    if [ "$size" -gt 1 ]; then
+      # host:port, not a URL: etcdctl sends the endpoint as the HTTP/2
+      # authority for maintenance calls (the store's known gap).
+      first=${ENDPOINTS%%,*}
+      leader=$(ETCDCTL_API=3 etcdctl --endpoints="${first#http://}" endpoint status -w json 2>/dev/null |
+        python3 -c 'import json,sys; s=json.load(sys.stdin)[0]["Status"]; print("leader" if s["header"]["member_id"] == s["leader"] else "follower")' 2>/dev/null || echo unknown)
+      echo "# $kind-$size: the benchmarked member is the $leader"
+    fi
     "$bin/kubernate-store-bench" --endpoints "${ENDPOINTS%%,*}" --label "$kind-$size" "$@"
     memory["$kind-$size"]=$(rss_mib "${CLUSTER_PIDS[@]}")
     for p in "${CLUSTER_PIDS[@]}"; do kill "$p"; done
