@@ -2,7 +2,8 @@
 # Benchmarks Kubernate's store against etcd 3.4 in one run, same load, same
 # machine: a 1-member and a 3-member cluster of each, on loopback, both
 # with fsync on every commit (etcd's default; ours always). Prints one line
-# per system and phase, then each system's resident memory after the load.
+# per system and phase (for 3 members through the leader and through a
+# follower), then each system's resident memory after the load.
 #
 #   scripts/bench-store.sh [--clients N] [--ops N] [--value-size N]
 #
@@ -61,17 +62,25 @@ port=30000
 for size in 1 3; do
   for kind in kubernate etcd; do
     start_cluster "$kind" "$size" "$port"
-    # Clients talk to the first member, as the API server does; say
-    # whether it leads (a follower forwards every write: not comparable).
     if [ "$size" -gt 1 ]; then
-      # host:port, not a URL: etcdctl sends the endpoint as the HTTP/2
-      # authority for maintenance calls (the store's known gap).
-      first=${ENDPOINTS%%,*}
-      leader=$(ETCDCTL_API=3 etcdctl --endpoints="${first#http://}" endpoint status -w json 2>/dev/null |
-        python3 -c 'import json,sys; s=json.load(sys.stdin)[0]["Status"]; print("leader" if s["header"]["member_id"] == s["leader"] else "follower")' 2>/dev/null || echo unknown)
-      echo "# $kind-$size: the benchmarked member is the $leader"
+      # Through the leader and through a follower, each said: a follower
+      # forwards every write, so only like with like compares.
+      # (host:port, not a URL: etcdctl sends the endpoint as the HTTP/2
+      # authority for maintenance calls, the store's known gap.)
+      leader="" follower=""
+      for e in ${ENDPOINTS//,/ }; do
+        role=$(ETCDCTL_API=3 etcdctl --endpoints="${e#http://}" endpoint status -w json 2>/dev/null |
+          python3 -c 'import json,sys; s=json.load(sys.stdin)[0]["Status"]; print("leader" if s["header"]["member_id"] == s["leader"] else "follower")' 2>/dev/null || echo unknown)
+        if [ "$role" = leader ]; then leader=$e; elif [ -z "$follower" ]; then follower=$e; fi
+      done
+      for target in leader follower; do
+        endpoint=${!target}
+        [ -n "$endpoint" ] || { echo "# $kind-$size: no $target found" >&2; continue; }
+        "$bin/kubernate-store-bench" --endpoints "$endpoint" --label "$kind-$size-via-$target" "$@"
+      done
+    else
+      "$bin/kubernate-store-bench" --endpoints "${ENDPOINTS%%,*}" --label "$kind-$size" "$@"
     fi
-    "$bin/kubernate-store-bench" --endpoints "${ENDPOINTS%%,*}" --label "$kind-$size" "$@"
     memory["$kind-$size"]=$(rss_mib "${CLUSTER_PIDS[@]}")
     for p in "${CLUSTER_PIDS[@]}"; do kill "$p"; done
     wait "${CLUSTER_PIDS[@]}" 2>/dev/null || true
