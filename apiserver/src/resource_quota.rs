@@ -18,7 +18,6 @@
 //! requires every container to state that request or limit.
 
 use std::collections::{BTreeMap, HashSet};
-use std::sync::Arc;
 
 use api::quota::{self, Usage};
 use serde_json::{json, Value};
@@ -26,7 +25,7 @@ use serde_json::{json, Value};
 use crate::request_info::RequestInfo;
 use crate::rest::App;
 use crate::status::ApiError;
-use crate::storage::{StorageError, Stored};
+use crate::storage::StorageError;
 
 type Result<T> = std::result::Result<T, ApiError>;
 
@@ -220,24 +219,6 @@ async fn charge(app: &App, namespace: &str, q: &Value, admitted: &Admitted<'_>) 
     Ok(Some(updated))
 }
 
-async fn quotas(app: &App, list_info: &RequestInfo, fresh: bool) -> Result<Vec<Arc<Stored>>> {
-    if !fresh {
-        let cached = app
-            .watch_cache
-            .serving(&list_info.resource.storage_prefix())
-            .and_then(|cache| cache.list(&crate::watch::keys(list_info)));
-        if let Some((items, _)) = cached {
-            return Ok(items);
-        }
-    }
-    let (items, _) = app
-        .storage
-        .list(list_info.key().as_bytes(), 0)
-        .await
-        .map_err(|e| crate::verbs::storage_error(list_info, "", e))?;
-    Ok(items.into_iter().map(Arc::new).collect())
-}
-
 /// Charges `admitted` (a new object, or an update's growth) against its
 /// namespace's quotas; with `dry_run`, only checks. Every quota is
 /// checked before any charge is written, so a refusal leaves none behind.
@@ -251,7 +232,7 @@ pub async fn admit(app: &App, namespace: Option<&str>, admitted: &Admitted<'_>, 
         // The quotas as the watch cache has them (no store call for the
         // many namespaces without quotas); after a conflict, straight from
         // the store. The charge is a compare-and-swap on the version read.
-        let quotas = quotas(app, &list_info, attempt > 0).await?;
+        let quotas = crate::verbs::stored_under(app, &list_info, attempt > 0).await?;
         let mut charges = Vec::new();
         for stored in quotas.iter() {
             if done.contains(&stored.key) {

@@ -493,17 +493,8 @@ async fn serve_resource(
             } else {
                 Some(decode(headers, &body)?)
             };
-            // dryRun comes as a query parameter or in the DeleteOptions.
-            let mut dry_run = query.all("dryRun");
-            let in_body: Vec<String> = options
-                .as_ref()
-                .and_then(|o| o["dryRun"].as_array())
-                .into_iter()
-                .flatten()
-                .filter_map(|v| v.as_str().map(str::to_string))
-                .collect();
-            dry_run.extend(in_body.iter().map(String::as_str));
-            let dry_run = verbs::parse_dry_run(&dry_run)?;
+            // DeleteOptions' own dryRun is honoured by `deletion::delete`.
+            let dry_run = verbs::parse_dry_run(&query.all("dryRun"))?;
             if verb == "delete" {
                 ok(crate::deletion::delete(app, info, options.as_ref(), dry_run).await?)
             } else {

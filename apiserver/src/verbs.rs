@@ -208,8 +208,6 @@ pub async fn list_namespace(app: &App, plural: &str, namespace: &str) -> Result<
 /// a moment ago is never missed, as kube-apiserver's admission falls
 /// back to a live lookup); `None` when it does not exist.
 pub async fn get_for_admission(app: &App, key: &str) -> Result<Option<Vec<u8>>> {
-    let mut parts = key.trim_start_matches("/registry/").rsplitn(2, '/');
-    let (_, collection) = (parts.next(), parts.next().unwrap_or_default());
     let cached = app
         .watch_cache
         .serving_for_key(key)
@@ -227,7 +225,7 @@ pub async fn get_for_admission(app: &App, key: &str) -> Result<Option<Vec<u8>>> 
     match app.storage.get(key.as_bytes()).await {
         Ok(stored) => Ok(Some(stored.value)),
         Err(StorageError::NotFound) => Ok(None),
-        Err(e) => Err(ApiError::unavailable(format!("{collection}: {e}"))),
+        Err(e) => Err(ApiError::unavailable(format!("{key}: {e}"))),
     }
 }
 
@@ -244,22 +242,29 @@ pub async fn list_in(
         name: None,
         subresource: None,
     };
-    let cached = app
-        .watch_cache
-        .serving(&resource.storage_prefix())
-        .and_then(|cache| cache.list(&crate::watch::keys(&info)));
-    let items = match cached {
-        Some((items, _)) => items,
-        None => {
-            let (items, _) = app
-                .storage
-                .list(info.key().as_bytes(), 0)
-                .await
-                .map_err(|e| storage_error(&info, "", e))?;
-            items.into_iter().map(Arc::new).collect()
-        }
-    };
+    let items = stored_under(app, &info, false).await?;
     items.iter().map(|stored| parse_stored(&info, stored)).collect()
+}
+
+/// The stored objects of a collection: from the watch cache when it
+/// serves them, from the store otherwise or when `fresh` (a
+/// compare-and-swap that lost needs the store's own versions).
+pub async fn stored_under(app: &App, info: &RequestInfo, fresh: bool) -> Result<Vec<Arc<Stored>>> {
+    if !fresh {
+        let cached = app
+            .watch_cache
+            .serving(&info.resource.storage_prefix())
+            .and_then(|cache| cache.list(&crate::watch::keys(info)));
+        if let Some((items, _)) = cached {
+            return Ok(items);
+        }
+    }
+    let (items, _) = app
+        .storage
+        .list(info.key().as_bytes(), 0)
+        .await
+        .map_err(|e| storage_error(info, "", e))?;
+    Ok(items.into_iter().map(Arc::new).collect())
 }
 
 /// A list from the watch cache, when it can serve one: `asked` is the
