@@ -138,6 +138,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let dialer = Dialer {
         tls: peer_tls_client,
         rtt: Some(metrics.peer_rtt.clone()),
+        ..Default::default()
     };
     let raft_config = openraft::Config {
         cluster_name: token.clone(),

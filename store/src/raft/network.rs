@@ -32,11 +32,19 @@ use proto::peer_client::PeerClient;
 use proto::{ElectRequest, ElectResponse, LeaseAnswer, LeaseQuery, Payload, ReadIndexRequest, ReadIndexResponse};
 
 /// How peers are dialled: TLS settings when the peer port is secure.
+///
+/// Requests a member sends on behalf of its clients (forwarded writes,
+/// read-index questions, lease renewals) share one HTTP/2 connection per
+/// peer URL, kept in `channels`: opening a connection per request cost
+/// more CPU than the request itself. openraft's replication stream gets
+/// connections of its own, so heartbeats never queue behind client load.
 #[derive(Clone, Default)]
 pub struct Dialer {
     pub tls: Option<Arc<rustls::ClientConfig>>,
     /// `etcd_network_peer_round_trip_time_seconds`, observed per heartbeat.
     pub rtt: Option<prometheus::HistogramVec>,
+    /// One multiplexed channel per peer URL (tonic reconnects it as needed).
+    pub channels: Arc<std::sync::Mutex<std::collections::HashMap<String, Channel>>>,
 }
 
 impl Dialer {
@@ -54,14 +62,40 @@ impl Dialer {
         }
     }
 
-    /// A client for `member`'s peer service.
+    /// A client for `member`'s peer service on the shared connection.
     pub fn client(&self, member: &Member) -> Result<PeerClient<Channel>, String> {
-        let url = member
-            .peer_urls
-            .first()
-            .ok_or_else(|| format!("member {} has no peer URL", member.name))?;
-        Ok(PeerClient::new(self.channel(url)?).max_decoding_message_size(64 * 1024 * 1024))
+        let url = peer_url(member)?;
+        let mut channels = self
+            .channels
+            .lock()
+            .map_err(|_| "peer channel cache poisoned".to_string())?;
+        let channel = match channels.get(url) {
+            Some(channel) => channel.clone(),
+            None => {
+                let channel = self.channel(url)?;
+                channels.insert(url.to_string(), channel.clone());
+                channel
+            }
+        };
+        Ok(peer_client(channel))
     }
+
+    /// A client for `member`'s peer service on a connection of its own.
+    fn dedicated_client(&self, member: &Member) -> Result<PeerClient<Channel>, String> {
+        Ok(peer_client(self.channel(peer_url(member)?)?))
+    }
+}
+
+fn peer_url(member: &Member) -> Result<&str, String> {
+    member
+        .peer_urls
+        .first()
+        .map(String::as_str)
+        .ok_or_else(|| format!("member {} has no peer URL", member.name))
+}
+
+fn peer_client(channel: Channel) -> PeerClient<Channel> {
+    PeerClient::new(channel).max_decoding_message_size(64 * 1024 * 1024)
 }
 
 impl RaftNetworkFactory<TypeConfig> for Dialer {
@@ -70,7 +104,7 @@ impl RaftNetworkFactory<TypeConfig> for Dialer {
     async fn new_client(&mut self, target: NodeId, node: &Member) -> Connection {
         Connection {
             target,
-            client: self.client(node),
+            client: self.dedicated_client(node),
             rtt: self.rtt.clone(),
         }
     }
