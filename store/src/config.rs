@@ -72,6 +72,10 @@ pub struct Config {
     /// Largest client request accepted, in bytes.
     #[arg(long, default_value_t = 1536 * 1024)]
     pub max_request_bytes: usize,
+    /// How often a watcher that asked for progress notifications and saw
+    /// no events hears the current revision (Go duration: 10m, 5s, 500ms).
+    #[arg(long = "experimental-watch-progress-notify-interval", default_value = "10m", value_parser = go_duration)]
+    pub watch_progress_notify_interval: std::time::Duration,
     /// Leader heartbeat interval in milliseconds.
     #[arg(long, default_value_t = 100)]
     pub heartbeat_interval: u64,
@@ -80,6 +84,37 @@ pub struct Config {
     pub election_timeout: u64,
     #[command(flatten)]
     pub telemetry: common::telemetry::TelemetryArgs,
+}
+
+/// A duration as etcd's flags spell them (Go's `time.ParseDuration`):
+/// numbers with units, e.g. `10m`, `1m30s`, `250ms`.
+fn go_duration(text: &str) -> Result<std::time::Duration, String> {
+    let bad = || format!("invalid duration {text:?} (expected e.g. 10m, 30s, 500ms)");
+    let mut total = 0f64;
+    let mut rest = text.trim();
+    if rest.is_empty() {
+        return Err(bad());
+    }
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).ok_or_else(bad)?;
+        let number: f64 = rest[..digits].parse().map_err(|_| bad())?;
+        rest = &rest[digits..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let seconds = match &rest[..unit_len] {
+            "h" => 3600.0,
+            "m" => 60.0,
+            "s" => 1.0,
+            "ms" => 1e-3,
+            "us" | "µs" => 1e-6,
+            "ns" => 1e-9,
+            _ => return Err(bad()),
+        };
+        total += number * seconds;
+        rest = &rest[unit_len..];
+    }
+    std::time::Duration::try_from_secs_f64(total).map_err(|_| bad())
 }
 
 /// A bad flag combination, said plainly.
@@ -284,6 +319,20 @@ mod tests {
         let c = config(&["--cert-file", "c.pem", "--key-file", "k.pem"]);
         assert!(c.validate().unwrap_err().to_string().contains("must use https://"));
         assert!(config(&[]).validate().is_ok());
+    }
+
+    #[test]
+    fn durations_are_read_as_go_spells_them() {
+        use std::time::Duration;
+        assert_eq!(go_duration("10m"), Ok(Duration::from_secs(600)));
+        assert_eq!(go_duration("1m30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(go_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(go_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        for bad in ["", "10", "5x", "s", "-1s"] {
+            assert!(go_duration(bad).is_err(), "{bad:?} was accepted");
+        }
+        let c = config(&["--experimental-watch-progress-notify-interval", "2s"]);
+        assert_eq!(c.watch_progress_notify_interval, Duration::from_secs(2));
     }
 
     #[test]

@@ -124,7 +124,9 @@ pub async fn run_updater(node: Arc<Node>, metrics: Metrics, shutdown: Cancellati
             let seen = metrics.proposals_applied.get();
             metrics.proposals_applied.inc_by(applied.index.saturating_sub(seen));
             let seen = metrics.proposals_committed.get();
-            metrics.proposals_committed.inc_by(applied.index.saturating_sub(seen));
+            metrics
+                .proposals_committed
+                .inc_by(node.committed_index().saturating_sub(seen));
         }
         if let Some(last) = m.last_log_index {
             // Entries in the log that are not applied yet are pending.
@@ -178,10 +180,20 @@ where
         let path = request.uri().path().trim_start_matches('/').to_string();
         let (service, method) = path.split_once('/').unwrap_or((path.as_str(), ""));
         let (service, method) = (service.to_string(), method.to_string());
+        // go-grpc-prometheus's names, as etcd exports them.
         let grpc_type = match method.as_str() {
-            "Watch" | "LeaseKeepAlive" | "Snapshot" | "Observe" => "stream",
+            "Watch" | "LeaseKeepAlive" => "bidi_stream",
+            "Snapshot" | "Observe" | "RangeStream" => "server_stream",
             _ => "unary",
         };
+        // The JSON gateway shares the port; it is not a gRPC call.
+        let is_grpc = request
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
+        if !is_grpc {
+            return Box::pin(self.inner.call(request));
+        }
         let metrics = self.metrics.clone();
         let started = Instant::now();
         let future = self.inner.call(request);

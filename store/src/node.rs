@@ -31,6 +31,8 @@ pub struct Limits {
     pub quota_bytes: i64,
     /// The largest request accepted (`--max-request-bytes`).
     pub max_request_bytes: usize,
+    /// How often idle watchers with `progress_notify` hear the revision.
+    pub progress_interval: Duration,
 }
 
 impl Default for Limits {
@@ -39,6 +41,7 @@ impl Default for Limits {
             request_timeout: Duration::from_secs(7),
             quota_bytes: 2 * 1024 * 1024 * 1024,
             max_request_bytes: 1536 * 1024,
+            progress_interval: crate::server::watch::PROGRESS_INTERVAL,
         }
     }
 }
@@ -65,6 +68,8 @@ pub struct Node {
     pub proposer: Proposer,
     /// Callers waiting for a read barrier (see [`Node::read_barrier`]).
     pub reads: ReadQueue,
+    /// The highest log index known committed (see `LogStore::committed`).
+    pub committed: std::sync::Arc<std::sync::atomic::AtomicU64>,
     /// `etcd_server_proposals_failed_total`.
     pub failed_proposals: prometheus::IntCounter,
 }
@@ -138,6 +143,34 @@ impl Node {
             self.failed_proposals.inc();
         }
         result
+    }
+
+    /// Raises the NOSPACE alarm and refuses a write of `cost` bytes when it
+    /// would take the keyspace past the quota. Writes that add nothing
+    /// (deletes) always pass, as in etcd, so space can be freed.
+    pub async fn check_quota(&self, cost: usize) -> Result<(), Error> {
+        let size = self.sm.state.read().map(|s| s.kv.size_bytes()).unwrap_or(0);
+        if cost == 0 || size.saturating_add(cost as i64) <= self.limits.quota_bytes {
+            return Ok(());
+        }
+        tracing::warn!(
+            size,
+            quota = self.limits.quota_bytes,
+            "storage quota exceeded; raising NOSPACE"
+        );
+        let alarm = Command::Alarm {
+            activate: true,
+            member: self.id,
+            alarm: crate::raft::state_machine::ALARM_NOSPACE,
+        };
+        self.propose(alarm).await?;
+        Err(Error::NoSpace)
+    }
+
+    /// The highest log index known committed: at least what is applied.
+    pub fn committed_index(&self) -> u64 {
+        let applied = self.raft.metrics().borrow().last_applied.map(|l| l.index).unwrap_or(0);
+        self.committed.load(std::sync::atomic::Ordering::Relaxed).max(applied)
     }
 
     /// The current leader, as this member knows it, and how to reach it.

@@ -116,6 +116,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             detail: e.to_string(),
         }
     })?;
+    let committed = log.committed.clone();
     let commit = metrics.backend_commit.clone();
     let sm = StateMachine::open(&data_dir, Some(Arc::new(move |s| commit.observe(s))))
         .map_err(|e| StartError::Raft(e.to_string()))?;
@@ -195,11 +196,13 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         limits: Limits {
             quota_bytes: config.quota_backend_bytes,
             max_request_bytes: config.max_request_bytes,
+            progress_interval: config.watch_progress_notify_interval,
             ..Limits::default()
         },
         proposer,
         reads,
         failed_proposals: metrics.proposals_failed.clone(),
+        committed,
     });
     tokio::spawn(crate::node::run_read_rounds(Arc::downgrade(&node), read_queue));
 
@@ -236,12 +239,12 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             .add_service(PbLeaseServer::new(LeaseService::new(node.clone())).max_decoding_message_size(limit))
             .add_service(PbMaintenanceServer::new(MaintenanceService { node: node.clone() }))
             .add_service(PbClusterServer::new(ClusterService { node: node.clone() }))
-            .add_service(LockServer::new(LockService { node: node.clone() }))
-            .add_service(ElectionServer::new(ElectionService { node: node.clone() }));
+            .add_service(LockServer::new(LockService { node: node.clone() }).max_decoding_message_size(limit))
+            .add_service(ElectionServer::new(ElectionService { node: node.clone() }).max_decoding_message_size(limit));
     // gRPC and etcd's JSON gateway share the client port, as in etcd.
     let router = grpc
         .into_axum_router()
-        .merge(crate::gateway::router(node.clone()))
+        .merge(crate::gateway::router(node.clone(), limit))
         .layer(GrpcMetricsLayer {
             metrics: metrics.clone(),
         })
@@ -307,16 +310,27 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let health_node = node.clone();
     let health: common::metrics::ExtraRoutes = Arc::new(move |path| {
         (path == "/health").then(|| {
+            // As etcd 3.4: an active alarm, then a missing leader, is unhealthy.
+            let alarm = health_node
+                .sm
+                .state
+                .read()
+                .ok()
+                .and_then(|s| s.alarms.iter().next().map(|(_, a)| *a));
             let has_leader = health_node.raft.metrics().borrow().current_leader.is_some();
-            let (status, body) = if has_leader {
-                (http::StatusCode::OK, r#"{"health":"true","reason":""}"#.to_string())
-            } else {
-                (
-                    http::StatusCode::SERVICE_UNAVAILABLE,
-                    r#"{"health":"false","reason":"RAFT NO LEADER"}"#.to_string(),
-                )
+            let reason = match alarm {
+                Some(alarm) => format!("ALARM {}", crate::server::maintenance::alarm_name(alarm)),
+                None if !has_leader => "RAFT NO LEADER".to_string(),
+                None => {
+                    return (
+                        http::StatusCode::OK,
+                        "application/json",
+                        r#"{"health":"true","reason":""}"#.into(),
+                    )
+                }
             };
-            (status, "application/json", body)
+            let body = serde_json::json!({"health": "false", "reason": reason}).to_string();
+            (http::StatusCode::SERVICE_UNAVAILABLE, "application/json", body)
         })
     });
     for listener in metrics_listeners {

@@ -428,6 +428,27 @@ async fn quota_raises_nospace_and_refuses_writes_until_disarmed() {
     c.delete("k", Some(DeleteOptions::new().with_prefix())).await.unwrap();
     let err = c.put("small", "v", None).await.unwrap_err().to_string();
     assert!(err.contains("database space exceeded"), "{err}");
+    // A txn that only deletes passes (etcd charges puts only), one that
+    // puts does not; nor may leases be granted.
+    c.txn(Txn::new().and_then([TxnOp::delete("small", None)])).await.unwrap();
+    let err = c
+        .txn(Txn::new().and_then([TxnOp::put("small", "v", None)]))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("database space exceeded"), "{err}");
+    let err = c.lease_grant(30, None).await.unwrap_err().to_string();
+    assert!(err.contains("database space exceeded"), "{err}");
+    // Status lists the alarm; /health is unhealthy while it is raised.
+    let status = c.status().await.unwrap();
+    assert!(
+        status.errors().iter().any(|e| e.ends_with("alarm:NOSPACE")),
+        "{:?}",
+        status.errors()
+    );
+    let (code, body) = http(running.metrics_addrs[0], "GET", "/health", "").await;
+    assert!(code.contains("503"), "{code}");
+    assert_eq!(body, r#"{"health":"false","reason":"ALARM NOSPACE"}"#);
     // As with etcd: free space (delete, compact), then disarm.
     let now = c.get("k0", None).await.unwrap().header().unwrap().revision();
     c.compact(now, None).await.unwrap();
@@ -725,12 +746,29 @@ async fn metrics_and_health_use_etcds_names() {
         "etcd_debugging_mvcc_keys_total 1",
         "etcd_server_proposals_applied_total",
         "etcd_server_proposals_failed_total",
+        "etcd_server_leader_changes_seen_total 1",
+        "etcd_server_proposals_pending",
         "etcd_disk_backend_commit_duration_seconds_bucket",
         r#"grpc_server_handled_total{grpc_code="OK",grpc_method="Put",grpc_service="etcdserverpb.KV",grpc_type="unary"} 1"#,
         "grpc_server_handling_seconds_bucket",
     ] {
         assert!(text.contains(name), "/metrics lacks {name}:\n{text}");
     }
+    let sample = |name: &str| -> u64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
+            .unwrap_or_else(|| panic!("no sample {name}:\n{text}"))
+    };
+    let (committed, applied) = (
+        sample("etcd_server_proposals_committed_total "),
+        sample("etcd_server_proposals_applied_total "),
+    );
+    assert!(committed >= applied && applied >= 2, "committed {committed}, applied {applied}");
+    // Status: the committed index, no errors while healthy.
+    let status = c.status().await.unwrap();
+    assert!(status.raft_index() >= applied, "{status:?}");
+    assert!(status.errors().is_empty(), "{:?}", status.errors());
+    assert_eq!(status.leader(), status.header().unwrap().member_id());
     let body = text.split_once("\r\n\r\n").unwrap().1;
     let mut promtool = std::process::Command::new("promtool")
         .args(["check", "metrics"])

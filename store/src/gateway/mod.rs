@@ -27,8 +27,11 @@ use crate::server::{cluster::ClusterService, kv::KvService, lease::LeaseService}
 use crate::server::{maintenance::MaintenanceService, watch};
 use json::In;
 
-/// The gateway's routes, to merge with the gRPC services on the client port.
-pub fn router(node: Arc<Node>) -> axum::Router {
+/// The gateway's routes, to merge with the gRPC services on the client
+/// port. Bodies may be `limit` bytes before base64 (a third more after), so
+/// that a request just over `--max-request-bytes` gets etcd's error from
+/// the size check rather than a bare 413.
+pub fn router(node: Arc<Node>, limit: usize) -> axum::Router {
     axum::Router::new()
         .route("/v3/kv/range", post(range))
         .route("/v3/kv/put", post(put))
@@ -46,6 +49,7 @@ pub fn router(node: Arc<Node>) -> axum::Router {
         .route("/v3/maintenance/status", post(status))
         .route("/v3/cluster/member/list", post(member_list))
         .route("/v3/watch", post(watch_stream))
+        .layer(axum::extract::DefaultBodyLimit::max(limit / 3 * 4 + 64 * 1024))
         .with_state(node)
 }
 
@@ -357,7 +361,8 @@ async fn watch_stream(State(node): State<Arc<Node>>, bytes: Bytes) -> Response {
     };
     let (tx, rx) = tokio::sync::mpsc::channel(64);
     let cancel = tokio_util::sync::CancellationToken::new();
-    tokio::spawn(watch::run_watcher(node, spec, tx, cancel.clone()));
+    let (delivered, _) = tokio::sync::watch::channel(0);
+    tokio::spawn(watch::run_watcher(node, spec, tx, cancel.clone(), delivered));
     let guard = cancel.drop_guard();
     let lines = tokio_stream::wrappers::ReceiverStream::new(rx).map(move |item| {
         let _keep = &guard;

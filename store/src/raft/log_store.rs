@@ -90,6 +90,9 @@ pub struct LogStore {
     db: Arc<Database>,
     pending: Pending,
     writer: Arc<Writer>,
+    /// The highest committed log index openraft has told this store of
+    /// (etcd's `raftIndex` in Status and the committed-proposals counter).
+    pub committed: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// The queue to the writer thread. When the last clone of the store goes,
@@ -137,7 +140,12 @@ impl LogStore {
             queue: Some(sender),
             thread: Some(thread),
         });
-        Ok(LogStore { db, pending, writer })
+        Ok(LogStore {
+            db,
+            pending,
+            writer,
+            committed: Arc::default(),
+        })
     }
 
     fn read_meta<T: for<'de> serde::Deserialize<'de>>(&self, key: &str) -> Result<Option<T>, StorageError> {
@@ -346,6 +354,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     /// before hearing from a leader, so it rides along with the next
     /// durable commit instead of costing an fsync. Losing it is safe.
     async fn save_committed(&mut self, committed: Option<LogId<NodeId>>) -> Result<(), StorageError> {
+        if let Some(id) = &committed {
+            self.committed.fetch_max(id.index, std::sync::atomic::Ordering::Relaxed);
+        }
         let bytes = encode(&committed).map_err(|e| StorageIOError::write(io_err(e)))?;
         self.send(Op::Meta {
             key: COMMITTED,

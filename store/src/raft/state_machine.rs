@@ -95,7 +95,7 @@ struct SnapshotFile {
 }
 
 /// A serialised state with the log position and membership it covers.
-type Serialised = (Vec<u8>, Option<LogId<NodeId>>, StoredMembership<NodeId, Member>);
+pub type Serialised = (Vec<u8>, Option<LogId<NodeId>>, StoredMembership<NodeId, Member>);
 
 /// Observes each snapshot written to disk: the store's backend commit
 /// (`etcd_disk_backend_commit_duration_seconds`), since the keyspace
@@ -179,7 +179,8 @@ impl StateMachine {
         Ok(())
     }
 
-    fn serialise(&self) -> Result<Serialised, StorageError> {
+    /// The whole state, encoded as a snapshot holds it.
+    pub fn serialise(&self) -> Result<Serialised, StorageError> {
         let state = self.state.read().map_err(sm_err)?;
         let file = SnapshotFile {
             kv: state.kv.snapshot(),
@@ -241,7 +242,7 @@ fn execute(state: &mut State, command: &Command) -> Result<(Vec<u8>, Vec<PbEvent
         }
         Command::Txn(bytes) => {
             let req: PbTxnRequest = decode_request(bytes)?;
-            if no_space(state) && txn_writes(&req) {
+            if no_space(state) && txn_put_cost(&req) > 0 {
                 return Err(Error::NoSpace);
             }
             let leases = &state.leases;
@@ -253,6 +254,9 @@ fn execute(state: &mut State, command: &Command) -> Result<(Vec<u8>, Vec<PbEvent
             Ok((Vec::new(), Vec::new()))
         }
         Command::LeaseGrant { id, ttl } => {
+            if no_space(state) {
+                return Err(Error::NoSpace);
+            }
             if state.leases.contains_key(id) {
                 return Err(Error::LeaseExists);
             }
@@ -287,17 +291,19 @@ fn execute(state: &mut State, command: &Command) -> Result<(Vec<u8>, Vec<PbEvent
     }
 }
 
-/// Whether a txn could write (so the NOSPACE alarm refuses it).
-fn txn_writes(req: &PbTxnRequest) -> bool {
+/// The bytes a txn's puts could add (etcd's quota cost: deletes cost
+/// nothing, so a delete-only txn passes the NOSPACE alarm).
+pub fn txn_put_cost(req: &PbTxnRequest) -> usize {
     use etcd_client::proto::PbTxnOpRequest as Op;
     req.success
         .iter()
         .chain(req.failure.iter())
-        .any(|op| match &op.request {
-            Some(Op::RequestPut(_)) | Some(Op::RequestDeleteRange(_)) => true,
-            Some(Op::RequestTxn(inner)) => txn_writes(inner),
-            _ => false,
+        .map(|op| match &op.request {
+            Some(Op::RequestPut(put)) => put.key.len() + put.value.len(),
+            Some(Op::RequestTxn(inner)) => txn_put_cost(inner),
+            _ => 0,
         })
+        .sum()
 }
 
 impl RaftStateMachine<TypeConfig> for StateMachine {

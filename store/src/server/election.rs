@@ -54,6 +54,7 @@ impl Election for ElectionService {
 
     async fn campaign(&self, request: Request<CampaignRequest>) -> Result<Response<CampaignResponse>, Status> {
         let req = request.into_inner();
+        super::check_size(&self.node, &req)?;
         if req.name.is_empty() {
             return Err(Error::from(crate::mvcc::Error::EmptyKey).into());
         }
@@ -85,6 +86,7 @@ impl Election for ElectionService {
 
     async fn proclaim(&self, request: Request<ProclaimRequest>) -> Result<Response<ProclaimResponse>, Status> {
         let req = request.into_inner();
+        super::check_size(&self.node, &req)?;
         let leader = req.leader.ok_or(Error::ElectionNotLeader)?;
         let put = PbTxnOpRequest::RequestPut(PbPutRequest {
             key: leader.key.clone(),

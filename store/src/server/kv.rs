@@ -12,7 +12,6 @@ use tonic::{Request, Response, Status};
 use super::{check_size, propose_decoded};
 use crate::error::Error;
 use crate::node::Node;
-use crate::raft::state_machine::ALARM_NOSPACE;
 use crate::raft::Command;
 
 /// etcd's default `--max-txn-ops`.
@@ -20,29 +19,6 @@ pub const MAX_TXN_OPS: usize = 128;
 
 pub struct KvService {
     pub node: Arc<Node>,
-}
-
-impl KvService {
-    /// Raises the NOSPACE alarm and refuses the write when it would take
-    /// the keyspace past the quota.
-    async fn check_quota(&self, cost: usize) -> Result<(), Error> {
-        let size = self.node.sm.state.read().map(|s| s.kv.size_bytes()).unwrap_or(0);
-        if size.saturating_add(cost as i64) <= self.node.limits.quota_bytes {
-            return Ok(());
-        }
-        tracing::warn!(
-            size,
-            quota = self.node.limits.quota_bytes,
-            "storage quota exceeded; raising NOSPACE"
-        );
-        let alarm = Command::Alarm {
-            activate: true,
-            member: self.node.id,
-            alarm: ALARM_NOSPACE,
-        };
-        self.node.propose(alarm).await?;
-        Err(Error::NoSpace)
-    }
 }
 
 fn count_ops(req: &PbTxnRequest) -> Result<(), Error> {
@@ -97,7 +73,7 @@ impl PbKvService for KvService {
         if req.key.is_empty() {
             return Err(Error::from(crate::mvcc::Error::EmptyKey).into());
         }
-        self.check_quota(req.key.len() + req.value.len()).await?;
+        self.node.check_quota(req.key.len() + req.value.len()).await?;
         let resp = propose_decoded(
             &self.node,
             Command::Put(req.encode_to_vec()),
@@ -126,7 +102,9 @@ impl PbKvService for KvService {
         let req = request.into_inner();
         check_size(&self.node, &req)?;
         count_ops(&req)?;
-        self.check_quota(req.encoded_len()).await?;
+        self.node
+            .check_quota(crate::raft::state_machine::txn_put_cost(&req))
+            .await?;
         let resp = propose_decoded(
             &self.node,
             Command::Txn(req.encode_to_vec()),

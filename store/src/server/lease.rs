@@ -59,6 +59,8 @@ impl PbLeaseService for LeaseService {
         if id < 0 {
             return Err(Error::InvalidArgument("lease ID must be positive".into()).into());
         }
+        // etcd's quota cost of a lease: its id and TTL.
+        self.node.check_quota(16).await?;
         let reply = self.node.propose(Command::LeaseGrant { id, ttl }).await?;
         reply.outcome?;
         Ok(Response::new(PbLeaseGrantResponse {

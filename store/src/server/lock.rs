@@ -20,6 +20,7 @@ pub struct LockService {
 impl Lock for LockService {
     async fn lock(&self, request: Request<LockRequest>) -> Result<Response<LockResponse>, Status> {
         let req = request.into_inner();
+        super::check_size(&self.node, &req)?;
         if req.name.is_empty() {
             return Err(Error::from(crate::mvcc::Error::EmptyKey).into());
         }

@@ -31,7 +31,7 @@ pub struct MaintenanceService {
     pub node: Arc<Node>,
 }
 
-fn alarm_name(alarm: i32) -> &'static str {
+pub fn alarm_name(alarm: i32) -> &'static str {
     match alarm {
         ALARM_NOSPACE => "NOSPACE",
         2 => "CORRUPT",
@@ -88,13 +88,13 @@ impl PbMaintenanceService for MaintenanceService {
 
     async fn status(&self, _: Request<PbStatusRequest>) -> Result<Response<PbStatusResponse>, Status> {
         let metrics = self.node.raft.metrics().borrow().clone();
-        let (db_size, errors) = self
+        let (db_size, mut errors) = self
             .node
             .sm
             .state
             .read()
             .map(|s| {
-                let errors = s
+                let errors: Vec<String> = s
                     .alarms
                     .iter()
                     .map(|(m, a)| format!("memberID:{m} alarm:{}", alarm_name(*a)))
@@ -102,6 +102,10 @@ impl PbMaintenanceService for MaintenanceService {
                 (s.kv.size_bytes(), errors)
             })
             .unwrap_or_default();
+        if metrics.current_leader.is_none() {
+            // etcd lists the missing leader first among a status's errors.
+            errors.insert(0, Error::NoLeader.to_string());
+        }
         let is_learner = !metrics
             .membership_config
             .membership()
@@ -112,7 +116,7 @@ impl PbMaintenanceService for MaintenanceService {
             version: ETCD_VERSION.to_string(),
             db_size,
             leader: metrics.current_leader.unwrap_or(0),
-            raft_index: metrics.last_log_index.unwrap_or(0),
+            raft_index: self.node.committed_index(),
             raft_term: metrics.current_term,
             raft_applied_index: metrics.last_applied.map(|l| l.index).unwrap_or(0),
             errors,
@@ -161,11 +165,9 @@ impl PbMaintenanceService for MaintenanceService {
     }
 
     async fn snapshot(&self, _: Request<PbSnapshotRequest>) -> Result<Response<SnapshotStream>, Status> {
-        let mut builder = self.node.sm.clone();
-        let snapshot = openraft::RaftSnapshotBuilder::build_snapshot(&mut builder)
-            .await
-            .map_err(|e| Error::Internal(e.to_string()))?;
-        let mut blob = snapshot.snapshot.into_inner();
+        // Encoded in memory, not through openraft's snapshot builder: that
+        // one replaces the member's own snapshot file, which is openraft's.
+        let (mut blob, _, _) = self.node.sm.serialise().map_err(|e| Error::Internal(e.to_string()))?;
         // etcdctl expects a database of whole 512-byte pages followed by
         // the SHA-256 of those pages, as etcd's bolt file is; pad with zeros
         // (the state decoder ignores what follows the state).

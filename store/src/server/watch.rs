@@ -29,7 +29,8 @@ const FILTER_NODELETE: i32 = 1;
 const EVENT_PUT: i32 = 0;
 /// How many history events go into one response.
 const REPLAY_CHUNK: usize = 1000;
-/// How often an idle watcher with `progress_notify` hears the current revision.
+/// How often an idle watcher with `progress_notify` hears the current
+/// revision, unless `--experimental-watch-progress-notify-interval` says.
 pub const PROGRESS_INTERVAL: Duration = Duration::from_secs(600);
 
 pub struct WatchService {
@@ -115,7 +116,7 @@ impl PbWatchService for WatchService {
         let node = self.node.clone();
         tokio::spawn(async move {
             let stream_done = CancellationToken::new();
-            let mut watchers: HashMap<i64, CancellationToken> = HashMap::new();
+            let mut watchers: HashMap<i64, Handle> = HashMap::new();
             let mut next_id: i64 = 0;
             while let Some(message) = incoming.next().await {
                 let Ok(message) = message else { break };
@@ -130,12 +131,13 @@ impl PbWatchService for WatchService {
                             create.watch_id
                         };
                         if watchers.contains_key(&id) {
+                            // etcd answers with id -1 and its mvcc error.
                             let resp = PbWatchResponse {
                                 header: Some(node.header(node.revision())),
-                                watch_id: id,
+                                watch_id: -1,
                                 created: true,
                                 canceled: true,
-                                cancel_reason: format!("watch ID {id} already in use"),
+                                cancel_reason: "mvcc: duplicate watch ID provided on the WatchStream".into(),
                                 ..Default::default()
                             };
                             if tx.send(Ok(resp)).await.is_err() {
@@ -155,12 +157,19 @@ impl PbWatchService for WatchService {
                             fragment: create.fragment,
                         };
                         let cancel = stream_done.child_token();
-                        watchers.insert(id, cancel.clone());
-                        tokio::spawn(run_watcher(node.clone(), spec, tx.clone(), cancel));
+                        let (delivered, delivered_rx) = tokio::sync::watch::channel(0);
+                        watchers.insert(
+                            id,
+                            Handle {
+                                cancel: cancel.clone(),
+                                delivered: delivered_rx,
+                            },
+                        );
+                        tokio::spawn(run_watcher(node.clone(), spec, tx.clone(), cancel, delivered));
                     }
                     Some(PbWatchRequestUnion::CancelRequest(c)) => {
-                        if let Some(token) = watchers.remove(&c.watch_id) {
-                            token.cancel();
+                        if let Some(handle) = watchers.remove(&c.watch_id) {
+                            handle.cancel.cancel();
                             let resp = PbWatchResponse {
                                 header: Some(node.header(node.revision())),
                                 watch_id: c.watch_id,
@@ -173,14 +182,9 @@ impl PbWatchService for WatchService {
                         }
                     }
                     Some(PbWatchRequestUnion::ProgressRequest(_)) => {
-                        let resp = PbWatchResponse {
-                            header: Some(node.header(node.revision())),
-                            watch_id: -1,
-                            ..Default::default()
-                        };
-                        if tx.send(Ok(resp)).await.is_err() {
-                            break;
-                        }
+                        let revision = node.revision();
+                        let delivered: Vec<_> = watchers.values().map(|h| h.delivered.clone()).collect();
+                        tokio::spawn(answer_progress(node.clone(), tx.clone(), revision, delivered));
                     }
                     None => {}
                 }
@@ -189,6 +193,34 @@ impl PbWatchService for WatchService {
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
+}
+
+/// What the stream keeps of each of its watchers.
+struct Handle {
+    cancel: CancellationToken,
+    /// The revision up to which the watcher has sent every event it wants.
+    delivered: tokio::sync::watch::Receiver<i64>,
+}
+
+/// Answers a progress request once every watcher of the stream has sent
+/// its events up to `revision`, so the answer promises what it says: no
+/// event at or below it is still to come (what the API server's watch cache
+/// relies on for consistent reads). Watchers that ended are not waited for.
+async fn answer_progress(
+    node: Arc<Node>,
+    tx: Sender,
+    revision: i64,
+    delivered: Vec<tokio::sync::watch::Receiver<i64>>,
+) {
+    for mut watcher in delivered {
+        let _ = watcher.wait_for(|r| *r >= revision).await;
+    }
+    let resp = PbWatchResponse {
+        header: Some(node.header(revision)),
+        watch_id: -1,
+        ..Default::default()
+    };
+    let _ = tx.send(Ok(resp)).await;
 }
 
 /// Where a watcher sends its responses.
@@ -256,8 +288,8 @@ async fn replay(node: &Node, spec: &Spec, tx: &Sender, from: i64) -> Option<i64>
                 header: Some(node.header(current)),
                 watch_id: spec.id,
                 canceled: true,
+                // etcd says no more than the compact revision.
                 compact_revision: compacted,
-                cancel_reason: "etcdserver: mvcc: required revision has been compacted".into(),
                 ..Default::default()
             };
             let _ = tx.send(Ok(resp)).await;
@@ -278,8 +310,15 @@ async fn replay(node: &Node, spec: &Spec, tx: &Sender, from: i64) -> Option<i64>
     Some(current)
 }
 
-/// Runs one watcher until `cancel`, the stream closing, or a compaction.
-pub async fn run_watcher(node: Arc<Node>, spec: Spec, tx: Sender, cancel: CancellationToken) {
+/// Runs one watcher until `cancel`, the stream closing, or a compaction,
+/// publishing in `delivered` the revision up to which it has sent events.
+pub async fn run_watcher(
+    node: Arc<Node>,
+    spec: Spec,
+    tx: Sender,
+    cancel: CancellationToken,
+    delivered: tokio::sync::watch::Sender<i64>,
+) {
     let mut live = node.sm.subscribe();
     let created = PbWatchResponse {
         header: Some(node.header(node.revision())),
@@ -300,14 +339,18 @@ pub async fn run_watcher(node: Arc<Node>, spec: Spec, tx: Sender, cancel: Cancel
     };
     // Events at or below `covered` were sent by the replay (or predate the watch).
     covered = covered.max(start - 1);
-    let mut progress = tokio::time::interval(PROGRESS_INTERVAL);
+    delivered.send_replace(covered);
+    let mut progress = tokio::time::interval(node.limits.progress_interval);
     progress.reset();
     loop {
         tokio::select! {
             _ = cancel.cancelled() => return,
             _ = progress.tick(), if spec.progress_notify => {
+                // What this watcher has delivered, not the keyspace's
+                // revision: a batch applied but not yet seen here must not
+                // be promised as sent.
                 let resp = PbWatchResponse {
-                    header: Some(node.header(node.revision())),
+                    header: Some(node.header(covered)),
                     watch_id: spec.id,
                     ..Default::default()
                 };
@@ -321,10 +364,17 @@ pub async fn run_watcher(node: Arc<Node>, spec: Spec, tx: Sender, cancel: Cancel
                         continue;
                     }
                     covered = batch.revision;
-                    if !send_events(&node, &spec, &tx, batch.revision, spec.select(&batch.events)).await {
+                    let events = spec.select(&batch.events);
+                    // etcd restarts the progress timer only when this
+                    // watcher was sent something.
+                    let sent = !events.is_empty();
+                    if !send_events(&node, &spec, &tx, batch.revision, events).await {
                         return;
                     }
-                    progress.reset();
+                    delivered.send_replace(covered);
+                    if sent {
+                        progress.reset();
+                    }
                 }
                 Err(broadcast::error::RecvError::Lagged(missed)) => {
                     tracing::debug!(watch_id = spec.id, missed, "watcher fell behind; catching up from history");
@@ -332,6 +382,7 @@ pub async fn run_watcher(node: Arc<Node>, spec: Spec, tx: Sender, cancel: Cancel
                         Some(rev) => covered = rev,
                         None => return,
                     }
+                    delivered.send_replace(covered);
                 }
                 Err(broadcast::error::RecvError::Closed) => return,
             },
