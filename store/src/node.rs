@@ -68,6 +68,10 @@ pub struct Node {
     pub proposer: Proposer,
     /// Callers waiting for a read barrier (see [`Node::read_barrier`]).
     pub reads: ReadQueue,
+    /// The election timer and pre-vote (see `raft::pre_vote`).
+    pub elections: crate::raft::pre_vote::Elections,
+    /// The Raft log (a handle sharing openraft's), for pre-vote's log check.
+    pub log: crate::raft::log_store::LogStore,
     /// The highest log index known committed (see `LogStore::committed`).
     pub committed: std::sync::Arc<std::sync::atomic::AtomicU64>,
     /// `etcd_server_proposals_failed_total`.

@@ -149,11 +149,17 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(config.snapshot_count),
         max_in_snapshot_log_to_keep: 1000,
         max_payload_entries: 1000,
+        // The election timer is raft::pre_vote's.
+        enable_elect: false,
         ..Default::default()
     }
     .validate()
     .map_err(|e| StartError::Raft(e.to_string()))?;
-    let raft = Raft::new(id, Arc::new(raft_config), dialer.clone(), log, sm.clone())
+    let elections = crate::raft::pre_vote::Elections::new(
+        Duration::from_millis(raft_config.election_timeout_min),
+        Duration::from_millis(raft_config.election_timeout_max),
+    );
+    let raft = Raft::new(id, Arc::new(raft_config), dialer.clone(), log.clone(), sm.clone())
         .await
         .map_err(|e| StartError::Raft(e.to_string()))?;
 
@@ -203,7 +209,10 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         reads,
         failed_proposals: metrics.proposals_failed.clone(),
         committed,
+        elections,
+        log,
     });
+    tokio::spawn(crate::raft::pre_vote::run(Arc::downgrade(&node)));
     tokio::spawn(crate::node::run_read_rounds(Arc::downgrade(&node), read_queue));
 
     let stop = CancellationToken::new();

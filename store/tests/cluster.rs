@@ -356,3 +356,99 @@ fn acknowledged_writes_survive_killing_the_leader() {
         "HashKV at revision {rev} differs: {hashes:?}"
     );
 }
+
+/// Raft term and leader as member `i` reports them (its own status).
+fn term_and_leader(c: &Cluster, i: usize) -> Result<(u64, u64), String> {
+    let out = c
+        .ctl(c.members[i].endpoint(), &["endpoint", "status", "-w", "json"])
+        .result()?;
+    let all: Vec<Value> = serde_json::from_str(&out).map_err(|e| format!("{e}: {out}"))?;
+    let s = &all.first().ok_or("no status")?["Status"];
+    match (s["raftTerm"].as_u64(), s["leader"].as_u64()) {
+        (Some(term), Some(leader)) => Ok((term, leader)),
+        _ => Err(format!("no term or leader in {s}")),
+    }
+}
+
+/// Pre-vote (raft/pre_vote.rs): a member that stops hearing from the others
+/// must not raise its term, or the leader would step down when it returns.
+/// Member c is reached through a link the test cuts; c can still reach the
+/// others (a one-way partition), so without pre-vote it would campaign at
+/// a higher term every election timeout.
+#[test]
+fn a_member_cut_off_does_not_disrupt_the_leader_when_it_returns() {
+    if store_binary().ends_with("/etcd") {
+        return; // etcd 3.4 needs --pre-vote; this checks ours.
+    }
+    let _one = exclusive();
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = Cluster {
+        dir,
+        tls: false,
+        members: Vec::new(),
+    };
+    let ports = free_ports(9);
+    let url = |i: usize| format!("http://127.0.0.1:{}", ports[i]);
+    let relay = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let c_advertised = format!("http://{}", relay.local_addr().unwrap());
+    let link = support::link::Link::start(relay, format!("127.0.0.1:{}", ports[7]));
+    let initial = format!("a={},b={},c={c_advertised}", url(1), url(4));
+    for (i, name) in ["a", "b", "c"].iter().enumerate() {
+        let peer = if *name == "c" {
+            c_advertised.clone()
+        } else {
+            url(3 * i + 1)
+        };
+        let mut m = c.member(name, &url(3 * i), &peer, &url(3 * i + 2), &initial, "new");
+        if *name == "c" {
+            let at = m.args.iter().position(|a| a == "--listen-peer-urls").unwrap();
+            m.args[at + 1] = url(7);
+        }
+        m.args
+            .extend(["--heartbeat-interval=50", "--election-timeout=500"].map(String::from));
+        c.members.push(m);
+    }
+    // c must follow (a leader behind the cut link would still reach the
+    // others), so it starts once a and b, a majority, have a leader.
+    for i in 0..2 {
+        c.members[i].spawn();
+    }
+    for i in 0..2 {
+        c.wait_healthy(i);
+    }
+    c.members[2].spawn();
+    c.wait_healthy(2);
+    let leader = c.leader();
+    assert_ne!(leader, 2);
+    c.must(&c.all(), &["put", "before", "1"]);
+    let (term, leader_id) = term_and_leader(&c, leader).unwrap();
+
+    link.cut();
+    // Lease (0.5..1 s) plus a random timeout: several rounds in 6 s.
+    let cut_at = Instant::now();
+    while cut_at.elapsed() < Duration::from_secs(6) {
+        let (c_term, _) = term_and_leader(&c, 2).unwrap();
+        assert_eq!(c_term, term, "the cut-off member raised its term");
+        sleep(Duration::from_millis(500));
+    }
+    link.restore();
+    let endpoint = c.members[2].endpoint().to_string();
+    wait_for(
+        "the member to hear from the leader again",
+        Duration::from_secs(20),
+        || {
+            let args = ["put", "after", "2"];
+            c.ctl(&endpoint, &args).result()
+        },
+    );
+    sleep(Duration::from_secs(2));
+    for i in 0..3 {
+        assert_eq!(
+            term_and_leader(&c, i).unwrap(),
+            (term, leader_id),
+            "member {} saw an election",
+            c.members[i].name
+        );
+    }
+    assert_eq!(c.local_get(2, "after").unwrap(), "2");
+}

@@ -430,7 +430,9 @@ async fn quota_raises_nospace_and_refuses_writes_until_disarmed() {
     assert!(err.contains("database space exceeded"), "{err}");
     // A txn that only deletes passes (etcd charges puts only), one that
     // puts does not; nor may leases be granted.
-    c.txn(Txn::new().and_then([TxnOp::delete("small", None)])).await.unwrap();
+    c.txn(Txn::new().and_then([TxnOp::delete("small", None)]))
+        .await
+        .unwrap();
     let err = c
         .txn(Txn::new().and_then([TxnOp::put("small", "v", None)]))
         .await
@@ -763,7 +765,10 @@ async fn metrics_and_health_use_etcds_names() {
         sample("etcd_server_proposals_committed_total "),
         sample("etcd_server_proposals_applied_total "),
     );
-    assert!(committed >= applied && applied >= 2, "committed {committed}, applied {applied}");
+    assert!(
+        committed >= applied && applied >= 2,
+        "committed {committed}, applied {applied}"
+    );
     // Status: the committed index, no errors while healthy.
     let status = c.status().await.unwrap();
     assert!(status.raft_index() >= applied, "{status:?}");

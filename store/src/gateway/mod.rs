@@ -362,7 +362,13 @@ async fn watch_stream(State(node): State<Arc<Node>>, bytes: Bytes) -> Response {
     let (tx, rx) = tokio::sync::mpsc::channel(64);
     let cancel = tokio_util::sync::CancellationToken::new();
     let (delivered, _) = tokio::sync::watch::channel(0);
-    tokio::spawn(watch::run_watcher(node, spec, tx, cancel.clone(), delivered));
+    let registered = spec.register(&node);
+    let (to_watcher, watcher_cancel) = (tx.clone(), cancel.clone());
+    tokio::spawn(async move {
+        if to_watcher.send(Ok(registered.created.clone())).await.is_ok() {
+            watch::run_watcher(node, spec, registered, to_watcher, watcher_cancel, delivered).await;
+        }
+    });
     let guard = cancel.drop_guard();
     let lines = tokio_stream::wrappers::ReceiverStream::new(rx).map(move |item| {
         let _keep = &guard;

@@ -9,14 +9,17 @@
 //! snapshots for lagging members); this module provides what it asks of an
 //! application:
 //!
-//! - [`log_store`]: the Raft log and vote, on disk (redb, fsync per append);
+//! - [`log_store`]: the Raft log and vote, on disk (redb, group commit);
 //! - [`state_machine`]: applying commands to the MVCC keyspace and leases,
 //!   and building and installing snapshots;
 //! - [`network`]: sending Raft messages to peers over gRPC, and the peer
-//!   service that receives them.
+//!   service that receives them;
+//! - [`pre_vote`]: the election timer, which campaigns only after a
+//!   majority said it would vote (openraft 0.9 has no pre-vote).
 
 pub mod log_store;
 pub mod network;
+pub mod pre_vote;
 pub mod state_machine;
 
 use std::fmt;

@@ -207,17 +207,38 @@ fn encoded<T: serde::Serialize>(value: &T) -> Result<tonic::Response<Payload>, t
 impl proto::peer_server::Peer for PeerService {
     async fn append_entries(&self, req: tonic::Request<Payload>) -> Result<tonic::Response<Payload>, tonic::Status> {
         let rpc: AppendEntriesRequest<TypeConfig> = decode(&req.into_inner().data).map_err(bad_payload)?;
-        encoded(&self.node.raft.append_entries(rpc).await)
+        let result = self.node.raft.append_entries(rpc).await;
+        // Anything but "my vote is higher" means we follow this leader.
+        if matches!(&result, Ok(r) if !matches!(r, AppendEntriesResponse::HigherVote(_))) {
+            self.node.elections.heard_from_leader();
+        }
+        encoded(&result)
     }
 
     async fn vote(&self, req: tonic::Request<Payload>) -> Result<tonic::Response<Payload>, tonic::Status> {
         let rpc: VoteRequest<NodeId> = decode(&req.into_inner().data).map_err(bad_payload)?;
-        encoded(&self.node.raft.vote(rpc).await)
+        let result = self.node.raft.vote(rpc).await;
+        // Having voted, give the candidate its election timeout (as etcd).
+        if matches!(&result, Ok(r) if r.vote_granted) {
+            self.node.elections.heard_from_leader();
+        }
+        encoded(&result)
     }
 
     async fn install_snapshot(&self, req: tonic::Request<Payload>) -> Result<tonic::Response<Payload>, tonic::Status> {
         let rpc: InstallSnapshotRequest<TypeConfig> = decode(&req.into_inner().data).map_err(bad_payload)?;
-        encoded(&self.node.raft.install_snapshot(rpc).await)
+        let result = self.node.raft.install_snapshot(rpc).await;
+        if result.is_ok() {
+            self.node.elections.heard_from_leader();
+        }
+        encoded(&result)
+    }
+
+    async fn pre_vote(&self, req: tonic::Request<Payload>) -> Result<tonic::Response<Payload>, tonic::Status> {
+        let ask: super::pre_vote::PreVoteRequest = decode(&req.into_inner().data).map_err(bad_payload)?;
+        let granted = self.node.elections.would_vote(&self.node, &ask).await;
+        tracing::debug!(candidate = format!("{:x}", ask.candidate), granted, "pre-vote");
+        encoded(&granted)
     }
 
     async fn propose(&self, req: tonic::Request<Payload>) -> Result<tonic::Response<Payload>, tonic::Status> {

@@ -118,6 +118,10 @@ impl PbWatchService for WatchService {
             let stream_done = CancellationToken::new();
             let mut watchers: HashMap<i64, Handle> = HashMap::new();
             let mut next_id: i64 = 0;
+            // Progress requests are answered in order by one task, so the
+            // stream can go on serving creates and cancels meanwhile.
+            let (progress, requests) = mpsc::unbounded_channel();
+            tokio::spawn(answer_progress(node.clone(), tx.clone(), requests));
             while let Some(message) = incoming.next().await {
                 let Ok(message) = message else { break };
                 match message.request_union {
@@ -156,6 +160,11 @@ impl PbWatchService for WatchService {
                             progress_notify: create.progress_notify,
                             fragment: create.fragment,
                         };
+                        // Answered here, in request order, before any event.
+                        let registered = spec.register(&node);
+                        if tx.send(Ok(registered.created.clone())).await.is_err() {
+                            break;
+                        }
                         let cancel = stream_done.child_token();
                         let (delivered, delivered_rx) = tokio::sync::watch::channel(0);
                         watchers.insert(
@@ -165,7 +174,14 @@ impl PbWatchService for WatchService {
                                 delivered: delivered_rx,
                             },
                         );
-                        tokio::spawn(run_watcher(node.clone(), spec, tx.clone(), cancel, delivered));
+                        tokio::spawn(run_watcher(
+                            node.clone(),
+                            spec,
+                            registered,
+                            tx.clone(),
+                            cancel,
+                            delivered,
+                        ));
                     }
                     Some(PbWatchRequestUnion::CancelRequest(c)) => {
                         if let Some(handle) = watchers.remove(&c.watch_id) {
@@ -184,7 +200,9 @@ impl PbWatchService for WatchService {
                     Some(PbWatchRequestUnion::ProgressRequest(_)) => {
                         let revision = node.revision();
                         let delivered: Vec<_> = watchers.values().map(|h| h.delivered.clone()).collect();
-                        tokio::spawn(answer_progress(node.clone(), tx.clone(), revision, delivered));
+                        if progress.send((revision, delivered)).is_err() {
+                            break;
+                        }
                     }
                     None => {}
                 }
@@ -202,26 +220,40 @@ struct Handle {
     delivered: tokio::sync::watch::Receiver<i64>,
 }
 
-/// Answers a progress request once every watcher of the stream has sent
-/// its events up to `revision`, so the answer promises what it says: no
-/// event at or below it is still to come (what the API server's watch cache
-/// relies on for consistent reads). Watchers that ended are not waited for.
-async fn answer_progress(
-    node: Arc<Node>,
-    tx: Sender,
-    revision: i64,
-    delivered: Vec<tokio::sync::watch::Receiver<i64>>,
-) {
-    for mut watcher in delivered {
-        let _ = watcher.wait_for(|r| *r >= revision).await;
+/// Answers each progress request once every watcher of the stream has sent
+/// its events up to the revision the request found, so the answer promises
+/// what it says: no event at or below it is still to come (what the API
+/// server's watch cache relies on for consistent reads). Watchers that
+/// ended are not waited for. Like etcd, a stream whose watchers do not
+/// catch up in time (the request timeout) gets no answer; the client asks
+/// again.
+async fn answer_progress(node: Arc<Node>, tx: Sender, mut requests: mpsc::UnboundedReceiver<ProgressRequest>) {
+    while let Some((revision, delivered)) = requests.recv().await {
+        let caught_up = async {
+            for mut watcher in delivered {
+                let _ = watcher.wait_for(|r| *r >= revision).await;
+            }
+        };
+        if tokio::time::timeout(node.limits.request_timeout, caught_up)
+            .await
+            .is_err()
+        {
+            tracing::debug!(revision, "watchers did not catch up; progress request unanswered");
+            continue;
+        }
+        let resp = PbWatchResponse {
+            header: Some(node.header(revision)),
+            watch_id: -1,
+            ..Default::default()
+        };
+        if tx.send(Ok(resp)).await.is_err() {
+            return;
+        }
     }
-    let resp = PbWatchResponse {
-        header: Some(node.header(revision)),
-        watch_id: -1,
-        ..Default::default()
-    };
-    let _ = tx.send(Ok(resp)).await;
 }
+
+/// A progress request: the revision to report, and each watcher's progress.
+type ProgressRequest = (i64, Vec<tokio::sync::watch::Receiver<i64>>);
 
 /// Where a watcher sends its responses.
 pub type Sender = mpsc::Sender<Result<PbWatchResponse, Status>>;
@@ -232,13 +264,15 @@ async fn send_events(node: &Node, spec: &Spec, tx: &Sender, revision: i64, event
         return true;
     }
     let header = Some(node.header(revision));
-    let limit = node.limits.max_request_bytes;
+    // Room for the rest of the response (header, ids, flags).
+    let limit = node.limits.max_request_bytes.saturating_sub(256);
     let mut chunks: Vec<Vec<PbEvent>> = Vec::new();
     if spec.fragment {
         let mut current = Vec::new();
         let mut size = 0usize;
         for e in events {
-            let len = prost::Message::encoded_len(&e);
+            // The event's field tag and length prefix count too.
+            let len = prost::encoding::message::encoded_len(11, &e);
             if !current.is_empty() && size + len > limit {
                 chunks.push(std::mem::take(&mut current));
                 size = 0;
@@ -298,16 +332,41 @@ async fn replay(node: &Node, spec: &Spec, tx: &Sender, from: i64) -> Option<i64>
     };
     let selected = spec.select(&history);
     for chunk in selected.chunks(REPLAY_CHUNK) {
-        let revision = chunk
-            .last()
-            .and_then(|e| e.kv.as_ref())
-            .map(|kv| kv.mod_revision)
-            .unwrap_or(current);
-        if !send_events(node, spec, tx, revision, chunk.to_vec()).await {
+        // etcd's header says where the store is, not where the events are.
+        if !send_events(node, spec, tx, current, chunk.to_vec()).await {
             return None;
         }
     }
     Some(current)
+}
+
+/// A watcher that exists: subscribed to live events, with its start
+/// revision fixed, and the `created` answer to send before anything else.
+/// Both are settled before the client hears `created`, so a write the client
+/// makes after that answer is always seen.
+pub struct Registered {
+    live: broadcast::Receiver<Arc<crate::raft::state_machine::EventBatch>>,
+    start: i64,
+    pub created: PbWatchResponse,
+}
+
+impl Spec {
+    pub fn register(&self, node: &Node) -> Registered {
+        let live = node.sm.subscribe();
+        let current = node.revision();
+        let start = if self.start_revision > 0 {
+            self.start_revision
+        } else {
+            current + 1
+        };
+        let created = PbWatchResponse {
+            header: Some(node.header(current)),
+            watch_id: self.id,
+            created: true,
+            ..Default::default()
+        };
+        Registered { live, start, created }
+    }
 }
 
 /// Runs one watcher until `cancel`, the stream closing, or a compaction,
@@ -315,25 +374,12 @@ async fn replay(node: &Node, spec: &Spec, tx: &Sender, from: i64) -> Option<i64>
 pub async fn run_watcher(
     node: Arc<Node>,
     spec: Spec,
+    registered: Registered,
     tx: Sender,
     cancel: CancellationToken,
     delivered: tokio::sync::watch::Sender<i64>,
 ) {
-    let mut live = node.sm.subscribe();
-    let created = PbWatchResponse {
-        header: Some(node.header(node.revision())),
-        watch_id: spec.id,
-        created: true,
-        ..Default::default()
-    };
-    if tx.send(Ok(created)).await.is_err() {
-        return;
-    }
-    let start = if spec.start_revision > 0 {
-        spec.start_revision
-    } else {
-        node.revision() + 1
-    };
+    let Registered { mut live, start, .. } = registered;
     let Some(mut covered) = replay(&node, &spec, &tx, start).await else {
         return;
     };
@@ -344,6 +390,8 @@ pub async fn run_watcher(
     progress.reset();
     loop {
         tokio::select! {
+            // A cancelled watcher sends nothing more.
+            biased;
             _ = cancel.cancelled() => return,
             _ = progress.tick(), if spec.progress_notify => {
                 // What this watcher has delivered, not the keyspace's

@@ -15,6 +15,7 @@
 #![allow(dead_code)]
 
 pub mod checker;
+pub mod link;
 
 use std::fmt::Debug;
 use std::fs::{self, File};
