@@ -40,6 +40,8 @@ pub enum Error {
     PeerUrlExists,
     #[error("etcdserver: can only promote a learner member")]
     MemberNotLearner,
+    #[error("etcdserver: can only promote a learner member which is in sync with leader")]
+    LearnerNotReady,
     #[error("etcdserver: not leader")]
     NotLeader,
     #[error("etcdserver: bad leader transferee")]
@@ -66,7 +68,7 @@ impl Error {
             Keyspace(mvcc::Error::Compacted | mvcc::Error::FutureRevision) | LeaseTtlTooLarge => Code::OutOfRange,
             Keyspace(mvcc::Error::LeaseNotFound) | MemberNotFound => Code::NotFound,
             Keyspace(_) | TooManyOps | RequestTooLarge | InvalidArgument(_) => Code::InvalidArgument,
-            LeaseExists | PeerUrlExists | MemberNotLearner | ElectionNotLeader | ElectionNoLeader => {
+            LeaseExists | PeerUrlExists | MemberNotLearner | LearnerNotReady | ElectionNotLeader | ElectionNoLeader => {
                 Code::FailedPrecondition
             }
             NoSpace => Code::ResourceExhausted,

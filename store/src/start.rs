@@ -92,6 +92,31 @@ fn addrs(listeners: &[TcpListener]) -> Vec<SocketAddr> {
 
 /// Starts a member: opens its data, starts Raft (bootstrapping a new
 /// cluster if asked), and serves the client, peer and metrics ports.
+/// This member's id: derived from its peer URLs when its data directory is
+/// new, then kept there (`member_id`), as etcd keeps it in its WAL, so that
+/// a member whose URLs `member update` changed keeps its identity.
+fn member_identity(data_dir: &std::path::Path, derived: u64) -> std::io::Result<u64> {
+    let path = data_dir.join("member_id");
+    match std::fs::read_to_string(&path) {
+        Ok(text) => u64::from_str_radix(text.trim(), 16).map_err(|e| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("{} is not a hex member id: {e}", path.display()),
+            )
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let tmp = data_dir.join("member_id.tmp");
+            let mut file = std::fs::File::create(&tmp)?;
+            std::io::Write::write_all(&mut file, format!("{derived:x}\n").as_bytes())?;
+            file.sync_all()?;
+            std::fs::rename(&tmp, &path)?;
+            std::fs::File::open(data_dir)?.sync_all()?;
+            Ok(derived)
+        }
+        Err(e) => Err(e),
+    }
+}
+
 pub async fn start(config: Config) -> Result<Running, StartError> {
     config.validate()?;
     let members = config.initial_members()?;
@@ -103,10 +128,12 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         .iter()
         .find(|m| m.name == config.name)
         .ok_or_else(|| crate::config::ConfigError(format!("member {:?} is not in --initial-cluster", config.name)))?;
-    let id = member_id(&me.peer_urls, token);
-
     let data_dir = config.data_dir();
     std::fs::create_dir_all(&data_dir).map_err(io(format!("creating {}", data_dir.display())))?;
+    let id = member_identity(&data_dir, member_id(&me.peer_urls, token)).map_err(io(format!(
+        "reading or writing the member id in {}",
+        data_dir.display()
+    )))?;
     let registry = common::metrics::registry();
     let metrics = Metrics::new(&registry).map_err(|e| StartError::Raft(e.to_string()))?;
     let fsync = metrics.wal_fsync.clone();

@@ -38,6 +38,15 @@ fn a_learner_is_promoted_and_leadership_moves_to_it() {
     let mut initial: Vec<String> = c.members.iter().map(|m| format!("{}={}", m.name, m.peer_url)).collect();
     initial.push(format!("e={peer}"));
     let mut e = c.member("e", &client, &peer, &metrics, &initial.join(","), "existing");
+    // Not running, so it has none of the log: etcd refuses to promote it.
+    let early = c.ctl(&all, &["member", "promote", &id]);
+    assert!(
+        !early.ok
+            && early
+                .stderr
+                .contains("can only promote a learner member which is in sync with leader"),
+        "{early:?}"
+    );
     e.spawn();
     c.members.push(e);
     wait_for("the learner to receive the data", Duration::from_secs(30), || {
@@ -159,4 +168,43 @@ fn etcdctl_lock_and_elect() {
         "{observed}"
     );
     terminate(&mut candidate);
+}
+
+/// `member update` moves a member's peer URLs; the member, restarted on
+/// them, keeps its id (kept in its data directory, as etcd keeps it in its
+/// WAL) and goes on replicating.
+#[test]
+fn a_member_moved_by_member_update_keeps_its_id_after_a_restart() {
+    let _one = exclusive();
+    let mut c = Cluster::start(&["a", "b", "c"], false);
+    let all = c.all();
+    let leader = c.leader();
+    let f = (leader + 1) % 3;
+    let id = member_id(&c, f);
+    let moved = format!("http://127.0.0.1:{}", free_ports(1)[0]);
+    let updated = c.must(&all, &["member", "update", &id, &format!("--peer-urls={moved}")]);
+    assert!(updated.contains(&format!("Member {id} updated")), "{updated}");
+
+    c.members[f].kill();
+    let old = c.members[f].peer_url.clone();
+    for arg in c.members[f].args.iter_mut() {
+        if *arg == old {
+            *arg = moved.clone();
+        }
+    }
+    c.members[f].peer_url = moved.clone();
+    c.members[f].spawn();
+    c.wait_healthy(f);
+    assert_eq!(member_id(&c, f), id, "the member kept its id");
+    let list = c.must(&c.all(), &["member", "list"]);
+    assert!(
+        list.lines()
+            .any(|l| l.starts_with(&id) && l.contains(&moved) && !l.contains(&old)),
+        "{list}"
+    );
+    c.must(c.members[leader].endpoint(), &["put", "after-move", "1"]);
+    let seen = wait_for("the moved member to replicate", Duration::from_secs(30), || {
+        c.local_get(f, "after-move")
+    });
+    assert_eq!(seen, "1");
 }

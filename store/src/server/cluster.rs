@@ -97,6 +97,23 @@ pub async fn apply(node: &Node, change: Change) -> Result<(), Error> {
     }
 }
 
+/// As etcd: a learner may become a voter only once it has replicated at
+/// least 90% of the leader's log, or the new voter could stall commits.
+fn learner_ready(node: &Node, id: NodeId) -> Result<(), Error> {
+    let metrics = node.raft.metrics().borrow().clone();
+    let leader_last = metrics.last_log_index.unwrap_or(0);
+    let matched = metrics
+        .replication
+        .as_ref()
+        .and_then(|r| r.get(&id).cloned().flatten())
+        .map(|l| l.index)
+        .unwrap_or(0);
+    if (matched as f64) < (leader_last as f64) * 0.9 {
+        return Err(Error::LearnerNotReady);
+    }
+    Ok(())
+}
+
 /// Why one attempt at a membership change did not happen.
 enum Attempt {
     /// Another change is in progress.
@@ -155,6 +172,7 @@ async fn apply_once(node: &Node, change: &Change) -> Result<(), Attempt> {
                 .await
         }
         Change::Promote { id } => {
+            learner_ready(node, *id).map_err(Attempt::Failed)?;
             node.raft
                 .change_membership(ChangeMembers::AddVoterIds([*id].into()), true)
                 .await
@@ -200,6 +218,15 @@ async fn relay(node: &Node, leader: &Member, change: &Change) -> Result<(), Erro
 pub async fn publish(node: std::sync::Arc<Node>, me: Member, shutdown: tokio_util::sync::CancellationToken) {
     loop {
         let known = current(&node, node.id).ok();
+        // Peer URLs are the cluster's to change (`member update`), not the
+        // flags': only the name and client URLs are this member's to say.
+        let me = match &known {
+            Some(k) => Member {
+                peer_urls: k.peer_urls.clone(),
+                ..me.clone()
+            },
+            None => me.clone(),
+        };
         if known.as_ref() == Some(&me) {
             return;
         }
