@@ -1,4 +1,5 @@
-//! The Raft log and vote on disk, in a redb database, with group commit.
+//! The Raft log and vote on disk, in a redb database behind a write-ahead
+//! file, with group commit.
 //!
 //! Raft's safety rests on two promises this module keeps: a vote, once
 //! cast, survives a crash (or a member could vote twice in one term), and a
@@ -6,9 +7,12 @@
 //! quorum that a crash then erases).
 //!
 //! Every write goes to one writer thread, in order. It takes whatever has
-//! queued up since its last commit, writes it in one redb transaction and
-//! fsyncs once: a group commit, so under load one fsync covers many
-//! entries. `append` returns as soon as its entries are queued (they are
+//! queued up since its last commit, appends it to the write-ahead file
+//! ([`super::wal`]) and syncs that once, then commits it to redb without a
+//! sync: a group commit, so under load one `fdatasync` covers many
+//! entries, and a cheap one. redb itself syncs at checkpoints, when the
+//! write-ahead file is full; opening the store replays what the file holds
+//! beyond redb's last checkpoint. `append` returns as soon as its entries are queued (they are
 //! readable at once from an in-memory overlay) and reports durability
 //! through openraft's callback when the writer is done, which lets openraft
 //! keep accepting proposals while the disk works. Votes and truncations
@@ -30,6 +34,7 @@ use openraft::{AnyError, Entry, LogId, LogState, OptionalSend, RaftLogReader, St
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use tokio::sync::oneshot;
 
+use super::wal::Wal;
 use super::{decode, encode, NodeId, StorageError, TypeConfig};
 
 /// Log entries by index, postcard-encoded.
@@ -40,6 +45,11 @@ const META: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("raft_meta")
 const VOTE: &str = "vote";
 const LAST_PURGED: &str = "last_purged";
 const COMMITTED: &str = "committed";
+/// The write-ahead file's current epoch (see `wal.rs`), postcard u64.
+const WAL_EPOCH: &str = "wal_epoch";
+
+/// The write-ahead file's size; a checkpoint follows when it is full.
+const WAL_CAPACITY: u64 = 64 * 1024 * 1024;
 
 /// At most this many queued writes go into one transaction.
 const MAX_BATCH: usize = 4096;
@@ -74,7 +84,27 @@ enum Op {
     },
 }
 
+/// A change as the write-ahead file records it and redb applies it.
+#[derive(serde::Serialize, serde::Deserialize)]
+enum Change<'a> {
+    Append(#[serde(borrow)] Vec<(u64, &'a [u8])>),
+    Meta(&'a str, &'a [u8]),
+    Truncate(u64),
+    Purge(u64, &'a [u8]),
+}
+
 impl Op {
+    fn change(&self) -> Change<'_> {
+        match self {
+            Op::Append { entries, .. } => {
+                Change::Append(entries.iter().map(|(id, b)| (id.index, b.as_slice())).collect())
+            }
+            Op::Meta { key, bytes, .. } => Change::Meta(key, bytes),
+            Op::Truncate { from, .. } => Change::Truncate(*from),
+            Op::Purge { upto, bytes, .. } => Change::Purge(*upto, bytes),
+        }
+    }
+
     fn durable(&self) -> bool {
         match self {
             Op::Append { .. } | Op::Truncate { .. } => true,
@@ -122,19 +152,45 @@ fn write_err(e: impl std::fmt::Display) -> StorageError {
 
 impl LogStore {
     /// Opens (or creates) the log database at `path` and starts its writer.
+    /// Opens (or creates) the log database at `path` and its write-ahead
+    /// file beside it (`.wal`), replays what the file holds beyond the last
+    /// checkpoint, and starts the writer.
     pub fn open(path: &Path, on_fsync: Option<FsyncObserver>) -> Result<Self, redb::Error> {
         let db = Database::create(path)?;
         let txn = db.begin_write()?;
         txn.open_table(LOGS)?;
-        txn.open_table(META)?;
+        let epoch: u64 = {
+            let meta = txn.open_table(META)?;
+            let stored = meta.get(WAL_EPOCH)?.map(|v| decode::<u64>(v.value()));
+            match stored {
+                None => 0,
+                Some(Ok(epoch)) => epoch,
+                Some(Err(e)) => return Err(redb::Error::Io(std::io::Error::other(format!("bad WAL epoch: {e}")))),
+            }
+        };
         txn.commit()?;
+        let (mut wal, records) = Wal::open(&path.with_extension("wal"), WAL_CAPACITY, epoch)?;
+        // Replay, and always move to a fresh epoch: whatever the file holds
+        // beyond this point (a torn tail) can then never be read as valid.
+        let txn = db.begin_write()?;
+        for record in &records {
+            let change: Change<'_> = postcard::from_bytes(record)
+                .map_err(|e| redb::Error::Io(std::io::Error::other(format!("undecodable WAL record: {e}"))))?;
+            apply(&txn, change)?;
+        }
+        checkpoint_epoch(&txn, epoch + 1)?;
+        txn.commit()?;
+        wal.restart(epoch + 1);
+        if !records.is_empty() {
+            tracing::info!(records = records.len(), "replayed the Raft log's write-ahead file");
+        }
         let db = Arc::new(db);
         let pending = Pending::default();
         let (sender, queue) = mpsc::channel();
         let (wdb, wpending) = (db.clone(), pending.clone());
         let thread = std::thread::Builder::new()
             .name("raft-log-writer".into())
-            .spawn(move || run_writer(&wdb, &wpending, &queue, on_fsync.as_deref()))
+            .spawn(move || run_writer(&wdb, &mut wal, &wpending, &queue, on_fsync.as_deref()))
             .map_err(redb::Error::Io)?;
         let writer = Arc::new(Writer {
             queue: Some(sender),
@@ -201,6 +257,7 @@ impl LogStore {
 /// The writer thread: group-commits whatever is queued, in order.
 fn run_writer(
     db: &Database,
+    wal: &mut Wal,
     pending: &Pending,
     queue: &mpsc::Receiver<Op>,
     on_fsync: Option<&(dyn Fn(f64) + Send + Sync)>,
@@ -215,7 +272,7 @@ fn run_writer(
         }
         let durable = ops.iter().any(Op::durable);
         let started = Instant::now();
-        let result = commit(db, &ops, durable).map_err(|e| e.to_string());
+        let result = write_group(db, wal, &ops, durable).map_err(|e| e.to_string());
         if durable && result.is_ok() {
             if let Some(observe) = on_fsync {
                 observe(started.elapsed().as_secs_f64());
@@ -248,35 +305,76 @@ fn run_writer(
     }
 }
 
-fn commit(db: &Database, ops: &[Op], durable: bool) -> Result<(), redb::Error> {
-    let mut txn = db.begin_write()?;
+/// Makes one group durable: its durable changes go to the write-ahead
+/// file (synced), then everything to redb unsynced. A group too large for
+/// the file, or one that finds it full, is made durable by a checkpoint.
+fn write_group(db: &Database, wal: &mut Wal, ops: &[Op], durable: bool) -> Result<(), redb::Error> {
     if !durable {
-        txn.set_durability(redb::Durability::None)?;
+        return commit(db, ops, redb::Durability::None, None);
     }
-    {
-        let mut logs = txn.open_table(LOGS)?;
-        let mut meta = txn.open_table(META)?;
-        for op in ops {
-            match op {
-                Op::Append { entries, .. } => {
-                    for (log_id, bytes) in entries {
-                        logs.insert(log_id.index, bytes.as_slice())?;
-                    }
-                }
-                Op::Meta { key, bytes, .. } => {
-                    meta.insert(*key, bytes.as_slice())?;
-                }
-                Op::Truncate { from, .. } => {
-                    logs.retain_in(*from.., |_, _| false)?;
-                }
-                Op::Purge { upto, bytes, .. } => {
-                    meta.insert(LAST_PURGED, bytes.as_slice())?;
-                    logs.retain_in(..=*upto, |_, _| false)?;
-                }
-            }
-        }
+    let mut records = Vec::new();
+    for op in ops.iter().filter(|op| op.durable()) {
+        records.push(encode(&op.change()).map_err(|e| redb::Error::Io(std::io::Error::other(e.to_string())))?);
+    }
+    let size: u64 = records.iter().map(|r| r.len() as u64).sum();
+    if size > wal.capacity() / 2 {
+        return checkpoint(db, wal, ops);
+    }
+    if !wal.fits(records.iter().map(Vec::len)) {
+        checkpoint(db, wal, &[])?;
+    }
+    wal.append(&records)?;
+    wal.sync()?;
+    commit(db, ops, redb::Durability::None, None)
+}
+
+/// Commits `ops` to redb durably, which makes every earlier unsynced
+/// commit durable too, and starts the write-ahead file's next epoch.
+fn checkpoint(db: &Database, wal: &mut Wal, ops: &[Op]) -> Result<(), redb::Error> {
+    let epoch = wal.epoch() + 1;
+    commit(db, ops, redb::Durability::Immediate, Some(epoch))?;
+    wal.restart(epoch);
+    Ok(())
+}
+
+fn commit(db: &Database, ops: &[Op], durability: redb::Durability, epoch: Option<u64>) -> Result<(), redb::Error> {
+    let mut txn = db.begin_write()?;
+    txn.set_durability(durability)?;
+    for op in ops {
+        apply(&txn, op.change())?;
+    }
+    if let Some(epoch) = epoch {
+        checkpoint_epoch(&txn, epoch)?;
     }
     txn.commit()?;
+    Ok(())
+}
+
+fn checkpoint_epoch(txn: &redb::WriteTransaction, epoch: u64) -> Result<(), redb::Error> {
+    let bytes = encode(&epoch).map_err(|e| redb::Error::Io(std::io::Error::other(e.to_string())))?;
+    txn.open_table(META)?.insert(WAL_EPOCH, bytes.as_slice())?;
+    Ok(())
+}
+
+fn apply(txn: &redb::WriteTransaction, change: Change<'_>) -> Result<(), redb::Error> {
+    match change {
+        Change::Append(entries) => {
+            let mut logs = txn.open_table(LOGS)?;
+            for (index, bytes) in entries {
+                logs.insert(index, bytes)?;
+            }
+        }
+        Change::Meta(key, bytes) => {
+            txn.open_table(META)?.insert(key, bytes)?;
+        }
+        Change::Truncate(from) => {
+            txn.open_table(LOGS)?.retain_in(from.., |_, _| false)?;
+        }
+        Change::Purge(upto, bytes) => {
+            txn.open_table(META)?.insert(LAST_PURGED, bytes)?;
+            txn.open_table(LOGS)?.retain_in(..=upto, |_, _| false)?;
+        }
+    }
     Ok(())
 }
 
@@ -407,5 +505,39 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             done,
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use openraft::CommittedLeaderId;
+
+    #[tokio::test]
+    async fn a_vote_and_a_truncation_survive_reopening() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("raft.redb");
+        let vote = Vote::new_committed(3, 42);
+        {
+            let mut store = LogStore::open(&path, None).expect("open");
+            store.save_vote(&vote).await.expect("save vote");
+            store
+                .truncate(LogId::new(CommittedLeaderId::new(3, 42), 1))
+                .await
+                .expect("truncate");
+        }
+        assert!(
+            path.with_extension("wal").exists(),
+            "the write-ahead file is beside the database"
+        );
+        let mut store = LogStore::open(&path, None).expect("reopen");
+        assert_eq!(store.read_vote().await.expect("read vote"), Some(vote));
+        // Reopening moved to a new epoch, durably.
+        let epoch: Option<u64> = store.read_meta(WAL_EPOCH).expect("epoch");
+        assert_eq!(epoch, Some(2));
+        drop(store);
+        let store = LogStore::open(&path, None).expect("reopen again");
+        let epoch: Option<u64> = store.read_meta(WAL_EPOCH).expect("epoch");
+        assert_eq!(epoch, Some(3));
     }
 }

@@ -10,6 +10,7 @@
 //! application:
 //!
 //! - [`log_store`]: the Raft log and vote, on disk (redb, group commit);
+//! - [`wal`]: the log store's write-ahead file (one cheap sync per group);
 //! - [`state_machine`]: applying commands to the MVCC keyspace and leases,
 //!   and building and installing snapshots;
 //! - [`network`]: sending Raft messages to peers over gRPC, and the peer
@@ -21,6 +22,7 @@ pub mod log_store;
 pub mod network;
 pub mod pre_vote;
 pub mod state_machine;
+pub mod wal;
 
 use std::fmt;
 use std::io::Cursor;
