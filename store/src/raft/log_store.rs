@@ -12,11 +12,12 @@
 //! sync: a group commit, so under load one `fdatasync` covers many
 //! entries, and a cheap one. redb itself syncs at checkpoints, when the
 //! write-ahead file is full; opening the store replays what the file holds
-//! beyond redb's last checkpoint. `append` returns as soon as its entries are queued (they are
-//! readable at once from an in-memory overlay) and reports durability
-//! through openraft's callback when the writer is done, which lets openraft
-//! keep accepting proposals while the disk works. Votes and truncations
-//! wait for their commit before returning.
+//! beyond redb's last checkpoint. `append` returns as soon as its entries
+//! are queued (they are readable at once from an in-memory overlay) and
+//! reports durability through openraft's callback as soon as the
+//! write-ahead file is synced (before redb is told), so openraft keeps
+//! accepting proposals while the disk works. Votes and truncations wait
+//! for their commit before returning.
 
 // openraft's StorageError is large, and it is the error these functions
 // must return; boxing it would only move the cost.
@@ -65,7 +66,8 @@ type Pending = Arc<Mutex<BTreeMap<u64, Entry<TypeConfig>>>>;
 enum Op {
     Append {
         entries: Vec<(LogId<NodeId>, Vec<u8>)>,
-        done: LogFlushed<TypeConfig>,
+        /// Taken when the entries are durable.
+        done: Option<LogFlushed<TypeConfig>>,
     },
     Meta {
         key: &'static str,
@@ -272,12 +274,33 @@ fn run_writer(
         }
         let durable = ops.iter().any(Op::durable);
         let started = Instant::now();
-        let result = write_group(db, wal, &ops, durable).map_err(|e| e.to_string());
-        if durable && result.is_ok() {
+        let logged = if durable {
+            log_group(db, wal, &ops)
+        } else {
+            Ok(Logged::Pending)
+        };
+        if durable && logged.is_ok() {
             if let Some(observe) = on_fsync {
                 observe(started.elapsed().as_secs_f64());
             }
         }
+        if let Ok(Logged::InWal) = logged {
+            // Durable now: openraft may count these entries at once. They
+            // stay readable from the overlay until redb has them.
+            for op in ops.iter_mut() {
+                if let Op::Append { done, .. } = op {
+                    if let Some(done) = done.take() {
+                        done.log_io_completed(Ok(()));
+                    }
+                }
+            }
+        }
+        let result = match logged {
+            Ok(Logged::InWal | Logged::Pending) => commit(db, &ops, redb::Durability::None, None),
+            Ok(Logged::Checkpointed) => Ok(()),
+            Err(e) => Err(e),
+        }
+        .map_err(|e| e.to_string());
         if result.is_ok() {
             // What is on disk no longer needs its in-memory copy (unless a
             // truncation has since replaced it with a different entry).
@@ -295,7 +318,8 @@ fn run_writer(
         for op in ops {
             let outcome = result.clone();
             match op {
-                Op::Append { done, .. } => done.log_io_completed(outcome.map_err(std::io::Error::other)),
+                Op::Append { done: Some(done), .. } => done.log_io_completed(outcome.map_err(std::io::Error::other)),
+                Op::Append { done: None, .. } => {}
                 Op::Meta { done: Some(done), .. } | Op::Truncate { done, .. } | Op::Purge { done, .. } => {
                     let _ = done.send(outcome);
                 }
@@ -305,27 +329,35 @@ fn run_writer(
     }
 }
 
-/// Makes one group durable: its durable changes go to the write-ahead
-/// file (synced), then everything to redb unsynced. A group too large for
-/// the file, or one that finds it full, is made durable by a checkpoint.
-fn write_group(db: &Database, wal: &mut Wal, ops: &[Op], durable: bool) -> Result<(), redb::Error> {
-    if !durable {
-        return commit(db, ops, redb::Durability::None, None);
-    }
+/// Where a group's changes stand once [`log_group`] is done.
+enum Logged {
+    /// Durable in the write-ahead file; redb still to be told (unsynced).
+    InWal,
+    /// Committed to redb durably by a checkpoint: nothing left to do.
+    Checkpointed,
+    /// Nothing durable in the group: redb still to be told (unsynced).
+    Pending,
+}
+
+/// Makes one group's durable changes durable: into the write-ahead file,
+/// synced. A group too large for the file is made durable by a
+/// checkpoint instead; one that finds the file full checkpoints first.
+fn log_group(db: &Database, wal: &mut Wal, ops: &[Op]) -> Result<Logged, redb::Error> {
     let mut records = Vec::new();
     for op in ops.iter().filter(|op| op.durable()) {
         records.push(encode(&op.change()).map_err(|e| redb::Error::Io(std::io::Error::other(e.to_string())))?);
     }
     let size: u64 = records.iter().map(|r| r.len() as u64).sum();
     if size > wal.capacity() / 2 {
-        return checkpoint(db, wal, ops);
+        checkpoint(db, wal, ops)?;
+        return Ok(Logged::Checkpointed);
     }
     if !wal.fits(records.iter().map(Vec::len)) {
         checkpoint(db, wal, &[])?;
     }
     wal.append(&records)?;
     wal.sync()?;
-    commit(db, ops, redb::Durability::None, None)
+    Ok(Logged::InWal)
 }
 
 /// Commits `ops` to redb durably, which makes every earlier unsynced
@@ -484,7 +516,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         }
         self.send(Op::Append {
             entries: encoded,
-            done: callback,
+            done: Some(callback),
         })
     }
 
