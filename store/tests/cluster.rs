@@ -452,3 +452,68 @@ fn a_member_cut_off_does_not_disrupt_the_leader_when_it_returns() {
     }
     assert_eq!(c.local_get(2, "after").unwrap(), "2");
 }
+
+/// Lease expiry is the leader's job and survives a leader change: a new
+/// leader restarts the lease's clock (as etcd does) and revokes it when it
+/// runs out, deleting the attached key through Raft on every member.
+#[test]
+fn a_lease_expires_after_its_leader_is_killed() {
+    let _one = exclusive();
+    let mut c = Cluster::start(&["a", "b", "c"], false);
+    let all = c.all();
+    let granted = c.must(&all, &["lease", "grant", "3"]);
+    // "lease 694d7c8f8a5c3a04 granted with TTL(3s)"
+    let id = granted.split_whitespace().nth(1).unwrap().to_string();
+    c.must(&all, &["put", "leased", "v", &format!("--lease={id}")]);
+    let leader = c.leader();
+    c.members[leader].kill();
+    let survivors = c.all();
+    let killed = Instant::now();
+    wait_for(
+        "the leased key to be deleted by the new leader",
+        Duration::from_secs(30),
+        || {
+            let out = c.ctl(&survivors, &["get", "leased", "--print-value-only"]).result()?;
+            ready(out.trim().is_empty(), (), out)
+        },
+    );
+    println!(
+        "lease expiry: the key went {:?} after the leader was killed",
+        killed.elapsed()
+    );
+    let ttl = c.must(&survivors, &["lease", "timetolive", &id]);
+    assert!(ttl.contains("already expired"), "{ttl}");
+    for i in (0..3).filter(|i| *i != leader) {
+        let local = c.ctl(
+            c.members[i].endpoint(),
+            &["get", "leased", "--consistency=s", "--print-value-only"],
+        );
+        assert!(local.ok && local.stdout.trim().is_empty(), "{local:?}");
+    }
+}
+
+/// Five members bootstrap together and keep serving with two of them down.
+#[test]
+fn five_members_bootstrap_and_survive_two_failures() {
+    let _one = exclusive();
+    let mut c = Cluster::start(&["a", "b", "c", "d", "e"], false);
+    c.must(&c.all(), &["put", "five", "1"]);
+    let members = c.must(&c.all(), &["member", "list"]);
+    assert_eq!(members.lines().count(), 5, "{members}");
+    let leader = c.leader();
+    // Kill the leader and one follower: three of five remain, a majority.
+    let follower = (leader + 1) % 5;
+    c.members[leader].kill();
+    c.members[follower].kill();
+    let survivors = c.all();
+    wait_for("a put through the three survivors", Duration::from_secs(30), || {
+        c.ctl(&survivors, &["put", "after", "2", "--command-timeout=1s"])
+            .result()
+    });
+    for i in (0..5).filter(|i| *i != leader && *i != follower) {
+        let seen = wait_for("every survivor to apply the put", Duration::from_secs(30), || {
+            c.local_get(i, "after")
+        });
+        assert_eq!(seen, "2");
+    }
+}

@@ -1,12 +1,13 @@
 //! Operating a cluster with etcdctl: learners and promotion, moving the
 //! leader, a member catching up from a snapshot, and etcdctl's lock and
-//! elect commands. Real `kubernate-store` processes, real etcdctl 3.4.
+//! elect commands (against a 3-member TLS cluster). Real `kubernate-store`
+//! processes, real etcdctl 3.4.
 
 #![allow(clippy::unwrap_used)] // a panic in a test is a failed test
 
 mod support;
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -136,37 +137,42 @@ fn a_member_that_missed_the_purged_log_catches_up_from_a_snapshot() {
     assert_ne!(hashes[0], 0);
 }
 
+/// etcdctl's lock and elect against a 3-member TLS cluster, each command
+/// talking to a different member.
 #[test]
 fn etcdctl_lock_and_elect() {
     let _one = exclusive();
-    let c = Cluster::start(&["solo"], false);
-    let ep = c.members[0].endpoint().to_string();
+    let c = Cluster::start(&["a", "b", "c"], true);
+    let ep = |i: usize| c.members[i].endpoint().to_string();
 
     // `lock NAME command` runs the command while holding the lock.
-    let held = c.must(&ep, &["lock", "job", "echo", "holding-the-lock"]);
+    let held = c.must(&ep(0), &["lock", "job", "echo", "holding-the-lock"]);
     assert!(held.contains("holding-the-lock"), "{held}");
 
     // `elect NAME VALUE` campaigns and stays leader until killed;
     // `elect -l NAME` observes the leader and its value.
     let mut candidate = c
-        .etcdctl(Creds::StoreClient, &ep, &["elect", "pick", "alpha"])
+        .etcdctl(Creds::StoreClient, &ep(1), &["elect", "pick", "alpha"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
+    let seen = c.dir.path().join("observed.out");
+    let mut observer = c
+        .etcdctl(Creds::StoreClient, &ep(2), &["elect", "-l", "pick"])
+        .stdout(std::fs::File::create(&seen).unwrap())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
     let observed = wait_for("`elect -l` to see the leader", Duration::from_secs(20), || {
-        let mut observer = Command::new("timeout");
-        observer
-            .args(["2", "etcdctl", "--endpoints", &ep, "elect", "-l", "pick"])
-            .env("ETCDCTL_API", "3");
-        let out = observer.output().map_err(|e| e.to_string())?;
-        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        let text = std::fs::read_to_string(&seen).map_err(|e| e.to_string())?;
         ready(text.contains("alpha"), text.clone(), text)
     });
     assert!(
         observed.lines().next().unwrap_or_default().starts_with("pick/"),
         "{observed}"
     );
+    terminate(&mut observer);
     terminate(&mut candidate);
 }
 
