@@ -44,7 +44,7 @@ pub struct Config {
     /// CA that client certificates must chain to.
     #[arg(long)]
     pub trusted_ca_file: Option<PathBuf>,
-    /// Require client certificates (implied when --trusted-ca-file is given).
+    /// Require client certificates (always: client TLS needs --trusted-ca-file).
     #[arg(long)]
     pub client_cert_auth: bool,
     /// Only these client certificate CNs may use the client port (comma-separated).
@@ -241,6 +241,14 @@ impl Config {
         };
         schemes(&self.listen_client_urls, self.client_tls(), "--listen-client-urls")?;
         schemes(&self.listen_peer_urls, self.peer_tls(), "--listen-peer-urls")?;
+        // Secure by default: a TLS client port admits only clients with a
+        // certificate from a CA it trusts (etcd would also serve anyone).
+        if self.client_tls() && self.trusted_ca_file.is_none() {
+            return Err(ConfigError(
+                "--trusted-ca-file is required with client TLS: the store admits only clients with a certificate"
+                    .into(),
+            ));
+        }
         if self.peer_tls() && self.peer_trusted_ca_file.is_none() {
             return Err(ConfigError("--peer-trusted-ca-file is required with peer TLS".into()));
         }
@@ -318,6 +326,19 @@ mod tests {
         assert!(c.validate().unwrap_err().to_string().contains("give both"));
         let c = config(&["--cert-file", "c.pem", "--key-file", "k.pem"]);
         assert!(c.validate().unwrap_err().to_string().contains("must use https://"));
+        let c = config(&[
+            "--cert-file",
+            "c.pem",
+            "--key-file",
+            "k.pem",
+            "--listen-client-urls",
+            "https://127.0.0.1:2379",
+        ]);
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("--trusted-ca-file is required"));
         assert!(config(&[]).validate().is_ok());
     }
 
