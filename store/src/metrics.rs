@@ -167,10 +167,12 @@ impl<S, B, RB> tower::Service<http::Request<B>> for GrpcMetrics<S>
 where
     S: tower::Service<http::Request<B>, Response = http::Response<RB>>,
     S::Future: Send + 'static,
+    RB: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    RB::Error: Into<axum::BoxError>,
 {
-    type Response = S::Response;
+    type Response = http::Response<axum::body::Body>;
     type Error = S::Error;
-    type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<S::Response, S::Error>> + Send>>;
+    type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Self::Response, S::Error>> + Send>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -179,9 +181,8 @@ where
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
         let path = request.uri().path().trim_start_matches('/').to_string();
         let (service, method) = path.split_once('/').unwrap_or((path.as_str(), ""));
-        let (service, method) = (service.to_string(), method.to_string());
         // go-grpc-prometheus's names, as etcd exports them.
-        let grpc_type = match method.as_str() {
+        let grpc_type = match method {
             "Watch" | "LeaseKeepAlive" => "bidi_stream",
             "Snapshot" | "Observe" | "RangeStream" => "server_stream",
             _ => "unary",
@@ -191,34 +192,79 @@ where
             .headers()
             .get(http::header::CONTENT_TYPE)
             .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
-        if !is_grpc {
-            return Box::pin(self.inner.call(request));
-        }
-        let metrics = self.metrics.clone();
-        let started = Instant::now();
+        let mut outcome = is_grpc.then(|| Outcome {
+            metrics: self.metrics.clone(),
+            labels: [grpc_type.to_string(), service.to_string(), method.to_string()],
+            started: Instant::now(),
+            recorded: false,
+        });
         let future = self.inner.call(request);
         Box::pin(async move {
-            let response = future.await;
-            let code = match &response {
-                // An error status comes back trailers-only, in the headers.
-                Ok(r) => r
-                    .headers()
-                    .get("grpc-status")
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.parse::<i32>().ok())
-                    .map(|c| format!("{:?}", tonic::Code::from_i32(c)))
-                    .unwrap_or_else(|| "OK".to_string()),
-                Err(_) => "Unknown".to_string(),
+            let response = future.await?;
+            let Some(mut outcome) = outcome.take() else {
+                return Ok(response.map(axum::body::Body::new));
             };
-            metrics
-                .grpc_handled
-                .with_label_values(&[grpc_type, &service, &method, &code])
-                .inc();
-            metrics
-                .grpc_handling
-                .with_label_values(&[grpc_type, &service, &method])
-                .observe(started.elapsed().as_secs_f64());
-            response
+            // An error comes back trailers-only: its status is in the headers.
+            if let Some(code) = grpc_code(response.headers()) {
+                outcome.record(&code);
+            }
+            // Otherwise the status is in the trailers, when the call (a
+            // stream, perhaps long after) ends; a body dropped before them
+            // was cancelled.
+            Ok(response.map(|body| {
+                axum::body::Body::new(http_body_util::BodyExt::map_frame(body, move |frame| {
+                    if let Some(trailers) = frame.trailers_ref() {
+                        outcome.record(&grpc_code(trailers).unwrap_or_else(|| "OK".to_string()));
+                    }
+                    frame
+                }))
+            }))
         })
+    }
+}
+
+/// The status name in `grpc-status`, if there is one.
+fn grpc_code(headers: &http::HeaderMap) -> Option<String> {
+    headers
+        .get("grpc-status")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<i32>().ok())
+        .map(|c| match tonic::Code::from_i32(c) {
+            // gRPC's own spelling (go-grpc-prometheus); the rest match Debug.
+            tonic::Code::Ok => "OK".to_string(),
+            code => format!("{code:?}"),
+        })
+}
+
+/// One call's metrics, recorded once: when its status is known, or as
+/// `Canceled` if its response is dropped first.
+struct Outcome {
+    metrics: Metrics,
+    labels: [String; 3],
+    started: Instant,
+    recorded: bool,
+}
+
+impl Outcome {
+    fn record(&mut self, code: &str) {
+        if self.recorded {
+            return;
+        }
+        self.recorded = true;
+        let [grpc_type, service, method] = &self.labels;
+        self.metrics
+            .grpc_handled
+            .with_label_values(&[grpc_type, service, method, code])
+            .inc();
+        self.metrics
+            .grpc_handling
+            .with_label_values(&[grpc_type, service, method])
+            .observe(self.started.elapsed().as_secs_f64());
+    }
+}
+
+impl Drop for Outcome {
+    fn drop(&mut self) {
+        self.record("Canceled");
     }
 }

@@ -726,6 +726,12 @@ async fn metrics_and_health_use_etcds_names() {
     let member = Member::start().await;
     let mut c = member.client().await;
     c.put("m", "1", None).await.unwrap();
+    // A stream is counted when it ends (here: the client goes away).
+    {
+        let mut other = member.client().await;
+        let mut stream = other.watch("m", None).await.unwrap();
+        stream.message().await.unwrap();
+    }
     let addr = member.running.as_ref().unwrap().metrics_addrs[0];
     let (status, body) = http(addr, "GET", "/health", "").await;
     assert!(status.contains("200"), "{status}");
@@ -753,6 +759,7 @@ async fn metrics_and_health_use_etcds_names() {
         "etcd_disk_backend_commit_duration_seconds_bucket",
         r#"grpc_server_handled_total{grpc_code="OK",grpc_method="Put",grpc_service="etcdserverpb.KV",grpc_type="unary"} 1"#,
         "grpc_server_handling_seconds_bucket",
+        r#"grpc_method="Watch",grpc_service="etcdserverpb.Watch",grpc_type="bidi_stream"} 1"#,
     ] {
         assert!(text.contains(name), "/metrics lacks {name}:\n{text}");
     }

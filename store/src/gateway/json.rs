@@ -60,6 +60,24 @@ impl Out {
         }
         self
     }
+    /// A 32-bit integer, which protobuf's JSON writes as a number.
+    pub fn uint32(mut self, name: &str, v: u32) -> Self {
+        if v != 0 {
+            self.0.insert(name.into(), Value::from(v));
+        }
+        self
+    }
+    /// An enum by name (by number if `variants` does not name it).
+    pub fn enumeration(mut self, name: &str, v: i32, variants: &[&str]) -> Self {
+        if v != 0 {
+            let value = usize::try_from(v)
+                .ok()
+                .and_then(|i| variants.get(i))
+                .map_or_else(|| Value::from(v), |s| Value::String((*s).to_string()));
+            self.0.insert(name.into(), value);
+        }
+        self
+    }
     pub fn done(self) -> Value {
         Value::Object(self.0)
     }
@@ -84,6 +102,33 @@ pub fn kv(kv: &PbKeyValue) -> Value {
         .int("version", kv.version)
         .bytes("value", &kv.value)
         .int("lease", kv.lease)
+        .done()
+}
+
+/// `AlarmRequest.AlarmAction` and `AlarmType`, in number order.
+pub const ALARM_ACTIONS: &[&str] = &["GET", "ACTIVATE", "DEACTIVATE"];
+pub const ALARM_TYPES: &[&str] = &["NONE", "NOSPACE", "CORRUPT"];
+
+fn strings(v: &[String]) -> Vec<Value> {
+    v.iter().map(|s| Value::String(s.clone())).collect()
+}
+
+/// A cluster member as `member list` and the other member calls show it.
+pub fn member(m: &PbMember) -> Value {
+    Out::default()
+        .uint("ID", m.id)
+        .string("name", &m.name)
+        .list("peerURLs", strings(&m.peer_ur_ls))
+        .list("clientURLs", strings(&m.client_ur_ls))
+        .boolean("isLearner", m.is_learner)
+        .done()
+}
+
+/// `{header, members}`: the answer to member list, remove, update, promote.
+pub fn members(h: &Option<PbResponseHeader>, members: &[PbMember]) -> Value {
+    Out::default()
+        .value("header", header(h))
+        .list("members", members.iter().map(member).collect())
         .done()
 }
 
@@ -221,9 +266,44 @@ impl<'a> In<'a> {
         }
     }
 
+    /// A uint64 (member ids use all 64 bits), as a string or a number.
     pub fn uint(&self, name: &str) -> Result<u64, String> {
-        let v = self.int(name)?;
-        u64::try_from(v).map_err(|_| format!("field {name:?} must not be negative"))
+        match self.get(name) {
+            None => Ok(0),
+            Some(Value::Number(n)) => n
+                .as_u64()
+                .ok_or_else(|| format!("field {name:?} is not an unsigned 64-bit integer")),
+            Some(Value::String(s)) => s
+                .parse()
+                .map_err(|_| format!("field {name:?} is not an unsigned integer: {s:?}")),
+            Some(_) => Err(format!("field {name:?} must be an integer")),
+        }
+    }
+
+    /// A list of strings (`peerURLs`).
+    pub fn strings(&self, name: &str) -> Result<Vec<String>, String> {
+        match self.get(name) {
+            None => Ok(Vec::new()),
+            Some(Value::Array(items)) => items
+                .iter()
+                .map(|v| {
+                    v.as_str()
+                        .map(str::to_string)
+                        .ok_or_else(|| format!("items of {name:?} must be strings"))
+                })
+                .collect(),
+            Some(_) => Err(format!("field {name:?} must be a list of strings")),
+        }
+    }
+
+    /// A nested message: absent (or null) is `None`, anything but an
+    /// object is refused.
+    pub fn message(&self, name: &str) -> Result<Option<In<'a>>, String> {
+        match self.get(name) {
+            None => Ok(None),
+            Some(v) if v.is_object() => Ok(Some(In(v))),
+            Some(_) => Err(format!("field {name:?} must be an object")),
+        }
     }
 
     pub fn boolean(&self, name: &str) -> Result<bool, String> {
@@ -376,6 +456,40 @@ mod tests {
         let err = range_request(&In(&json!({"key": "YQ==", "sort_target": "SIZE"}))).unwrap_err();
         assert!(err.contains("unknown value \"SIZE\""), "{err}");
         assert!(In::object(&json!([1])).is_err());
+    }
+
+    #[test]
+    fn reads_full_uint64_ids_string_lists_and_messages() {
+        let body = json!({"ID": "17237436991929493444", "targetID": 18446744073709551615u64,
+                          "peerURLs": ["http://a:2380"], "leader": {"rev": "4"}});
+        let i = In(&body);
+        assert_eq!(i.uint("ID").expect("a string id"), 17237436991929493444);
+        assert_eq!(i.uint("targetID").expect("a numeric id"), u64::MAX);
+        assert_eq!(i.strings("peerURLs").expect("a list"), ["http://a:2380"]);
+        let leader = i.message("leader").expect("an object").expect("present");
+        assert_eq!(leader.int("rev").expect("an int"), 4);
+        assert!(i.uint("peerURLs").is_err() && i.strings("ID").is_err() && i.message("ID").is_err());
+        assert!(In(&json!({"ID": "-1"})).uint("ID").is_err());
+    }
+
+    #[test]
+    fn writes_enums_by_name_and_members() {
+        let alarm = Out::default()
+            .enumeration("alarm", 1, ALARM_TYPES)
+            .enumeration("none", 0, ALARM_TYPES)
+            .done();
+        assert_eq!(alarm, json!({"alarm": "NOSPACE"}));
+        let m = PbMember {
+            id: u64::MAX,
+            name: String::new(),
+            peer_ur_ls: vec!["http://a:2380".into()],
+            client_ur_ls: Vec::new(),
+            is_learner: true,
+        };
+        assert_eq!(
+            member(&m),
+            json!({"ID": u64::MAX.to_string(), "peerURLs": ["http://a:2380"], "isLearner": true})
+        );
     }
 
     #[test]
