@@ -182,7 +182,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     }
     .validate()
     .map_err(|e| StartError::Raft(e.to_string()))?;
-    let elections = crate::raft::pre_vote::Elections::new(
+    let election_timeout = (
         Duration::from_millis(raft_config.election_timeout_min),
         Duration::from_millis(raft_config.election_timeout_max),
     );
@@ -236,7 +236,9 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         reads,
         failed_proposals: metrics.proposals_failed.clone(),
         committed,
-        elections,
+        // Created once Raft has replayed its log: openraft's lease clock
+        // starts then, and a pre-vote must not be granted before it would.
+        elections: crate::raft::pre_vote::Elections::new(election_timeout.0, election_timeout.1),
         log,
     });
     tokio::spawn(crate::raft::pre_vote::run(Arc::downgrade(&node)));

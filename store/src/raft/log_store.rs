@@ -111,7 +111,10 @@ impl Op {
         match self {
             Op::Append { .. } | Op::Truncate { .. } => true,
             Op::Meta { durable, .. } => *durable,
-            Op::Purge { .. } => false,
+            // In the write-ahead file like any change the appends after it
+            // depend on: a purge lost while later appends survive would
+            // leave a hole in the log.
+            Op::Purge { .. } => true,
         }
     }
 }
@@ -264,6 +267,11 @@ fn run_writer(
     queue: &mpsc::Receiver<Op>,
     on_fsync: Option<&(dyn Fn(f64) + Send + Sync)>,
 ) {
+    // After a failed write nothing more is written (a checkpoint would
+    // start a new epoch and hide the records of the failed group, which
+    // may have been acknowledged): every later write fails the same way,
+    // and the next start replays the file.
+    let mut failed: Option<String> = None;
     while let Ok(first) = queue.recv() {
         let mut ops = vec![first];
         while ops.len() < MAX_BATCH {
@@ -271,6 +279,10 @@ fn run_writer(
                 Ok(op) => ops.push(op),
                 Err(_) => break,
             }
+        }
+        if let Some(error) = &failed {
+            finish(ops, Err(error.clone()));
+            continue;
         }
         let durable = ops.iter().any(Op::durable);
         let started = Instant::now();
@@ -300,7 +312,11 @@ fn run_writer(
             Ok(Logged::Checkpointed) => Ok(()),
             Err(e) => Err(e),
         }
-        .map_err(|e| e.to_string());
+        .map_err(|e| format!("the Raft log could not be written: {e}"));
+        if let Err(e) = &result {
+            tracing::error!(error = %e, "the Raft log writer stops writing");
+            failed = Some(e.clone());
+        }
         if result.is_ok() {
             // What is on disk no longer needs its in-memory copy (unless a
             // truncation has since replaced it with a different entry).
@@ -315,16 +331,21 @@ fn run_writer(
                 }
             }
         }
-        for op in ops {
-            let outcome = result.clone();
-            match op {
-                Op::Append { done: Some(done), .. } => done.log_io_completed(outcome.map_err(std::io::Error::other)),
-                Op::Append { done: None, .. } => {}
-                Op::Meta { done: Some(done), .. } | Op::Truncate { done, .. } | Op::Purge { done, .. } => {
-                    let _ = done.send(outcome);
-                }
-                Op::Meta { done: None, .. } => {}
+        finish(ops, result);
+    }
+}
+
+/// Answers everyone waiting on `ops` with `result`.
+fn finish(ops: Vec<Op>, result: Result<(), String>) {
+    for op in ops {
+        let outcome = result.clone();
+        match op {
+            Op::Append { done: Some(done), .. } => done.log_io_completed(outcome.map_err(std::io::Error::other)),
+            Op::Append { done: None, .. } => {}
+            Op::Meta { done: Some(done), .. } | Op::Truncate { done, .. } | Op::Purge { done, .. } => {
+                let _ = done.send(outcome);
             }
+            Op::Meta { done: None, .. } => {}
         }
     }
 }

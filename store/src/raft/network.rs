@@ -227,8 +227,10 @@ impl proto::peer_server::Peer for PeerService {
 
     async fn install_snapshot(&self, req: tonic::Request<Payload>) -> Result<tonic::Response<Payload>, tonic::Status> {
         let rpc: InstallSnapshotRequest<TypeConfig> = decode(&req.into_inner().data).map_err(bad_payload)?;
+        let sender = rpc.vote;
         let result = self.node.raft.install_snapshot(rpc).await;
-        if result.is_ok() {
+        // An outdated leader is answered too, with our higher vote.
+        if matches!(&result, Ok(r) if r.vote == sender) {
             self.node.elections.heard_from_leader();
         }
         encoded(&result)

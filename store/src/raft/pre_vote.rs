@@ -19,7 +19,7 @@
 //! heard from a leader for a lease and the candidate's log is at least as
 //! up to date as its own, the same tests the real vote will apply.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::collections::BTreeSet;
 use std::sync::{Mutex, Weak};
 use std::time::{Duration, Instant};
 
@@ -45,8 +45,10 @@ pub struct PreVoteRequest {
 pub struct Elections {
     /// When this member last heard from a leader it follows (or led).
     last_contact: Mutex<Instant>,
-    /// Off while a leadership transfer steers the election (MoveLeader).
-    enabled: AtomicBool,
+    /// Off until then while a leadership transfer steers the election
+    /// (MoveLeader); a deadline, so a transfer whose leader dies before it
+    /// switches the timer back on cannot leave it off for good.
+    paused_until: Mutex<Option<Instant>>,
     /// openraft's leader lease: followers refuse votes within it.
     lease: Duration,
     /// The election timeout range; each wait is drawn from it.
@@ -57,7 +59,7 @@ impl Elections {
     pub fn new(election_timeout_min: Duration, election_timeout_max: Duration) -> Self {
         Elections {
             last_contact: Mutex::new(Instant::now()),
-            enabled: AtomicBool::new(true),
+            paused_until: Mutex::new(None),
             lease: election_timeout_max,
             timeout: (election_timeout_min, election_timeout_max),
         }
@@ -70,10 +72,20 @@ impl Elections {
         }
     }
 
-    /// Switches the timer (a leadership transfer turns it off meanwhile).
-    pub fn set_enabled(&self, enabled: bool) {
-        self.enabled.store(enabled, Ordering::Relaxed);
+    /// Switches the timer (a leadership transfer turns it off meanwhile,
+    /// for at most `for_at_most`).
+    pub fn set_enabled(&self, enabled: bool, for_at_most: Duration) {
+        if let Ok(mut until) = self.paused_until.lock() {
+            *until = (!enabled).then(|| Instant::now() + for_at_most);
+        }
         self.heard_from_leader();
+    }
+
+    fn paused(&self) -> bool {
+        self.paused_until
+            .lock()
+            .map(|until| until.is_some_and(|at| Instant::now() < at))
+            .unwrap_or(false)
     }
 
     fn since_contact(&self) -> Duration {
@@ -141,7 +153,7 @@ pub async fn run(node: Weak<Node>) {
             continue;
         }
         let voters: Vec<NodeId> = metrics.membership_config.membership().voter_ids().collect();
-        if !voters.contains(&node.id) || !elections.enabled.load(Ordering::Relaxed) {
+        if !voters.contains(&node.id) || elections.paused() {
             continue;
         }
         // A sole voter has nobody to disturb: it leads at once, as openraft would.
@@ -164,7 +176,8 @@ pub async fn run(node: Weak<Node>) {
 }
 
 /// One pre-vote round: asks every other voter at once; true when this
-/// member and those that said yes are a majority.
+/// member and those that said yes are a majority of every configuration
+/// (both, during a joint membership change), as a real vote must be.
 async fn pre_vote(node: &Node, voters: &[NodeId]) -> bool {
     let Some(last_log) = last_log_id(node).await else {
         return false;
@@ -178,8 +191,8 @@ async fn pre_vote(node: &Node, voters: &[NodeId]) -> bool {
     };
     let membership = node.raft.metrics().borrow().membership_config.clone();
     let mut asks = tokio::task::JoinSet::new();
-    for voter in voters.iter().filter(|v| **v != node.id) {
-        let Some(member) = membership.membership().get_node(voter) else {
+    for voter in voters.iter().copied().filter(|v| *v != node.id) {
+        let Some(member) = membership.membership().get_node(&voter) else {
             continue;
         };
         let Ok(mut client) = node.dialer.client(member) else {
@@ -188,17 +201,22 @@ async fn pre_vote(node: &Node, voters: &[NodeId]) -> bool {
         let mut ask = tonic::Request::new(Payload { data: data.clone() });
         ask.set_timeout(node.elections.timeout.0);
         asks.spawn(async move {
-            match client.pre_vote(ask).await {
+            let yes = match client.pre_vote(ask).await {
                 Ok(answer) => super::decode::<bool>(&answer.into_inner().data).unwrap_or(false),
                 Err(_) => false,
-            }
+            };
+            (voter, yes)
         });
     }
-    let mut granted = 1;
+    let mut granted = BTreeSet::from([node.id]);
     while let Some(answer) = asks.join_next().await {
-        if answer.unwrap_or(false) {
-            granted += 1;
+        if let Ok((voter, true)) = answer {
+            granted.insert(voter);
         }
     }
-    granted * 2 > voters.len()
+    membership
+        .membership()
+        .get_joint_config()
+        .iter()
+        .all(|config| config.iter().filter(|v| granted.contains(v)).count() * 2 > config.len())
 }

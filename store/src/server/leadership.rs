@@ -21,7 +21,7 @@ const TRANSFER_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Switches this member's election timer and optionally campaigns now.
 pub async fn steer_local(node: &Node, enable_timer: bool, campaign: bool) -> Result<(), Error> {
-    node.elections.set_enabled(enable_timer);
+    node.elections.set_enabled(enable_timer, TRANSFER_TIMEOUT * 2);
     // The transferee campaigns without a pre-vote (etcd's TimeoutNow).
     if campaign {
         node.raft.trigger().elect().await.map_err(|_| Error::Stopped)?;
