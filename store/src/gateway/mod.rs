@@ -6,9 +6,11 @@
 //! the answer as etcd's gateway does. Errors come back as
 //! `{"error": …, "code": <gRPC code>, "message": …}` with the HTTP status
 //! grpc-gateway gives that code. `/v3/watch` streams one
-//! `{"result": WatchResponse}` object per line.
+//! `{"result": WatchResponse}` object per line. The cluster, maintenance,
+//! lock and election routes are in `routes.rs`.
 
 pub mod json;
+mod routes;
 
 use std::sync::Arc;
 
@@ -32,7 +34,7 @@ use json::In;
 /// that a request just over `--max-request-bytes` gets etcd's error from
 /// the size check rather than a bare 413.
 pub fn router(node: Arc<Node>, limit: usize) -> axum::Router {
-    axum::Router::new()
+    let router: axum::Router<Arc<Node>> = axum::Router::new()
         .route("/v3/kv/range", post(range))
         .route("/v3/kv/put", post(put))
         .route("/v3/kv/deleterange", post(delete_range))
@@ -48,7 +50,8 @@ pub fn router(node: Arc<Node>, limit: usize) -> axum::Router {
         .route("/v3/lease/keepalive", post(lease_keep_alive))
         .route("/v3/maintenance/status", post(status))
         .route("/v3/cluster/member/list", post(member_list))
-        .route("/v3/watch", post(watch_stream))
+        .route("/v3/watch", post(watch_stream));
+    routes::add(router)
         .layer(axum::extract::DefaultBodyLimit::max(limit / 3 * 4 + 64 * 1024))
         .with_state(node)
 }
@@ -317,31 +320,7 @@ async fn member_list(State(node): State<Arc<Node>>, bytes: Bytes) -> Response {
             })
         },
         |r| async move { svc.member_list(Request::new(r)).await },
-        |r: &PbMemberListResponse| {
-            let members = r
-                .members
-                .iter()
-                .map(|m| {
-                    json::Out::default()
-                        .uint("ID", m.id)
-                        .string("name", &m.name)
-                        .list(
-                            "peerURLs",
-                            m.peer_ur_ls.iter().map(|u| Value::String(u.clone())).collect(),
-                        )
-                        .list(
-                            "clientURLs",
-                            m.client_ur_ls.iter().map(|u| Value::String(u.clone())).collect(),
-                        )
-                        .boolean("isLearner", m.is_learner)
-                        .done()
-                })
-                .collect();
-            json::Out::default()
-                .value("header", json::header(&r.header))
-                .list("members", members)
-                .done()
-        },
+        |r: &PbMemberListResponse| json::members(&r.header, &r.members),
     )
     .await
 }
