@@ -259,7 +259,7 @@ async fn learner_added_listed_refused_promotion_and_removed() {
     let is_new = |m: &Value| m["ID"] == id.as_str();
     let listed = members_until(addr, "the learner is listed", |ms| ms.iter().any(is_new)).await;
     assert_eq!(listed.len(), 2, "{listed:?}");
-    let learner = listed.iter().find(|m| is_new(*m)).expect("the learner is listed");
+    let learner = listed.iter().find(|m| is_new(m)).expect("the learner is listed");
     assert_eq!(learner["isLearner"], true, "{learner}");
     assert_eq!(learner["peerURLs"], json!(["http://127.0.0.1:9"]), "{learner}");
 
