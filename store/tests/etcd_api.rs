@@ -806,3 +806,60 @@ async fn metrics_and_health_use_etcds_names() {
     assert!(problems.is_empty(), "promtool found problems:\n{report}");
     member.stop().await;
 }
+
+/// The Cluster and Maintenance calls etcdctl tests elsewhere, here through
+/// the etcd-client crate: members added, refused promotion, updated and
+/// removed; Hash; a streamed Snapshot; MoveLeader's errors.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_and_maintenance_through_the_client_crate() {
+    let member = Member::start().await;
+    let mut c = member.client().await;
+    c.put("m", "1", None).await.unwrap();
+
+    let added = c
+        .member_add(
+            ["http://127.0.0.1:9"],
+            Some(etcd_client::MemberAddOptions::new().with_is_learner()),
+        )
+        .await
+        .unwrap();
+    let learner = added.member().expect("the added member").id();
+    assert!(added.member().unwrap().is_learner());
+    let err = c.member_promote(learner).await.unwrap_err().to_string();
+    assert!(err.contains("in sync with leader"), "{err}");
+    c.member_update(learner, vec!["http://127.0.0.1:10".to_string()])
+        .await
+        .unwrap();
+    let listed = c.member_list().await.unwrap();
+    let moved = listed.members().iter().find(|m| m.id() == learner).expect("listed");
+    assert_eq!(moved.peer_urls(), ["http://127.0.0.1:10"]);
+    c.member_remove(learner).await.unwrap();
+    assert_eq!(c.member_list().await.unwrap().members().len(), 1);
+    let err = c.member_remove(learner).await.unwrap_err().to_string();
+    assert!(err.contains("member not found"), "{err}");
+
+    let h1 = c.hash().await.unwrap().hash();
+    c.put("m", "2", None).await.unwrap();
+    assert_ne!(c.hash().await.unwrap().hash(), h1, "Hash follows the data");
+
+    let mut snapshot = c.snapshot().await.unwrap();
+    let mut blob = Vec::new();
+    while let Some(part) = tokio::time::timeout(Duration::from_secs(10), snapshot.message())
+        .await
+        .expect("a snapshot part within 10s")
+        .unwrap()
+    {
+        blob.extend_from_slice(part.blob());
+        if part.remaining_bytes() == 0 {
+            break;
+        }
+    }
+    // Whole 512-byte pages followed by their SHA-256, as etcdctl checks.
+    assert!(blob.len() > 32 && (blob.len() - 32) % 512 == 0, "{}", blob.len());
+
+    let me = c.status().await.unwrap().header().unwrap().member_id();
+    c.move_leader(me).await.expect("moving to the leader itself is a no-op");
+    let err = c.move_leader(me ^ 1).await.unwrap_err().to_string();
+    assert!(err.contains("bad leader transferee"), "{err}");
+    member.stop().await;
+}
