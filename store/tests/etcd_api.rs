@@ -11,50 +11,8 @@ use etcd_client::{
 };
 use store::config::Config;
 
-struct Member {
-    running: Option<store::Running>,
-    _dir: tempfile::TempDir,
-    endpoint: String,
-}
-
-impl Member {
-    async fn start() -> Member {
-        let dir = tempfile::tempdir().unwrap();
-        let config = Config::single("solo", &dir.path().join("data"), &["--max-request-bytes", "65536"]);
-        let running = store::start(config).await.unwrap();
-        let endpoint = format!("http://{}", running.client_addrs[0]);
-        let member = Member {
-            running: Some(running),
-            _dir: dir,
-            endpoint,
-        };
-        let mut client = member.client().await;
-        let ready = async {
-            loop {
-                if let Ok(status) = client.status().await {
-                    if status.leader() != 0 {
-                        return;
-                    }
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        };
-        tokio::time::timeout(Duration::from_secs(10), ready)
-            .await
-            .expect("member elected itself leader within 10s");
-        member
-    }
-
-    async fn client(&self) -> Client {
-        Client::connect([self.endpoint.as_str()], None).await.unwrap()
-    }
-
-    async fn stop(mut self) {
-        if let Some(r) = self.running.take() {
-            r.stop().await;
-        }
-    }
-}
+mod solo;
+use solo::{http, Member};
 
 async fn value(client: &mut Client, key: &str) -> Option<String> {
     let resp = client.get(key, None).await.unwrap();
@@ -67,7 +25,7 @@ fn keys(resp: &etcd_client::GetResponse) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kv_put_get_ranges_and_delete() {
-    let member = Member::start().await;
+    let member = Member::start(&["--max-request-bytes", "65536"]).await;
     let mut c = member.client().await;
 
     let first = c.put("a", "1", None).await.unwrap();
@@ -138,7 +96,7 @@ async fn kv_put_get_ranges_and_delete() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn txn_compares_branches_and_nesting() {
-    let member = Member::start().await;
+    let member = Member::start(&["--max-request-bytes", "65536"]).await;
     let mut c = member.client().await;
     c.put("k", "v1", None).await.unwrap();
 
@@ -189,7 +147,7 @@ async fn txn_compares_branches_and_nesting() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watch_replays_history_follows_live_events_and_reports_compaction() {
-    let member = Member::start().await;
+    let member = Member::start(&["--max-request-bytes", "65536"]).await;
     let mut c = member.client().await;
     let start = c.put("w/1", "a", None).await.unwrap().header().unwrap().revision();
     c.put("w/1", "b", None).await.unwrap();
@@ -292,7 +250,7 @@ async fn watch_replays_history_follows_live_events_and_reports_compaction() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leases_keep_keys_alive_and_expiry_deletes_them() {
-    let member = Member::start().await;
+    let member = Member::start(&["--max-request-bytes", "65536"]).await;
     let mut c = member.client().await;
 
     let lease = c.lease_grant(2, None).await.unwrap();
@@ -357,7 +315,7 @@ async fn leases_keep_keys_alive_and_expiry_deletes_them() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn maintenance_cluster_and_bad_input() {
-    let member = Member::start().await;
+    let member = Member::start(&["--max-request-bytes", "65536"]).await;
     let mut c = member.client().await;
     c.put("m", "1", None).await.unwrap();
 
@@ -510,7 +468,7 @@ async fn acknowledged_writes_survive_a_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn locks_are_exclusive_and_released_by_unlock_or_lease_end() {
-    let member = Member::start().await;
+    let member = Member::start(&["--max-request-bytes", "65536"]).await;
     let mut a = member.client().await;
     let mut b = member.client().await;
     let lease_a = a.lease_grant(30, None).await.unwrap().id();
@@ -560,7 +518,7 @@ async fn locks_are_exclusive_and_released_by_unlock_or_lease_end() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn elections_have_one_leader_that_can_proclaim_and_resign() {
-    let member = Member::start().await;
+    let member = Member::start(&["--max-request-bytes", "65536"]).await;
     let mut c = member.client().await;
     let lease1 = c.lease_grant(30, None).await.unwrap().id();
     let lease2 = c.lease_grant(30, None).await.unwrap().id();
@@ -622,34 +580,10 @@ async fn elections_have_one_leader_that_can_proclaim_and_resign() {
 }
 
 /// A minimal HTTP/1.1 request over a fresh connection; returns (status line, body).
-async fn http(addr: std::net::SocketAddr, method: &str, path: &str, body: &str) -> (String, String) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut response = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut response))
-        .await
-        .expect("HTTP response within 10s")
-        .unwrap();
-    let text = String::from_utf8_lossy(&response).to_string();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    // Bodies may be chunked; keep the JSON lines only.
-    let body = body
-        .lines()
-        .filter(|l| l.starts_with('{'))
-        .collect::<Vec<_>>()
-        .join("\n");
-    (head.lines().next().unwrap_or_default().to_string(), body)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_gateway_speaks_etcds_json() {
-    let member = Member::start().await;
-    let addr = member.running.as_ref().unwrap().client_addrs[0];
+    let member = Member::start(&["--max-request-bytes", "65536"]).await;
+    let addr = member.addr;
     // key "foo", value "bar", base64-encoded as the gateway wants.
     let (status, body) = http(addr, "POST", "/v3/kv/put", r#"{"key":"Zm9v","value":"YmFy"}"#).await;
     assert!(status.contains("200"), "{status} {body}");
@@ -723,7 +657,7 @@ async fn json_gateway_speaks_etcds_json() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_and_health_use_etcds_names() {
-    let member = Member::start().await;
+    let member = Member::start(&["--max-request-bytes", "65536"]).await;
     let mut c = member.client().await;
     c.put("m", "1", None).await.unwrap();
     // A stream is counted when it ends (here: the client goes away).
@@ -732,7 +666,7 @@ async fn metrics_and_health_use_etcds_names() {
         let mut stream = other.watch("m", None).await.unwrap();
         stream.message().await.unwrap();
     }
-    let addr = member.running.as_ref().unwrap().metrics_addrs[0];
+    let addr = member.metrics_addr();
     let (status, body) = http(addr, "GET", "/health", "").await;
     assert!(status.contains("200"), "{status}");
     assert_eq!(body, r#"{"health":"true","reason":""}"#);
@@ -812,7 +746,7 @@ async fn metrics_and_health_use_etcds_names() {
 /// removed; Hash; a streamed Snapshot; MoveLeader's errors.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_and_maintenance_through_the_client_crate() {
-    let member = Member::start().await;
+    let member = Member::start(&["--max-request-bytes", "65536"]).await;
     let mut c = member.client().await;
     c.put("m", "1", None).await.unwrap();
 

@@ -8,77 +8,9 @@ use std::time::Duration;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use serde_json::{json, Value};
-use store::config::Config;
 
-/// The longest any single wait may take.
-const WAIT: Duration = Duration::from_secs(10);
-
-struct Member {
-    running: Option<store::Running>,
-    _dir: tempfile::TempDir,
-    addr: SocketAddr,
-}
-
-impl Member {
-    /// One member, once it has elected itself leader.
-    async fn start() -> Member {
-        let dir = tempfile::tempdir().expect("a temporary directory");
-        let config = Config::single("solo", &dir.path().join("data"), &[]);
-        let running = store::start(config).await.expect("the member starts");
-        let addr = running.client_addrs[0];
-        let ready = async {
-            loop {
-                let (_, status) = http(addr, "/v3/maintenance/status", "{}").await;
-                if status["leader"].is_string() {
-                    return;
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        };
-        tokio::time::timeout(WAIT, ready)
-            .await
-            .expect("member elected itself leader within 10s");
-        Member {
-            running: Some(running),
-            _dir: dir,
-            addr,
-        }
-    }
-
-    async fn stop(mut self) {
-        if let Some(r) = self.running.take() {
-            r.stop().await;
-        }
-    }
-}
-
-/// `POST path` with a JSON body over a fresh HTTP/1.1 connection:
-/// (status line, the JSON answer).
-async fn http(addr: SocketAddr, path: &str, body: &str) -> (String, Value) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let exchange = async {
-        let mut stream = tokio::net::TcpStream::connect(addr)
-            .await
-            .expect("connect to the client port");
-        let request = format!(
-            "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        );
-        stream.write_all(request.as_bytes()).await.expect("send the request");
-        let mut response = Vec::new();
-        stream.read_to_end(&mut response).await.expect("read the response");
-        response
-    };
-    let response = tokio::time::timeout(WAIT, exchange)
-        .await
-        .unwrap_or_else(|_| panic!("{path}: HTTP response within 10s"));
-    let text = String::from_utf8_lossy(&response).into_owned();
-    let (head, rest) = text.split_once("\r\n\r\n").unwrap_or((text.as_str(), ""));
-    let status = head.lines().next().unwrap_or_default().to_string();
-    let line = rest.lines().find(|l| l.starts_with('{')).unwrap_or_default();
-    let value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{path}: no JSON answer ({e}): {text}"));
-    (status, value)
-}
+mod solo;
+use solo::{post as http, Member, WAIT};
 
 /// `POST path` that must answer 200; its JSON.
 async fn ok(addr: SocketAddr, path: &str, body: &str) -> Value {
@@ -117,7 +49,7 @@ async fn lease(addr: SocketAddr) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn maintenance_alarm_hash_defragment_and_transfer() {
-    let member = Member::start().await;
+    let member = Member::start(&[]).await;
     let addr = member.addr;
 
     let alarms = ok(addr, "/v3/maintenance/alarm", r#"{"action": "GET", "alarm": "NONE"}"#).await;
@@ -161,7 +93,7 @@ async fn maintenance_alarm_hash_defragment_and_transfer() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lock_and_unlock_over_the_gateway() {
-    let member = Member::start().await;
+    let member = Member::start(&[]).await;
     let addr = member.addr;
     let (first_lease, second_lease) = (lease(addr).await, lease(addr).await);
 
@@ -192,7 +124,7 @@ async fn lock_and_unlock_over_the_gateway() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn campaign_proclaim_leader_and_resign() {
-    let member = Member::start().await;
+    let member = Member::start(&[]).await;
     let addr = member.addr;
     let id = lease(addr).await;
     let name = json!({"name": b64("gw-pick")}).to_string();
@@ -243,7 +175,7 @@ async fn members_until(addr: SocketAddr, what: &str, done: impl Fn(&[Value]) -> 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn learner_added_listed_refused_promotion_and_removed() {
-    let member = Member::start().await;
+    let member = Member::start(&[]).await;
     let addr = member.addr;
 
     let request = json!({"peerURLs": ["http://127.0.0.1:9"], "isLearner": true}).to_string();

@@ -17,7 +17,6 @@
 //! Every wait is bounded ([`WAIT`]); watches start at an explicit revision,
 //! so no test depends on when the server registers a watcher.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use base64::engine::general_purpose::STANDARD as B64;
@@ -26,54 +25,10 @@ use etcd_client::{
     Client, DeleteOptions, EventType, GetOptions, WatchFilterType, WatchOptions, WatchResponse, WatchStream,
 };
 use prost::Message as _;
-use serde_json::{json, Value};
-use store::config::Config;
+use serde_json::json;
 
-/// The longest any single wait may take.
-const WAIT: Duration = Duration::from_secs(10);
-
-struct Member {
-    running: Option<store::Running>,
-    _dir: tempfile::TempDir,
-    endpoint: String,
-}
-
-impl Member {
-    /// One member with `extra` flags, once it has elected itself leader.
-    async fn start(extra: &[&str]) -> Member {
-        let dir = tempfile::tempdir().expect("a temporary directory");
-        let config = Config::single("solo", &dir.path().join("data"), extra);
-        let running = store::start(config).await.expect("the member starts");
-        let endpoint = format!("http://{}", running.client_addrs[0]);
-        let member = Member {
-            running: Some(running),
-            _dir: dir,
-            endpoint,
-        };
-        let mut client = member.client().await;
-        let ready = async {
-            while !matches!(client.status().await, Ok(status) if status.leader() != 0) {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        };
-        tokio::time::timeout(WAIT, ready)
-            .await
-            .expect("member elected itself leader within 10s");
-        member
-    }
-
-    async fn client(&self) -> Client {
-        Client::connect([self.endpoint.as_str()], None)
-            .await
-            .expect("a client connects")
-    }
-
-    async fn stop(mut self) {
-        if let Some(r) = self.running.take() {
-            r.stop().await;
-        }
-    }
-}
+mod solo;
+use solo::{post as http, Member, WAIT};
 
 /// The store's current revision.
 async fn revision(c: &mut Client) -> i64 {
@@ -532,38 +487,10 @@ async fn progress_requests_are_answered_after_every_event_they_cover() {
     member.stop().await;
 }
 
-/// `POST path` with a JSON body over a fresh HTTP/1.1 connection:
-/// (status line, the JSON answer).
-async fn http(addr: SocketAddr, path: &str, body: &str) -> (String, Value) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let exchange = async {
-        let mut stream = tokio::net::TcpStream::connect(addr)
-            .await
-            .expect("connect to the client port");
-        let request = format!(
-            "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        );
-        stream.write_all(request.as_bytes()).await.expect("send the request");
-        let mut response = Vec::new();
-        stream.read_to_end(&mut response).await.expect("read the response");
-        response
-    };
-    let response = tokio::time::timeout(WAIT, exchange)
-        .await
-        .expect("HTTP response within 10s");
-    let text = String::from_utf8_lossy(&response).into_owned();
-    let (head, rest) = text.split_once("\r\n\r\n").unwrap_or((text.as_str(), ""));
-    let status = head.lines().next().unwrap_or_default().to_string();
-    let line = rest.lines().find(|l| l.starts_with('{')).unwrap_or_default();
-    let value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{path}: no JSON answer ({e}): {text}"));
-    (status, value)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_gateway_deletes_ranges_and_grants_leases() {
     let member = Member::start(&[]).await;
-    let addr = member.running.as_ref().expect("the member is running").client_addrs[0];
+    let addr = member.addr;
     let mut c = member.client().await;
     let b64 = |s: &str| B64.encode(s);
     for (k, v) in [("gw/a", "1"), ("gw/b", "2"), ("gx", "3")] {
