@@ -14,20 +14,21 @@
 //!
 //! - [`config`]: flags, with etcd's names.
 //! - [`mvcc`]: the multi-version keyspace: revisions, history, compaction.
-//! - [`raft`]: openraft wiring: the log on disk, the state machine and
-//!   snapshots, the peer transport.
+//! - [`raft`]: openraft wiring: the log on disk (behind a write-ahead
+//!   file), the state machine and snapshots, the peer transport, pre-vote.
 //! - [`node`]: one member; forwarding to the leader; read index.
 //! - [`proposer`]: batching the leader's proposals into log entries.
 //! - [`lessor`]: lease clocks and expiry on the leader.
 //! - [`server`]: the etcd services (KV, Watch, Lease, Maintenance, Cluster,
 //!   Lock, Election).
 //! - [`gateway`]: etcd's JSON gateway over the same services.
-//! - [`metrics`]: etcd's metric names.
+//! - [`metrics`]: etcd's metric names; [`health`]: `/health` as etcd answers it.
 //! - [`error`]: etcd's error codes and messages.
 
 pub mod config;
 pub mod error;
 pub mod gateway;
+pub mod health;
 pub mod lessor;
 pub mod metrics;
 pub mod mvcc;

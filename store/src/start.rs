@@ -242,6 +242,23 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         log,
     });
     tokio::spawn(crate::raft::pre_vote::run(Arc::downgrade(&node)));
+    // Keep the dialer's directory of peer URLs current (see `Dialer::directory`).
+    let mut membership = node.raft.metrics();
+    let directory = node.dialer.clone();
+    tokio::spawn(async move {
+        let mut seen = None;
+        loop {
+            let config = membership.borrow_and_update().membership_config.clone();
+            // Metrics change on every commit; the membership rarely.
+            if seen != Some(*config.log_id()) {
+                seen = Some(*config.log_id());
+                directory.learn(config.membership().nodes());
+            }
+            if membership.changed().await.is_err() {
+                return;
+            }
+        }
+    });
     tokio::spawn(crate::node::run_read_rounds(Arc::downgrade(&node), read_queue));
 
     let stop = CancellationToken::new();
@@ -345,32 +362,9 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     // Metrics port.
     let metrics_listeners = bind(&config.listen_metrics_urls, "metrics URL").await?;
     let metrics_addrs = addrs(&metrics_listeners);
-    let health_node = node.clone();
-    let health: common::metrics::ExtraRoutes = Arc::new(move |path| {
-        (path == "/health").then(|| {
-            // As etcd 3.4: an active alarm, then a missing leader, is unhealthy.
-            let alarm = health_node
-                .sm
-                .state
-                .read()
-                .ok()
-                .and_then(|s| s.alarms.iter().next().map(|(_, a)| *a));
-            let has_leader = health_node.raft.metrics().borrow().current_leader.is_some();
-            let reason = match alarm {
-                Some(alarm) => format!("ALARM {}", crate::server::maintenance::alarm_name(alarm)),
-                None if !has_leader => "RAFT NO LEADER".to_string(),
-                None => {
-                    return (
-                        http::StatusCode::OK,
-                        "application/json",
-                        r#"{"health":"true","reason":""}"#.into(),
-                    )
-                }
-            };
-            let body = serde_json::json!({"health": "false", "reason": reason}).to_string();
-            (http::StatusCode::SERVICE_UNAVAILABLE, "application/json", body)
-        })
-    });
+    let read_probe = crate::health::ReadProbe::default();
+    tokio::spawn(crate::health::probe(Arc::downgrade(&node), read_probe.clone()));
+    let health = crate::health::route(node.clone(), read_probe);
     for listener in metrics_listeners {
         tasks.spawn(common::metrics::serve_with(
             listener,

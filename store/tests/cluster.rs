@@ -517,3 +517,52 @@ fn five_members_bootstrap_and_survive_two_failures() {
         assert_eq!(seen, "2");
     }
 }
+
+/// `GET /health` on member `i`'s metrics port: (status line, body).
+fn health(c: &Cluster, i: usize) -> Result<(String, String), String> {
+    use std::io::{Read, Write};
+    let args = &c.members[i].args;
+    let at = args
+        .iter()
+        .position(|a| a == "--listen-metrics-urls")
+        .ok_or("no metrics URL")?;
+    let addr = args[at + 1].trim_start_matches("http://").to_string();
+    let mut stream = std::net::TcpStream::connect(&addr).map_err(|e| e.to_string())?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .map_err(|e| e.to_string())?;
+    write!(
+        stream,
+        "GET /health HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .map_err(|e| e.to_string())?;
+    let mut text = String::new();
+    stream.read_to_string(&mut text).map_err(|e| e.to_string())?;
+    let (head, body) = text.split_once("\r\n\r\n").ok_or("no HTTP answer")?;
+    Ok((
+        head.lines().next().unwrap_or_default().to_string(),
+        body.trim().to_string(),
+    ))
+}
+
+/// A leader that lost its followers still names itself leader, but cannot
+/// serve a linearizable read: `/health` says so, as etcd's "QGET" check.
+#[test]
+fn health_fails_when_a_quorum_read_cannot_complete() {
+    let _one = exclusive();
+    let mut c = Cluster::start(&["a", "b", "c"], false);
+    let leader = c.leader();
+    let (status, body) = wait_for("the leader to be healthy", Duration::from_secs(10), || {
+        let (status, body) = health(&c, leader)?;
+        ready(status.contains("200"), (status.clone(), body.clone()), (status, body))
+    });
+    assert_eq!(body, r#"{"health":"true","reason":""}"#, "{status}");
+    for i in (0..3).filter(|i| *i != leader) {
+        c.members[i].kill();
+    }
+    let body = wait_for("the lone leader to be unhealthy", Duration::from_secs(20), || {
+        let (status, body) = health(&c, leader)?;
+        ready(status.contains("503"), body.clone(), (status, body))
+    });
+    assert!(body.contains("QGET ERROR") || body.contains("RAFT NO LEADER"), "{body}");
+}

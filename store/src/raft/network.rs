@@ -45,6 +45,10 @@ pub struct Dialer {
     pub rtt: Option<prometheus::HistogramVec>,
     /// One multiplexed channel per peer URL (tonic reconnects it as needed).
     pub channels: Arc<std::sync::Mutex<std::collections::HashMap<String, Channel>>>,
+    /// Each member's current peer URL, from the latest membership: openraft
+    /// keeps a replication connection across a `member update`, so the
+    /// connection looks its target up here before every call.
+    pub directory: Arc<std::sync::Mutex<std::collections::HashMap<NodeId, String>>>,
 }
 
 impl Dialer {
@@ -80,9 +84,24 @@ impl Dialer {
         Ok(peer_client(channel))
     }
 
-    /// A client for `member`'s peer service on a connection of its own.
-    fn dedicated_client(&self, member: &Member) -> Result<PeerClient<Channel>, String> {
-        Ok(peer_client(self.channel(peer_url(member)?)?))
+    /// A client for the peer at `url` on a connection of its own.
+    fn dedicated_client(&self, url: &str) -> Result<PeerClient<Channel>, String> {
+        Ok(peer_client(self.channel(url)?))
+    }
+
+    /// Records the members' peer URLs from a membership.
+    pub fn learn<'a>(&self, members: impl Iterator<Item = (&'a NodeId, &'a Member)>) {
+        if let Ok(mut directory) = self.directory.lock() {
+            for (id, member) in members {
+                if let Some(url) = member.peer_urls.first() {
+                    directory.insert(*id, url.clone());
+                }
+            }
+        }
+    }
+
+    fn current_url(&self, id: NodeId) -> Option<String> {
+        self.directory.lock().ok().and_then(|d| d.get(&id).cloned())
     }
 }
 
@@ -102,9 +121,15 @@ impl RaftNetworkFactory<TypeConfig> for Dialer {
     type Network = Connection;
 
     async fn new_client(&mut self, target: NodeId, node: &Member) -> Connection {
+        let url = self
+            .current_url(target)
+            .or_else(|| node.peer_urls.first().cloned())
+            .unwrap_or_default();
         Connection {
             target,
-            client: self.dedicated_client(node),
+            client: self.dedicated_client(&url),
+            url,
+            dialer: self.clone(),
             rtt: self.rtt.clone(),
         }
     }
@@ -113,7 +138,10 @@ impl RaftNetworkFactory<TypeConfig> for Dialer {
 /// One peer, as openraft sees it.
 pub struct Connection {
     target: NodeId,
+    /// The URL `client` talks to.
+    url: String,
     client: Result<PeerClient<Channel>, String>,
+    dialer: Dialer,
     rtt: Option<prometheus::HistogramVec>,
 }
 
@@ -130,6 +158,13 @@ impl Connection {
         Resp: for<'de> serde::Deserialize<'de>,
         E: std::error::Error + for<'de> serde::Deserialize<'de>,
     {
+        if let Some(current) = self.dialer.current_url(self.target) {
+            if current != self.url {
+                tracing::info!(target = format!("{:x}", self.target), url = %current, "peer moved; reconnecting");
+                self.client = self.dialer.dedicated_client(&current);
+                self.url = current;
+            }
+        }
         let client = match &mut self.client {
             Ok(c) => c,
             Err(e) => return Err(RPCError::Unreachable(Unreachable::new(&Transport(e.clone())))),

@@ -178,7 +178,14 @@ async fn apply_once(node: &Node, change: &Change) -> Result<(), Attempt> {
                 .await
         }
         Change::Publish { id, member } => {
-            let nodes = BTreeMap::from([(*id, member.clone())]);
+            // Only the name and client URLs are the member's to publish;
+            // its peer URLs stay as the leader's membership has them (the
+            // member may not have seen a `member update` yet).
+            let mut member = member.clone();
+            if let Ok(known) = current(node, *id) {
+                member.peer_urls = known.peer_urls;
+            }
+            let nodes = BTreeMap::from([(*id, member)]);
             node.raft.change_membership(ChangeMembers::SetNodes(nodes), true).await
         }
     };
