@@ -36,6 +36,23 @@ impl Drop for ChildGuard {
 
 /// A free loopback TCP port.
 pub fn free_port() -> u16 {
+    // Below Linux's ephemeral range (32768-60999): a port the kernel hands
+    // out for bind(0) is also what it hands out as the source port of
+    // outgoing connections, and one of those can take it before the
+    // server that was meant to listen there binds it.
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u32(std::process::id());
+    let mut candidate = hasher.finish();
+    for _ in 0..1000 {
+        let port = 20_000 + (candidate % 12_000) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+        candidate = candidate
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+    }
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -235,7 +252,7 @@ impl Cluster {
     }
 
     /// Starts the API server (again) on the cluster's port and waits until
-    /// it accepts connections.
+    /// it says it listens and accepts connections.
     pub async fn start_apiserver(&mut self) {
         let p = |f: &str| self.pki().join(f).to_str().unwrap().to_string();
         let log = std::fs::OpenOptions::new()
@@ -243,6 +260,7 @@ impl Cluster {
             .append(true)
             .open(self.dir.path().join("apiserver.log"))
             .unwrap();
+        let started_before = self.apiserver_log().matches("API server listening").count();
         let child = Command::new(binary("kubernate-apiserver"))
             .args(["--etcd-servers", &self.store_endpoint])
             .args(["--secure-port", &self.port.to_string()])
@@ -254,6 +272,11 @@ impl Cluster {
             .args(["--service-account-key-file", &p("service-account.pub")])
             .args(["--service-account-signing-key-file", &p("service-account.key")])
             .args(&self.extra_args)
+            // The readiness check below reads the "listening" line.
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").map_or_else(|_| "info".to_string(), |v| format!("{v},apiserver=info")),
+            )
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -261,7 +284,11 @@ impl Cluster {
         self.apiserver = Some(ChildGuard(child));
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
-            if tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await.is_ok() {
+            // Ours must say it listens: the port was free when picked, but
+            // another test's server may have taken it since, and a bare
+            // connect would then reach that one.
+            let listening = self.apiserver_log().matches("API server listening").count() > started_before;
+            if listening && tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await.is_ok() {
                 return;
             }
             if let Some(status) = self.apiserver.as_mut().and_then(|c| c.0.try_wait().unwrap()) {

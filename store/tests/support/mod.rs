@@ -51,8 +51,18 @@ pub fn terminate(child: &mut Child) {
 }
 
 /// `n` distinct free loopback ports: all are bound at once, then released.
+/// They come from below the ephemeral range (32768-60999), so that no
+/// outgoing connection takes one as its source port before its member binds
+/// it; the scan starts at a random place so parallel tests rarely meet.
 pub fn free_ports(n: usize) -> Vec<u16> {
-    let listeners: Vec<TcpListener> = (0..n).map(|_| TcpListener::bind("127.0.0.1:0").unwrap()).collect();
+    let seed = std::hash::BuildHasher::hash_one(&std::collections::hash_map::RandomState::new(), std::process::id());
+    let start = 20_000 + (seed % 12_000) as u16;
+    let listeners: Vec<TcpListener> = (start..32_000)
+        .chain(20_000..start)
+        .filter_map(|port| TcpListener::bind(("127.0.0.1", port)).ok())
+        .take(n)
+        .collect();
+    assert_eq!(listeners.len(), n, "no {n} free ports below 32000");
     listeners.iter().map(|l| l.local_addr().unwrap().port()).collect()
 }
 
