@@ -184,15 +184,18 @@ fn maintenance_calls_accept_http_endpoints() {
     );
 }
 
+/// etcdctl member add and remove on a 3-member TLS cluster: the new member
+/// joins with its own certificates and serves data written before it came.
 #[test]
 fn member_add_and_remove() {
     let _one = exclusive();
-    let mut c = Cluster::start(&["a", "b", "c"], false);
+    let mut c = Cluster::start(&["a", "b", "c"], true);
     let all = c.all();
     c.must(&all, &["put", "before-join", "here"]);
 
     let ports = free_ports(3);
-    let [client, peer, metrics] = [0, 1, 2].map(|i| format!("http://127.0.0.1:{}", ports[i]));
+    let [client, peer] = [0, 1].map(|i| format!("https://127.0.0.1:{}", ports[i]));
+    let metrics = format!("http://127.0.0.1:{}", ports[2]);
     // etcd refuses membership changes ("unhealthy cluster") for 5 s after it starts.
     let added = wait_for("`member add` to be accepted", Duration::from_secs(30), || {
         c.ctl(&all, &["member", "add", "d", &format!("--peer-urls={peer}")])
@@ -208,6 +211,7 @@ fn member_add_and_remove() {
     let mut initial: Vec<String> = c.members.iter().map(|m| format!("{}={}", m.name, m.peer_url)).collect();
     initial.push(format!("d={peer}"));
     let mut d = c.member("d", &client, &peer, &metrics, &initial.join(","), "existing");
+    d.args.extend(c.tls_flags(3));
     d.spawn();
     c.members.push(d);
     let value = wait_for(

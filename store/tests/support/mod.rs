@@ -176,7 +176,8 @@ impl Cluster {
         let dir = tempfile::tempdir().unwrap();
         if tls {
             let options = kubernate::pki::InitOptions::new(dir.path().join("pki"));
-            let store_members = names.len() as u32;
+            // One spare, for a member that joins later.
+            let store_members = names.len() as u32 + 1;
             kubernate::pki::init(&kubernate::pki::InitOptions {
                 store_members,
                 ..options
@@ -196,20 +197,8 @@ impl Cluster {
             let mut m = cluster.member(name, &client, &peer, &metrics, &initial.join(","), "new");
             m.args.extend(extra.iter().map(|a| a.to_string()));
             if tls {
-                let f = |flag: &str, file: &str| format!("--{flag}={}", cluster.pki().join(file).display());
-                m.args.extend([
-                    f("cert-file", &format!("store/store-{i}.crt")),
-                    f("key-file", &format!("store/store-{i}.key")),
-                    f("trusted-ca-file", "store-ca.crt"),
-                    f("peer-cert-file", &format!("store/store-{i}-peer.crt")),
-                    f("peer-key-file", &format!("store/store-{i}-peer.key")),
-                    f("peer-trusted-ca-file", "store-ca.crt"),
-                    "--client-cert-auth".into(),
-                ]);
-                if !store_binary().ends_with("/etcd") {
-                    // Ours; etcd has no such flag.
-                    m.args.push("--allowed-client-cn=kube-apiserver-etcd-client".into());
-                }
+                let flags = cluster.tls_flags(i);
+                m.args.extend(flags);
             }
             m.spawn();
             cluster.members.push(m);
@@ -218,6 +207,25 @@ impl Cluster {
             cluster.wait_healthy(i);
         }
         cluster
+    }
+
+    /// The TLS flags of the `i`th store member (certificates `store-{i}`).
+    pub fn tls_flags(&self, i: usize) -> Vec<String> {
+        let f = |flag: &str, file: &str| format!("--{flag}={}", self.pki().join(file).display());
+        let mut flags = vec![
+            f("cert-file", &format!("store/store-{i}.crt")),
+            f("key-file", &format!("store/store-{i}.key")),
+            f("trusted-ca-file", "store-ca.crt"),
+            f("peer-cert-file", &format!("store/store-{i}-peer.crt")),
+            f("peer-key-file", &format!("store/store-{i}-peer.key")),
+            f("peer-trusted-ca-file", "store-ca.crt"),
+            "--client-cert-auth".into(),
+        ];
+        if !store_binary().ends_with("/etcd") {
+            // Ours; etcd has no such flag.
+            flags.push("--allowed-client-cn=kube-apiserver-etcd-client".into());
+        }
+        flags
     }
 
     pub fn pki(&self) -> PathBuf {
