@@ -1388,29 +1388,17 @@ async fn bad_input_gets_the_right_status_and_stores_nothing() {
     let post = |body: String, content_type: &'static str| {
         let c = &c;
         async move {
-            let pki = c.pki();
-            let out = tokio::process::Command::new("curl")
-                .args(["-s", "-i", "--max-time", "20", "-X", "POST"])
-                .arg("--cacert")
-                .arg(pki.join("ca.crt"))
-                .arg("--cert")
-                .arg(pki.join("admin.crt"))
-                .arg("--key")
-                .arg(pki.join("admin.key"))
-                .args(["-H", &format!("Content-Type: {content_type}"), "--data-binary", "@-"])
-                .arg(format!("{}/api/v1/namespaces/default/configmaps", c.server))
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .spawn()
-                .unwrap();
-            let mut child = out;
-            {
-                use tokio::io::AsyncWriteExt;
-                let mut input = child.stdin.take().unwrap();
-                input.write_all(body.as_bytes()).await.unwrap();
-            }
-            let out = child.wait_with_output().await.unwrap();
-            String::from_utf8_lossy(&out.stdout).to_string()
+            let args = [
+                "-i",
+                "-X",
+                "POST",
+                "-H",
+                &format!("Content-Type: {content_type}"),
+                "--data-binary",
+                "@-",
+            ];
+            c.curl_input(&args, "/api/v1/namespaces/default/configmaps", &body)
+                .await
         }
     };
     let cases: Vec<(String, &str, &str, &str)> = vec![
@@ -1592,16 +1580,22 @@ async fn custom_resources(kind: &str) {
     // The scale subresource maps onto the CRD's paths.
     c.must(&["scale", "wd", "w1", "--replicas=5"]).await;
     assert_eq!(c.must(&["get", "wd", "w1", "-o", "jsonpath={.spec.size}"]).await, "5");
-    c.must(&[
-        "patch",
-        "widget",
-        "w1",
-        "--subresource=status",
-        "--type=merge",
-        "-p",
-        r#"{"status":{"count":4,"selector":"app=w1"}}"#,
-    ])
-    .await;
+    let patch_status = |patch: &'static str| {
+        let c = &c;
+        async move {
+            let args = [
+                "patch",
+                "widget",
+                "w1",
+                "--subresource=status",
+                "--type=merge",
+                "-p",
+                patch,
+            ];
+            c.must(&args).await
+        }
+    };
+    patch_status(r#"{"status":{"count":4,"selector":"app=w1"}}"#).await;
     let scale = c
         .json(&[
             "get",
@@ -1640,16 +1634,7 @@ async fn custom_resources(kind: &str) {
     let spec = c.must(&["get", "widget", "pruned", "-o", "jsonpath={.spec}"]).await;
     assert!(!spec.contains("shape"), "unknown fields are pruned: {spec}");
 
-    c.must(&[
-        "patch",
-        "widget",
-        "w1",
-        "--subresource=status",
-        "--type=merge",
-        "-p",
-        r#"{"status":{"ready":true}}"#,
-    ])
-    .await;
+    patch_status(r#"{"status":{"ready":true}}"#).await;
     c.must(&[
         "patch",
         "widget",

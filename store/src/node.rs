@@ -70,10 +70,9 @@ pub struct Node {
     pub reads: ReadQueue,
     /// The election timer and pre-vote (see `raft::pre_vote`).
     pub elections: crate::raft::pre_vote::Elections,
-    /// The Raft log (a handle sharing openraft's), for pre-vote's log check.
+    /// The Raft log (a handle sharing openraft's): pre-vote's log check and
+    /// the committed index (`LogStore::committed`).
     pub log: crate::raft::log_store::LogStore,
-    /// The highest log index known committed (see `LogStore::committed`).
-    pub committed: std::sync::Arc<std::sync::atomic::AtomicU64>,
     /// `etcd_server_proposals_failed_total`.
     pub failed_proposals: prometheus::IntCounter,
 }
@@ -174,7 +173,10 @@ impl Node {
     /// The highest log index known committed: at least what is applied.
     pub fn committed_index(&self) -> u64 {
         let applied = self.raft.metrics().borrow().last_applied.map(|l| l.index).unwrap_or(0);
-        self.committed.load(std::sync::atomic::Ordering::Relaxed).max(applied)
+        self.log
+            .committed
+            .load(std::sync::atomic::Ordering::Relaxed)
+            .max(applied)
     }
 
     /// The current leader, as this member knows it, and how to reach it.

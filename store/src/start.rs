@@ -143,7 +143,6 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             detail: e.to_string(),
         }
     })?;
-    let committed = log.committed.clone();
     let commit = metrics.backend_commit.clone();
     let sm = StateMachine::open(&data_dir, Some(Arc::new(move |s| commit.observe(s))))
         .map_err(|e| StartError::Raft(e.to_string()))?;
@@ -235,30 +234,12 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         proposer,
         reads,
         failed_proposals: metrics.proposals_failed.clone(),
-        committed,
         // Created once Raft has replayed its log: openraft's lease clock
         // starts then, and a pre-vote must not be granted before it would.
         elections: crate::raft::pre_vote::Elections::new(election_timeout.0, election_timeout.1),
         log,
     });
     tokio::spawn(crate::raft::pre_vote::run(Arc::downgrade(&node)));
-    // Keep the dialer's directory of peer URLs current (see `Dialer::directory`).
-    let mut membership = node.raft.metrics();
-    let directory = node.dialer.clone();
-    tokio::spawn(async move {
-        let mut seen = None;
-        loop {
-            let config = membership.borrow_and_update().membership_config.clone();
-            // Metrics change on every commit; the membership rarely.
-            if seen != Some(*config.log_id()) {
-                seen = Some(*config.log_id());
-                directory.learn(config.membership().nodes());
-            }
-            if membership.changed().await.is_err() {
-                return;
-            }
-        }
-    });
     tokio::spawn(crate::node::run_read_rounds(Arc::downgrade(&node), read_queue));
 
     let stop = CancellationToken::new();

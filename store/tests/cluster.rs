@@ -568,5 +568,6 @@ fn health_fails_when_a_quorum_read_cannot_complete() {
         let (status, body) = health(&c, leader)?;
         ready(status.contains("503"), body.clone(), (status, body))
     });
-    assert!(body.contains("QGET ERROR") || body.contains("RAFT NO LEADER"), "{body}");
+    // It still names itself leader: the read is what fails.
+    assert!(body.contains("QGET ERROR"), "{body}");
 }

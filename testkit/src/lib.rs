@@ -190,9 +190,20 @@ impl Cluster {
     /// (no retries, unlike kubectl), `args` before the URL (method,
     /// headers, body); the raw output, head included with `-i`.
     pub async fn curl(&self, args: &[&str], path: &str) -> Vec<u8> {
+        let out = self.curl_command(args, path).output().await.unwrap();
+        out.stdout
+    }
+
+    /// The same with `stdin` as curl's input (`--data-binary @-` sends it),
+    /// for bodies too large for an argument; the output as text.
+    pub async fn curl_input(&self, args: &[&str], path: &str, stdin: &str) -> String {
+        run_with_input(self.curl_command(args, path), Some(stdin)).await.1
+    }
+
+    fn curl_command(&self, args: &[&str], path: &str) -> tokio::process::Command {
         let pki = self.pki();
-        let out = tokio::process::Command::new("curl")
-            .args(["-s", "--max-time", "25"])
+        let mut cmd = tokio::process::Command::new("curl");
+        cmd.args(["-s", "--max-time", "25"])
             .arg("--cacert")
             .arg(pki.join("ca.crt"))
             .arg("--cert")
@@ -200,11 +211,8 @@ impl Cluster {
             .arg("--key")
             .arg(pki.join("admin.key"))
             .args(args)
-            .arg(format!("{}{path}", self.server))
-            .output()
-            .await
-            .unwrap();
-        out.stdout
+            .arg(format!("{}{path}", self.server));
+        cmd
     }
 
     /// The cluster-admin kubeconfig (system:masters).

@@ -45,10 +45,6 @@ pub struct Dialer {
     pub rtt: Option<prometheus::HistogramVec>,
     /// One multiplexed channel per peer URL (tonic reconnects it as needed).
     pub channels: Arc<std::sync::Mutex<std::collections::HashMap<String, Channel>>>,
-    /// Each member's current peer URL, from the latest membership: openraft
-    /// keeps a replication connection across a `member update`, so the
-    /// connection looks its target up here before every call.
-    pub directory: Arc<std::sync::Mutex<std::collections::HashMap<NodeId, String>>>,
 }
 
 impl Dialer {
@@ -88,21 +84,6 @@ impl Dialer {
     fn dedicated_client(&self, url: &str) -> Result<PeerClient<Channel>, String> {
         Ok(peer_client(self.channel(url)?))
     }
-
-    /// Records the members' peer URLs from a membership.
-    pub fn learn<'a>(&self, members: impl Iterator<Item = (&'a NodeId, &'a Member)>) {
-        if let Ok(mut directory) = self.directory.lock() {
-            for (id, member) in members {
-                if let Some(url) = member.peer_urls.first() {
-                    directory.insert(*id, url.clone());
-                }
-            }
-        }
-    }
-
-    fn current_url(&self, id: NodeId) -> Option<String> {
-        self.directory.lock().ok().and_then(|d| d.get(&id).cloned())
-    }
 }
 
 fn peer_url(member: &Member) -> Result<&str, String> {
@@ -121,15 +102,11 @@ impl RaftNetworkFactory<TypeConfig> for Dialer {
     type Network = Connection;
 
     async fn new_client(&mut self, target: NodeId, node: &Member) -> Connection {
-        let url = self
-            .current_url(target)
-            .or_else(|| node.peer_urls.first().cloned())
-            .unwrap_or_default();
+        // openraft makes new connections whenever the membership changes,
+        // so a member moved by `member update` is dialled at its new URL.
         Connection {
             target,
-            client: self.dedicated_client(&url),
-            url,
-            dialer: self.clone(),
+            client: peer_url(node).and_then(|url| self.dedicated_client(url)),
             rtt: self.rtt.clone(),
         }
     }
@@ -138,10 +115,7 @@ impl RaftNetworkFactory<TypeConfig> for Dialer {
 /// One peer, as openraft sees it.
 pub struct Connection {
     target: NodeId,
-    /// The URL `client` talks to.
-    url: String,
     client: Result<PeerClient<Channel>, String>,
-    dialer: Dialer,
     rtt: Option<prometheus::HistogramVec>,
 }
 
@@ -158,13 +132,6 @@ impl Connection {
         Resp: for<'de> serde::Deserialize<'de>,
         E: std::error::Error + for<'de> serde::Deserialize<'de>,
     {
-        if let Some(current) = self.dialer.current_url(self.target) {
-            if current != self.url {
-                tracing::info!(target = format!("{:x}", self.target), url = %current, "peer moved; reconnecting");
-                self.client = self.dialer.dedicated_client(&current);
-                self.url = current;
-            }
-        }
         let client = match &mut self.client {
             Ok(c) => c,
             Err(e) => return Err(RPCError::Unreachable(Unreachable::new(&Transport(e.clone())))),
